@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine (Python >= 3.10):
+#   make demo   -- set up .venv and run the FPTT-vs-BPTT demo on the bundled MNIST-10k
+#   make test   -- set up .venv and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,data,plot,config]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fptt demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/fptt bench memory
+	$(BIN)/fptt bench speed
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
