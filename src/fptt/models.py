@@ -1,0 +1,147 @@
+"""Recurrent spiking networks that speak the *stateful-model protocol*.
+
+Axis convention (the whole library): sequences are **batch first**, ``(batch, time, features)``;
+one time step is ``(batch, features)``.
+
+Stateful-model protocol (what the training engines need, and all they need)::
+
+    state = model.init_state(batch_size, device=None, dtype=None)
+    output_t, state = model.step(x_t, state)          # one time step
+    outputs = model(x)                                  # (B, T, C) -> (B, T, O)
+
+A state is a tensor or a nested tuple/NamedTuple of tensors; engines only map over it
+(:mod:`fptt.state`). Any ``nn.Module`` with these methods can be trained by every engine.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .neurons.cells import check_step_input, get_neuron
+from .neurons.functional import NeuronState
+from .neurons.readout import get_readout
+from .surrogate import SurrogateSpec
+
+__all__ = ["SpikingRNN", "NetworkState", "check_sequence_input"]
+
+
+class NetworkState(NamedTuple):
+    """State of a :class:`SpikingRNN`: one :class:`NeuronState` per layer and the readout potential."""
+
+    layers: tuple[NeuronState, ...]
+    readout: Tensor
+
+
+def check_sequence_input(x: Tensor, features: int, name: str = "input") -> None:
+    """Raise a ``ValueError`` unless ``x`` is a floating ``(batch, time, features)`` tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3 or x.shape[-1] != features:
+        raise ValueError(
+            f"{name} must have shape (batch, time, {features}) (batch first), got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
+
+
+class SpikingRNN(nn.Module):
+    """Stacked recurrent spiking layers followed by a non-spiking leaky readout.
+
+    Args:
+        input_size: features per time step.
+        hidden_sizes: one int per recurrent spiking layer (an int means one layer).
+        output_size: readout units (classes, or regression outputs).
+        neuron: ``"ltc"`` (default), ``"alif"`` or ``"lif"``.
+        readout: ``"liquid"`` (default, the paper's) or ``"fixed"``.
+        surrogate: spike function name, config dict or :class:`~fptt.surrogate.Surrogate`.
+        **neuron_options: passed to every layer (``reset``, ``initial_membrane``, ``norm``,
+            ``baseline_threshold``, ``adaptation_strength``, ...).
+
+    Layer ``l > 0`` receives the spikes of layer ``l - 1``; the readout receives the last layer's
+    spikes. ``step`` returns the readout potential v_t (class scores) and the new state.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_sizes: int | Sequence[int],
+        output_size: int,
+        *,
+        neuron: str = "ltc",
+        readout: str = "liquid",
+        surrogate: SurrogateSpec = "multi_gaussian",
+        **neuron_options,
+    ) -> None:
+        super().__init__()
+        sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
+        if not sizes or any((not isinstance(size, int)) or size <= 0 for size in sizes):
+            raise ValueError(f"hidden_sizes must be one or more positive ints, got {hidden_sizes!r}")
+        if input_size <= 0 or output_size <= 0:
+            raise ValueError(f"input_size and output_size must be positive, got {input_size}, {output_size}")
+        cell_class = get_neuron(neuron)
+        self.input_size = input_size
+        self.hidden_sizes = tuple(sizes)
+        self.output_size = output_size
+        self.neuron = neuron.lower()
+        self.layers = nn.ModuleList(
+            cell_class(fan_in, size, surrogate=surrogate, **neuron_options)
+            for fan_in, size in zip([input_size] + sizes[:-1], sizes)
+        )
+        self.readout = get_readout(readout)(sizes[-1], output_size)
+
+    def init_state(
+        self,
+        batch_size: int,
+        device: Optional[torch.device | str] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> NetworkState:
+        """Initial state for ``batch_size`` sequences (on the parameters' device/dtype by default)."""
+        return NetworkState(
+            tuple(layer.init_state(batch_size, device, dtype) for layer in self.layers),
+            self.readout.init_state(batch_size, device, dtype),
+        )
+
+    def step(self, x: Tensor, state: NetworkState) -> tuple[Tensor, NetworkState]:
+        """One time step: ``x`` (batch, input_size) -> scores v_t (batch, output_size), new state."""
+        check_step_input(x, self.input_size)
+        if not isinstance(state, NetworkState) or len(state.layers) != len(self.layers):
+            raise ValueError(
+                f"state must be a NetworkState with {len(self.layers)} layer states; use model.init_state(batch)"
+            )
+        if state.readout.shape[0] != x.shape[0]:
+            raise ValueError(f"batch size of input ({x.shape[0]}) and state ({state.readout.shape[0]}) differ")
+        spikes = x
+        layer_states = []
+        for layer, layer_state in zip(self.layers, state.layers):
+            spikes, layer_state = layer(spikes, layer_state)
+            layer_states.append(layer_state)
+        scores, readout_state = self.readout(spikes, state.readout)
+        return scores, NetworkState(tuple(layer_states), readout_state)
+
+    def unroll(self, x: Tensor, state: Optional[NetworkState] = None) -> tuple[Tensor, NetworkState]:
+        """Run a whole sequence ``x`` (batch, time, input_size); returns scores (batch, time, output_size)
+        and the final state. Keeps the graph of every step (this is what BPTT differentiates)."""
+        check_sequence_input(x, self.input_size)
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        outputs = []
+        for t in range(x.shape[1]):
+            output, state = self.step(x[:, t], state)
+            outputs.append(output)
+        return torch.stack(outputs, dim=1), state
+
+    def forward(self, x: Tensor, state: Optional[NetworkState] = None) -> Tensor:
+        """Scores for every step: (batch, time, input_size) -> (batch, time, output_size)."""
+        return self.unroll(x, state)[0]
+
+    @staticmethod
+    def firing_rates(state: NetworkState) -> list[Tensor]:
+        """Mean spike rate of each layer at the state's step (a 0-dim tensor per layer, no host sync)."""
+        return [layer_state.spikes.mean() for layer_state in state.layers]
+
+    @staticmethod
+    def spike_counts(state: NetworkState) -> list[Tensor]:
+        """Number of spikes of each layer at the state's step, per batch row: (batch,) per layer."""
+        return [layer_state.spikes.sum(dim=-1) for layer_state in state.layers]

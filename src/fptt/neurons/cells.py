@@ -1,0 +1,226 @@
+"""Spiking layer modules: synapses + one of the pure neuron steps of :mod:`fptt.neurons.functional`.
+
+A cell owns its parameters and computes the input current of SPEC §2,
+
+.. math:: d_t = \\mathrm{N}_x(W_x x_t + c_x) + \\mathrm{N}_r(W_r s_{t-1})
+
+(``N`` an optional normalisation, identity by default; ``W_r`` only if ``recurrent``), then calls
+its neuron's pure step. ``cell(x_t, state) -> (s_t, new_state)``; ``cell.init_state(batch)``.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..surrogate import SurrogateSpec, get_surrogate
+from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
+
+__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input"]
+
+InitialMembrane = Literal["random", "zero"]
+Norm = Literal["none", "layer"]
+
+
+def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
+    """Raise a ``ValueError`` unless ``x`` is a floating (batch, features) tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[-1] != features:
+        raise ValueError(f"{name} must have shape (batch, {features}) for one time step, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
+
+
+def _make_norm(norm: str, size: int) -> nn.Module:
+    if norm == "none":
+        return nn.Identity()
+    if norm == "layer":
+        return nn.LayerNorm(size)
+    raise ValueError(f"unknown norm {norm!r}; choose 'none' or 'layer'")
+
+
+class SpikingCell(nn.Module):
+    """Shared mechanism of the spiking layers: synapses, normalisation, initial state.
+
+    Subclasses implement :meth:`dynamics` (one pure neuron step on the current ``d_t``).
+    """
+
+    default_reset: Reset = "zero"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        recurrent: bool = True,
+        surrogate: SurrogateSpec = "multi_gaussian",
+        baseline_threshold: float = 0.1,
+        adaptation_strength: float = 1.8,
+        reset: Optional[Reset] = None,
+        initial_membrane: InitialMembrane = "random",
+        norm: Norm = "none",
+    ) -> None:
+        super().__init__()
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(f"input_size and hidden_size must be positive, got {input_size}, {hidden_size}")
+        if adaptation_strength < 0:
+            raise ValueError(f"adaptation_strength (β) must be >= 0, got {adaptation_strength}")
+        if initial_membrane not in ("random", "zero"):
+            raise ValueError(f"initial_membrane must be 'random' or 'zero', got {initial_membrane!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.recurrent = recurrent
+        self.spike_fn = get_surrogate(surrogate)
+        self.baseline_threshold = float(baseline_threshold)
+        self.adaptation_strength = float(adaptation_strength)
+        self.reset = reset or self.default_reset
+        if self.reset not in ("zero", "subtract"):
+            raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
+        self.initial_membrane = initial_membrane
+        self.input_weight = nn.Linear(input_size, hidden_size)
+        self.input_norm = _make_norm(norm, hidden_size)
+        self.recurrent_weight = nn.Linear(hidden_size, hidden_size, bias=False) if recurrent else None
+        self.recurrent_norm = _make_norm(norm, hidden_size) if recurrent else None
+        nn.init.xavier_uniform_(self.input_weight.weight)
+        nn.init.zeros_(self.input_weight.bias)
+        if self.recurrent_weight is not None:
+            nn.init.orthogonal_(self.recurrent_weight.weight)
+
+    def input_current(self, x: Tensor, spikes: Tensor) -> Tensor:
+        """d_t = N_x(W_x x_t + c_x) + N_r(W_r s_{t-1})."""
+        current = self.input_norm(self.input_weight(x))
+        if self.recurrent_weight is not None:
+            current = current + self.recurrent_norm(self.recurrent_weight(spikes))
+        return current
+
+    def init_state(
+        self,
+        batch_size: int,
+        device: Optional[torch.device | str] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> NeuronState:
+        """u_0 ~ U(0, 1) (or 0 with ``initial_membrane="zero"``), b_0 = baseline threshold, s_0 = 0."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        reference = self.input_weight.weight
+        device = reference.device if device is None else device
+        dtype = reference.dtype if dtype is None else dtype
+        shape = (batch_size, self.hidden_size)
+        if self.initial_membrane == "random":
+            membrane = torch.rand(shape, device=device, dtype=dtype)
+        else:
+            membrane = torch.zeros(shape, device=device, dtype=dtype)
+        adaptation = torch.full(shape, self.baseline_threshold, device=device, dtype=dtype)
+        spikes = torch.zeros(shape, device=device, dtype=dtype)
+        return NeuronState(membrane, adaptation, spikes)
+
+    def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        """One time step: ``x`` (batch, input_size) -> spikes (batch, hidden_size), new state."""
+        check_step_input(x, self.input_size)
+        return self.dynamics(self.input_current(x, state.spikes), state)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, recurrent={self.recurrent}, reset={self.reset!r}, "
+            f"b0={self.baseline_threshold}, beta={self.adaptation_strength}, surrogate={self.spike_fn}"
+        )
+
+
+class LTC(SpikingCell):
+    """Liquid-time-constant spiking layer (:func:`~fptt.neurons.functional.ltc_step`).
+
+    The rates α_t = σ(W_m [d_t, u_{t-1}] + c_m) and ρ_t = σ(W_a [d_t, b_{t-1}] + c_a) are computed
+    by ``membrane_rate`` and ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised).
+    Default reset to zero, β = 1.8, b_0 = 0.1.
+    """
+
+    default_reset: Reset = "zero"
+
+    def __init__(self, input_size: int, hidden_size: int, **options) -> None:
+        super().__init__(input_size, hidden_size, **options)
+        self.membrane_rate = nn.Linear(2 * hidden_size, hidden_size)
+        self.adaptation_rate = nn.Linear(2 * hidden_size, hidden_size)
+        for layer in (self.membrane_rate, self.adaptation_rate):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def parameters_tuple(self) -> LTCParameters:
+        return LTCParameters(
+            self.membrane_rate.weight, self.membrane_rate.bias,
+            self.adaptation_rate.weight, self.adaptation_rate.bias,
+        )
+
+    def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        return ltc_step(
+            current, state, self.parameters_tuple(), self.spike_fn,
+            baseline_threshold=self.baseline_threshold,
+            adaptation_strength=self.adaptation_strength,
+            reset=self.reset,
+        )
+
+
+class ALIF(SpikingCell):
+    """Adaptive LIF layer with learnable per-neuron τ_m, τ_adp (:func:`~fptt.neurons.functional.alif_step`).
+
+    τ_m ~ N(``tau_membrane_init``), τ_adp ~ N(``tau_adaptation_init``) at initialisation (mean, std
+    in steps). Default reset by subtraction (SRNN), β = 1.8, b_0 = 0.1.
+    """
+
+    default_reset: Reset = "subtract"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        tau_membrane_init: tuple[float, float] = (20.0, 5.0),
+        tau_adaptation_init: tuple[float, float] = (200.0, 25.0),
+        dt: float = 1.0,
+        **options,
+    ) -> None:
+        super().__init__(input_size, hidden_size, **options)
+        if dt <= 0:
+            raise ValueError(f"dt must be positive, got {dt}")
+        self.dt = float(dt)
+        self.tau_membrane = nn.Parameter(torch.empty(hidden_size))
+        self.tau_adaptation = nn.Parameter(torch.empty(hidden_size))
+        nn.init.normal_(self.tau_membrane, *tau_membrane_init)
+        nn.init.normal_(self.tau_adaptation, *tau_adaptation_init)
+        with torch.no_grad():
+            self.tau_membrane.clamp_(min=1.0)
+            self.tau_adaptation.clamp_(min=1.0)
+
+    def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        return alif_step(
+            current, state, ALIFParameters(self.tau_membrane, self.tau_adaptation), self.spike_fn,
+            baseline_threshold=self.baseline_threshold,
+            adaptation_strength=self.adaptation_strength,
+            reset=self.reset,
+            dt=self.dt,
+        )
+
+
+class LIF(ALIF):
+    """Leaky integrate-and-fire layer: :class:`ALIF` with adaptation off (β = 0)."""
+
+    def __init__(self, input_size: int, hidden_size: int, **options) -> None:
+        if options.get("adaptation_strength", 0.0) != 0.0:
+            raise ValueError("LIF has no adaptation; use ALIF for adaptation_strength > 0")
+        options["adaptation_strength"] = 0.0
+        super().__init__(input_size, hidden_size, **options)
+
+
+NEURONS: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
+
+
+def get_neuron(name: str) -> type[SpikingCell]:
+    """The cell class for ``"ltc"``, ``"alif"`` or ``"lif"``."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in NEURONS:
+        raise ValueError(f"unknown neuron type {name!r}; choose one of {sorted(NEURONS)}")
+    return NEURONS[key]

@@ -1,0 +1,184 @@
+"""Pure step functions of the spiking neurons and readouts (SPEC §2).
+
+Each function takes ``(input, state, parameters)`` and returns ``(output, new_state)``; it never
+mutates its arguments. Shapes: ``current`` and every state tensor are ``(batch, hidden)``.
+Discrete time, step ``t``; ``d_t`` is the input current computed by the layer's synapses.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "NeuronState",
+    "LTCParameters",
+    "ALIFParameters",
+    "ltc_step",
+    "alif_step",
+    "lif_step",
+    "fixed_readout_step",
+    "liquid_readout_step",
+    "Reset",
+]
+
+Reset = Literal["zero", "subtract"]
+SpikeFn = Callable[[Tensor], Tensor]
+
+
+class NeuronState(NamedTuple):
+    """State of a spiking layer (LTC, ALIF and LIF share it).
+
+    membrane:   u_t, membrane potential (after reset)
+    adaptation: b_t, threshold adaptation variable (stays at its initial value when β = 0)
+    spikes:     s_t ∈ {0, 1}
+    """
+
+    membrane: Tensor
+    adaptation: Tensor
+    spikes: Tensor
+
+
+class LTCParameters(NamedTuple):
+    """Parameters of the liquid time constants: W_m (H×2H), c_m (H), W_a (H×2H), c_a (H)."""
+
+    membrane_weight: Tensor
+    membrane_bias: Tensor
+    adaptation_weight: Tensor
+    adaptation_bias: Tensor
+
+
+class ALIFParameters(NamedTuple):
+    """Per-neuron time constants τ_m and τ_adp (in steps of ``dt``), both shape (H,)."""
+
+    tau_membrane: Tensor
+    tau_adaptation: Tensor
+
+
+def _check_reset(reset: str) -> None:
+    if reset not in ("zero", "subtract"):
+        raise ValueError(f"reset must be 'zero' or 'subtract', got {reset!r}")
+
+
+def ltc_step(
+    current: Tensor,
+    state: NeuronState,
+    params: LTCParameters,
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 0.1,
+    adaptation_strength: float = 1.8,
+    reset: Reset = "zero",
+) -> tuple[Tensor, NeuronState]:
+    """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
+
+    .. math::
+        α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \\quad\\text{(membrane rate, 1/τ_m)}\\\\
+        ρ_t &= σ(W_a [d_t, b_{t-1}] + c_a)            \\quad\\text{(adaptation decay)}\\\\
+        b_t &= ρ_t b_{t-1} + (1-ρ_t) s_{t-1}\\\\
+        θ_t &= b_0 + β b_t\\\\
+        u_t &= u_{t-1} + α_t (d_t - u_{t-1})            \\quad (R_m = 1)\\\\
+        s_t &= H(u_t - θ_t)\\\\
+        u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
+
+    ``baseline_threshold`` is b_0, ``adaptation_strength`` is β (β = 0 disables adaptation).
+    Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    """
+    _check_reset(reset)
+    membrane, adaptation, spikes = state
+    membrane_rate = torch.sigmoid(
+        F.linear(torch.cat((current, membrane), dim=-1), params.membrane_weight, params.membrane_bias)
+    )
+    adaptation_decay = torch.sigmoid(
+        F.linear(torch.cat((current, adaptation), dim=-1), params.adaptation_weight, params.adaptation_bias)
+    )
+    adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes
+    threshold = baseline_threshold + adaptation_strength * adaptation
+    membrane = membrane + membrane_rate * (current - membrane)
+    spikes = spike_fn(membrane - threshold)
+    membrane = membrane * (1.0 - spikes) if reset == "zero" else membrane - threshold * spikes
+    return spikes, NeuronState(membrane, adaptation, spikes)
+
+
+def alif_step(
+    current: Tensor,
+    state: NeuronState,
+    params: ALIFParameters,
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 0.1,
+    adaptation_strength: float = 1.8,
+    reset: Reset = "subtract",
+    dt: float = 1.0,
+) -> tuple[Tensor, NeuronState]:
+    """One step of the adaptive LIF neuron with learnable per-neuron τ_m, τ_adp (SPEC §2, SRNN).
+
+    .. math::
+        α &= \\exp(-dt/τ_m),\\quad ρ = \\exp(-dt/τ_{adp})\\\\
+        b_t &= ρ b_{t-1} + (1-ρ) s_{t-1}\\\\
+        θ_t &= b_0 + β b_t\\\\
+        u_t &= α u_{t-1} + (1-α) R_m d_t - θ_t s_{t-1} dt \\quad\\text{(reset="subtract", SRNN)}\\\\
+        u_t &= α u_{t-1} (1 - s_{t-1}) + (1-α) R_m d_t     \\quad\\text{(reset="zero")}\\\\
+        s_t &= H(u_t - θ_t)
+
+    with R_m = 1. The reset acts on the next step, through s_{t-1}, as in the SRNN code.
+    Time constants are clamped to at least ``dt``/100 to keep the decays in (0, 1).
+    Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    """
+    _check_reset(reset)
+    membrane, adaptation, spikes = state
+    min_tau = dt / 100.0
+    membrane_decay = torch.exp(-dt / params.tau_membrane.clamp(min=min_tau))
+    adaptation_decay = torch.exp(-dt / params.tau_adaptation.clamp(min=min_tau))
+    adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes
+    threshold = baseline_threshold + adaptation_strength * adaptation
+    if reset == "subtract":
+        membrane = membrane_decay * membrane + (1.0 - membrane_decay) * current - threshold * spikes * dt
+    else:
+        membrane = membrane_decay * membrane * (1.0 - spikes) + (1.0 - membrane_decay) * current
+    spikes = spike_fn(membrane - threshold)
+    return spikes, NeuronState(membrane, adaptation, spikes)
+
+
+def lif_step(
+    current: Tensor,
+    state: NeuronState,
+    params: ALIFParameters,
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 0.1,
+    reset: Reset = "subtract",
+    dt: float = 1.0,
+) -> tuple[Tensor, NeuronState]:
+    """One step of the LIF neuron: :func:`alif_step` with β = 0 (fixed threshold b_0)."""
+    return alif_step(
+        current, state, params, spike_fn,
+        baseline_threshold=baseline_threshold, adaptation_strength=0.0, reset=reset, dt=dt,
+    )
+
+
+def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
+    """Leaky, non-spiking readout with a learnable fixed decay (SPEC §2).
+
+    .. math:: v_t = k\\, v_{t-1} + (1 - k)\\, z_t,\\qquad k = \\exp(-1/τ_{out})
+
+    ``current`` is z_t = W_o s_t + c_o, ``decay`` is k (shape (O,)). Returns ``(v_t, v_t)``.
+    """
+    membrane = decay * membrane + (1.0 - decay) * current
+    return membrane, membrane
+
+
+def liquid_readout_step(current: Tensor, membrane: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """Leaky readout with a liquid (input- and state-dependent) rate (SPEC §2).
+
+    .. math::
+        a_t &= σ(W'_o [z_t, v_{t-1}] + c)\\\\
+        v_t &= (1 - a_t)\\, v_{t-1} + a_t z_t
+
+    ``current`` is z_t = W_o s_t + c_o; ``weight`` is W'_o (O×2O). Returns ``(v_t, v_t)``.
+    """
+    rate = torch.sigmoid(F.linear(torch.cat((current, membrane), dim=-1), weight, bias))
+    membrane = (1.0 - rate) * membrane + rate * current
+    return membrane, membrane

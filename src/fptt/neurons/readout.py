@@ -1,0 +1,86 @@
+"""Non-spiking leaky readouts (SPEC §2): the class scores at step t are the readout potential v_t."""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .functional import fixed_readout_step, liquid_readout_step
+
+__all__ = ["Readout", "FixedReadout", "LiquidReadout", "READOUTS", "get_readout"]
+
+
+class Readout(nn.Module):
+    """Shared mechanism: z_t = W_o s_t + c_o, then a leaky integration implemented by subclasses."""
+
+    def __init__(self, input_size: int, output_size: int) -> None:
+        super().__init__()
+        if input_size <= 0 or output_size <= 0:
+            raise ValueError(f"readout sizes must be positive, got {input_size}, {output_size}")
+        self.input_size = input_size
+        self.output_size = output_size
+        self.weight = nn.Linear(input_size, output_size)
+        nn.init.xavier_uniform_(self.weight.weight)
+        nn.init.zeros_(self.weight.bias)
+
+    def init_state(
+        self, batch_size: int, device: Optional[torch.device | str] = None, dtype: Optional[torch.dtype] = None
+    ) -> Tensor:
+        """v_0 = 0, shape (batch, output_size)."""
+        reference = self.weight.weight
+        return torch.zeros(
+            batch_size, self.output_size,
+            device=reference.device if device is None else device,
+            dtype=reference.dtype if dtype is None else dtype,
+        )
+
+    def integrate(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, spikes: Tensor, membrane: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(v_t, v_t)``: the scores and the new readout state."""
+        return self.integrate(self.weight(spikes), membrane)
+
+
+class FixedReadout(Readout):
+    """v_t = k v_{t-1} + (1 - k) z_t with a learnable per-output k = exp(-1/τ_out).
+
+    τ_out is initialised to ``tau_init`` (steps) and learned through log τ_out so that k stays in (0, 1).
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, tau_init: float = 20.0) -> None:
+        super().__init__(input_size, output_size)
+        if tau_init <= 0:
+            raise ValueError(f"tau_init must be positive, got {tau_init}")
+        self.log_tau = nn.Parameter(torch.full((output_size,), math.log(tau_init)))
+
+    @property
+    def decay(self) -> Tensor:
+        return torch.exp(-torch.exp(-self.log_tau))
+
+    def integrate(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, Tensor]:
+        return fixed_readout_step(current, membrane, self.decay)
+
+
+class LiquidReadout(Readout):
+    """a_t = σ(W'_o [z_t, v_{t-1}] + c); v_t = (1 - a_t) v_{t-1} + a_t z_t (the paper's liquid readout)."""
+
+    def __init__(self, input_size: int, output_size: int) -> None:
+        super().__init__(input_size, output_size)
+        self.rate = nn.Linear(2 * output_size, output_size)
+        nn.init.xavier_uniform_(self.rate.weight)
+        nn.init.zeros_(self.rate.bias)
+
+    def integrate(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, Tensor]:
+        return liquid_readout_step(current, membrane, self.rate.weight, self.rate.bias)
+
+
+READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout}
+
+
+def get_readout(name: Literal["liquid", "fixed"]) -> type[Readout]:
+    if name not in READOUTS:
+        raise ValueError(f"unknown readout {name!r}; choose one of {sorted(READOUTS)}")
+    return READOUTS[name]
