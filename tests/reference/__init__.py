@@ -1,0 +1,1 @@
+"""Plain, loop-based reference implementations used as test oracles."""
