@@ -5,7 +5,9 @@ Axis convention: sequences are batch first, ``(batch, time, features)``.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import neurons, surrogate
+from .engine import EpochMetrics, evaluate, train_epoch
 from .models import NetworkState, SpikingRNN
+from .optim import FPTT
 from .state import detach_state, map_state, state_to
 
 try:
@@ -15,6 +17,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "__version__",
+    "FPTT",
+    "train_epoch",
+    "evaluate",
+    "EpochMetrics",
     "SpikingRNN",
     "NetworkState",
     "neurons",

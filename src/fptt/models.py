@@ -55,6 +55,8 @@ class SpikingRNN(nn.Module):
         output_size: readout units (classes, or regression outputs).
         neuron: ``"ltc"`` (default), ``"alif"`` or ``"lif"``.
         readout: ``"liquid"`` (default, the paper's) or ``"fixed"``.
+        readout_from: ``"spikes"`` (default, z_t = W_o s_t) or ``"membrane"`` (z_t = W_o u_t, what
+            the authors' adding-task code reads out).
         surrogate: spike function name, config dict or :class:`~fptt.surrogate.Surrogate`.
         **neuron_options: passed to every layer (``reset``, ``initial_membrane``, ``norm``,
             ``baseline_threshold``, ``adaptation_strength``, ...).
@@ -72,9 +74,13 @@ class SpikingRNN(nn.Module):
         neuron: str = "ltc",
         readout: str = "liquid",
         surrogate: SurrogateSpec = "multi_gaussian",
+        readout_from: str = "spikes",
         **neuron_options,
     ) -> None:
         super().__init__()
+        if readout_from not in ("spikes", "membrane"):
+            raise ValueError(f"readout_from must be 'spikes' or 'membrane', got {readout_from!r}")
+        self.readout_from = readout_from
         sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
         if not sizes or any((not isinstance(size, int)) or size <= 0 for size in sizes):
             raise ValueError(f"hidden_sizes must be one or more positive ints, got {hidden_sizes!r}")
@@ -117,7 +123,8 @@ class SpikingRNN(nn.Module):
         for layer, layer_state in zip(self.layers, state.layers):
             spikes, layer_state = layer(spikes, layer_state)
             layer_states.append(layer_state)
-        scores, readout_state = self.readout(spikes, state.readout)
+        readout_input = spikes if self.readout_from == "spikes" else layer_states[-1].membrane
+        scores, readout_state = self.readout(readout_input, state.readout)
         return scores, NetworkState(tuple(layer_states), readout_state)
 
     def unroll(self, x: Tensor, state: Optional[NetworkState] = None) -> tuple[Tensor, NetworkState]:
