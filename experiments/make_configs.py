@@ -1,0 +1,53 @@
+"""Write the accuracy study's config files (one JSON per run) into experiments/configs/.
+
+    python experiments/make_configs.py
+
+Budgets are sized for 2 CPU cores and one 180-minute session (see docs/RESULTS.md).
+"""
+import json
+from pathlib import Path
+
+OUT = Path(__file__).parent / "configs"
+
+
+def write(name: str, **cfg) -> None:
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps({"name": name, **cfg}, indent=1) + "\n")
+
+
+# 1. Normalisation question (SPEC §2): MNIST-10k, 196 steps, 60 batches, FPTT and BPTT.
+for method in ("fptt", "bptt"):
+    for norm in ("none", "layer"):
+        write(f"norm_smnist196_{method}_{norm}", task="smnist", downsample=14, hidden=[128], method=method,
+              norm=norm, optimizer="adamax", lr=3e-3, epochs=1, max_batches=60, eval_every=60)
+
+# 2. S-MNIST / PS-MNIST on MNIST-10k at 196 steps: 2 epochs (124 updates of BPTT, 24,304 of FPTT k=1).
+SMNIST = dict(downsample=14, hidden=[128], optimizer="adamax", lr=3e-3, epochs=2, eval_every=31)
+for task in ("smnist", "psmnist"):
+    for seed in (0, 1, 2):
+        write(f"{task}196_ltc_fptt_k1_s{seed}", task=task, method="fptt", seed=seed, **SMNIST)
+        write(f"{task}196_ltc_bptt_s{seed}", task=task, method="bptt", seed=seed, **SMNIST)
+    write(f"{task}196_ltc_fptt_k14_s0", task=task, method="fptt", k=14, **SMNIST)
+    write(f"{task}196_ltc_online_s0", task=task, method="online", **SMNIST)
+    write(f"{task}196_alif_fptt_k1_s0", task=task, neuron="alif", method="fptt", **SMNIST)
+    write(f"{task}196_alif_bptt_s0", task=task, neuron="alif", method="bptt", **SMNIST)
+
+# 3. S-MNIST at the full 784 steps (one epoch each).
+S784 = dict(task="smnist", hidden=[128], optimizer="adamax", lr=3e-3, epochs=1, eval_every=31)
+write("smnist784_ltc_fptt_k1_s0", method="fptt", **S784)
+write("smnist784_ltc_fptt_k28_s0", method="fptt", k=28, **S784)
+write("smnist784_ltc_bptt_s0", method="bptt", **S784)
+
+# 4. Adding task: LTC 128 hidden, Adam 3e-3, alpha 0.5 (the authors' setting), membrane readout.
+for seq_len, batches in ((200, 200), (1000, 60)):
+    ADD = dict(task="add", seq_len=seq_len, hidden=[128], readout_from="membrane", optimizer="adam",
+               lr=3e-3, alpha=0.5, batch_size=64, train_samples=64 * batches, epochs=1,
+               eval_every=max(batches // 8, 1))
+    write(f"add{seq_len}_ltc_fptt_K10_s0", method="fptt", update_points=10, loss_steps="window_end", **ADD)
+    write(f"add{seq_len}_ltc_fptt_k1_s0", method="fptt", **ADD)
+    write(f"add{seq_len}_ltc_bptt_s0", method="bptt", **ADD)
+    write(f"add{seq_len}_ltc_online_s0", method="online", **ADD)
+    write(f"add{seq_len}_ltc_tbptt_K10_s0", method="tbptt", update_points=10, loss_steps="window_end", **ADD)
+    if seq_len == 200:
+        write(f"add{seq_len}_alif_fptt_k1_s0", neuron="alif", method="fptt", **ADD)
+        write(f"add{seq_len}_lif_fptt_k1_s0", neuron="lif", method="fptt", **ADD)
