@@ -9,6 +9,7 @@ from .engine import EpochMetrics, evaluate, train_epoch
 from .models import NetworkState, SpikingRNN
 from .optim import FPTT
 from .state import detach_state, map_state, state_to
+from .streaming import OnlineLearner
 
 try:
     __version__ = version("fptt")
@@ -21,6 +22,7 @@ __all__ = [
     "train_epoch",
     "evaluate",
     "EpochMetrics",
+    "OnlineLearner",
     "SpikingRNN",
     "NetworkState",
     "neurons",

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .state import detach_state, map_state, select_batch
+from .state import detach_state, map_state, select_batch, state_tensors
 
 __all__ = ["OnlineLearner"]
 
@@ -161,7 +161,8 @@ class OnlineLearner:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "network_state": map_state(lambda t: t.detach().clone(), self.state),
+            # a flat list of tensors, so the file loads with torch.load(weights_only=True)
+            "network_state": [tensor.detach().clone() for tensor in state_tensors(self.state)],
             "steps": self.steps,
             "updates": self.updates,
             "history": list(self.history),
@@ -171,7 +172,11 @@ class OnlineLearner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.state = map_state(lambda t: t.to(self.device), state["network_state"])
+        saved = list(state["network_state"])
+        if len(saved) != len(list(state_tensors(self.state))):
+            raise ValueError("the saved network state does not match this model's state structure")
+        leaves = iter(saved)
+        self.state = map_state(lambda _template: next(leaves).to(self.device), self.state)
         self.steps = int(state["steps"])
         self.updates = int(state["updates"])
         self.history.clear()

@@ -1,0 +1,118 @@
+"""OnlineLearner: bounded memory over long streams, per-stream resets, exact resume."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from fptt import FPTT, SpikingRNN
+from fptt.bench import SavedTensorMeter
+from fptt.streaming import OnlineLearner
+
+
+def _learner(k: int = 1, seed: int = 0, streams: int = 3) -> OnlineLearner:
+    torch.manual_seed(seed)
+    model = SpikingRNN(2, 12, 4, initial_membrane="zero")
+    optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=1e-2))
+    return OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams, history=50)
+
+
+def _stream(steps: int, streams: int = 3, seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    xs = torch.rand(steps, streams, 2, generator=generator) * 2
+    ys = torch.randint(0, 4, (steps, streams), generator=generator)
+    return xs, ys
+
+
+def test_saved_bytes_per_update_stay_constant_over_ten_thousand_steps():
+    learner = _learner()
+    xs, ys = _stream(10_000)
+    per_update = []
+    with SavedTensorMeter() as meter:
+        for t in range(10_000):
+            learner.observe(xs[t], ys[t])
+            if t in (9, 999, 9_999):
+                per_update.append(meter.reset())
+            else:
+                meter.reset()
+    assert per_update[0] > 0
+    assert per_update[0] == per_update[1] == per_update[2]
+    assert learner.updates == 10_000
+    assert len(learner.history) == 50  # a ring buffer, not an ever-growing list
+
+
+def test_updates_happen_once_per_window_that_saw_a_target():
+    learner = _learner(k=4)
+    xs, ys = _stream(12)
+    for t in range(12):
+        learner.observe(xs[t], ys[t] if t >= 8 else None)
+    assert learner.updates == 1  # windows 0-3 and 4-7 had no target
+    assert learner.at_window_boundary
+
+
+def test_reset_streams_restarts_only_the_masked_streams():
+    learner = _learner()
+    xs, ys = _stream(20)
+    for t in range(20):
+        learner.observe(xs[t], ys[t])
+    before = [t.clone() for t in (learner.state.layers[0].membrane, learner.state.readout)]
+    learner.reset_streams(torch.tensor([False, True, False]))
+    fresh = learner.model.init_state(3)
+    after = (learner.state.layers[0].membrane, learner.state.readout)
+    for old, new, initial in zip(before, after, (fresh.layers[0].membrane, fresh.readout)):
+        assert torch.equal(new[0], old[0]) and torch.equal(new[2], old[2])
+        assert torch.equal(new[1], initial[1])
+    assert not torch.equal(before[0][1], after[0][1])
+
+
+def test_learner_state_round_trip_continues_identically():
+    xs, ys = _stream(60)
+    reference = _learner(seed=3)
+    for t in range(60):
+        expected = reference.observe(xs[t], ys[t])
+
+    first = _learner(seed=3)
+    for t in range(30):
+        first.observe(xs[t], ys[t])
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = _learner(seed=99)  # different initial weights: everything must come from the file
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    for t in range(30, 60):
+        output = resumed.observe(xs[t], ys[t])
+    assert torch.equal(output, expected)
+    for a, b in zip(resumed.model.parameters(), reference.model.parameters()):
+        assert torch.equal(a, b)
+    assert resumed.steps == reference.steps == 60
+
+
+def test_saving_in_the_middle_of_a_window_is_refused():
+    learner = _learner(k=5)
+    xs, ys = _stream(3)
+    for t in range(3):
+        learner.observe(xs[t], ys[t])
+    with pytest.raises(RuntimeError, match="window boundary"):
+        learner.state_dict()
+
+
+def test_target_mask_counts_only_the_selected_streams():
+    learner = _learner()
+    xs, ys = _stream(2)
+    learner.observe(xs[0], ys[0], target_mask=torch.tensor([False, False, False]))
+    assert learner.updates == 0
+    learner.observe(xs[1], ys[1], target_mask=torch.tensor([True, False, False]))
+    assert learner.updates == 1
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="k must be"):
+        _learner(k=0)
+    learner = _learner()
+    with pytest.raises(ValueError, match=r"x_t must have shape \(3, features\)"):
+        learner.observe(torch.rand(2, 2))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        learner.reset_streams(torch.tensor([True]))
+    with pytest.raises(ValueError, match="unknown loss"):
+        OnlineLearner(learner.model, learner.optimizer, loss="hinge", batch_size=3)
