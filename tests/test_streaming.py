@@ -116,3 +116,14 @@ def test_bad_arguments_raise_clear_errors():
         learner.reset_streams(torch.tensor([True]))
     with pytest.raises(ValueError, match="unknown loss"):
         OnlineLearner(learner.model, learner.optimizer, loss="hinge", batch_size=3)
+
+
+def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
+    from fptt.stream_demo import run_stream
+
+    result = run_stream(steps=392, streams=2, hidden=8, drift_at=0.5, log_every_digits=1, progress=False, out=tmp_path)
+    assert result["updates"] == 392
+    assert [point["drifted"] for point in result["curve"]] == [False, True]
+    assert (tmp_path / "stream.json").is_file() and (tmp_path / "stream.png").is_file()
+    with pytest.raises(ValueError, match="drift_at"):
+        run_stream(steps=392, drift_at=2.0, progress=False)

@@ -1,0 +1,182 @@
+"""An endless-stream benchmark: MNIST-10k digits streamed pixel after pixel, with concept drift.
+
+Each of ``streams`` parallel streams plays digits of the MNIST-10k training split back to back
+(196 pixels each at 14×14), with **no sequence boundaries**: the network state is never reset.
+The digit's label is given as the target at every pixel of that digit, and :class:`OnlineLearner`
+updates every ``k`` steps. At ``drift_at`` (a fraction of the stream) the pixel permutation
+changes: the learner must re-adapt online. Accuracy is *prequential* (test-then-train): the
+prediction at the last pixel of each digit, made before that step's update. Process memory
+(RSS) is sampled along the way to show that nothing grows with the stream.
+
+    python -m fptt.stream_demo --steps 1000000 --out benchmarks/results/stream
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .data import SequentialMNIST
+from .models import SpikingRNN
+from .optim import FPTT
+from .streaming import OnlineLearner
+
+__all__ = ["run_stream", "main"]
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_stream(
+    steps: int = 1_000_000,
+    streams: int = 8,
+    hidden: int = 64,
+    k: int = 1,
+    lr: float = 3e-3,
+    alpha: float = 0.1,
+    drift_at: float = 0.5,
+    seed: int = 0,
+    log_every_digits: int = 20,
+    progress: bool = True,
+    out: Optional[Path] = None,
+) -> dict:
+    """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures."""
+    if steps < 196:
+        raise ValueError(f"steps must cover at least one digit (196 steps), got {steps}")
+    if not 0.0 <= drift_at <= 1.0:
+        raise ValueError(f"drift_at must lie in [0, 1], got {drift_at}")
+    torch.manual_seed(seed)
+    digits = SequentialMNIST("train", downsample=14)
+    pixels, labels = digits.inputs[:, :, 0], digits.targets  # (N, 196), (N,)
+    length = pixels.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    drift_permutation = torch.randperm(length, generator=generator)
+    model = SpikingRNN(1, hidden, 10, neuron="ltc")
+    optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=lr), alpha=alpha, beta=0.5)
+    learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
+    order = torch.randint(0, len(pixels), (streams,), generator=generator)
+    drift_step = int(drift_at * steps)
+    curve, correct, seen = [], 0, 0
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="stream", unit="step", unit_scale=True, dynamic_ncols=True)
+    digit_count = 0
+    for step in range(steps):
+        position = step % length
+        if position == 0 and step:
+            order = torch.randint(0, len(pixels), (streams,), generator=generator)
+        drifted = step >= drift_step
+        pixel_index = drift_permutation[position] if drifted else position
+        x_t = pixels[order, pixel_index].unsqueeze(-1)
+        y_t = labels[order]
+        output = learner.observe(x_t, y_t)
+        if position == length - 1:
+            correct += int((output.argmax(-1) == y_t).sum())
+            seen += streams
+            digit_count += 1
+            if digit_count % log_every_digits == 0:
+                curve.append({
+                    "step": step + 1, "accuracy": correct / seen, "rss_mb": _rss_mb(),
+                    "seconds": time.perf_counter() - started, "drifted": drifted,
+                    "recent_loss": sum(learner.history) / max(len(learner.history), 1),
+                })
+                correct, seen = 0, 0
+                if bar is not None:
+                    bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
+        if bar is not None and step % 1000 == 999:
+            bar.update(1000)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - started
+    rss = [point["rss_mb"] for point in curve]
+    result = {
+        "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
+                   "drift_at": drift_at, "seed": seed, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+        "updates": learner.updates,
+        "seconds": seconds,
+        "ms_per_step": 1000 * seconds / steps,
+        "rss_mb_first": rss[0] if rss else None,
+        "rss_mb_last": rss[-1] if rss else None,
+        "rss_mb_max": max(rss) if rss else None,
+        "curve": curve,
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+        "threads": torch.get_num_threads(),
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stream.json").write_text(json.dumps(result, indent=1))
+        if curve:
+            _plot(result, drift_step, out / "stream.png")
+    return result
+
+
+def _plot(result: dict, drift_step: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [point["step"] for point in result["curve"]]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    top.plot(steps, [100 * point["accuracy"] for point in result["curve"]])
+    top.axvline(drift_step, color="red", linestyle="--", linewidth=1, label="permutation changes")
+    top.set_ylabel("online accuracy (%)")
+    top.legend(loc="lower right")
+    bottom.plot(steps, [point["rss_mb"] for point in result["curve"]], color="tab:green")
+    bottom.set_ylabel("process RSS (MB)")
+    bottom.set_xlabel("stream time step")
+    low, high = min(p["rss_mb"] for p in result["curve"]), max(p["rss_mb"] for p in result["curve"])
+    bottom.set_ylim(0, high * 1.3)
+    config = result["config"]
+    top.set_title(f"FPTT on an endless MNIST-10k pixel stream ({config['streams']} streams, k={config['k']}); "
+                  f"RSS {low:.0f}-{high:.0f} MB", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(prog="fptt stream", description="Online FPTT on a drifting MNIST-10k pixel stream.")
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--k", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--drift-at", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/stream"))
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_stream(
+        steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
+        drift_at=args.drift_at, seed=args.seed, progress=not args.quiet, out=args.out,
+    )
+    print(json.dumps({key: value for key, value in result.items() if key != "curve"}, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
