@@ -272,6 +272,12 @@ def _prepare(x: Tensor, y: Tensor, device: torch.device, dtype: torch.dtype) -> 
     return x_steps, y.to(device=device, non_blocking=True)
 
 
+def _window_has_loss(weights: list[float], start: int, stop: int, loss_steps: str) -> bool:
+    if loss_steps == "window_end":
+        return weights[stop - 1] != 0.0
+    return any(weight != 0.0 for weight in weights[start:stop])
+
+
 def _step_target(y: Tensor, t: int, per_step_targets: bool) -> Tensor:
     return y[:, t] if per_step_targets else y
 
@@ -318,6 +324,7 @@ def train_epoch(
     loss_fn: Optional[_LossFn] = None
     updates = 0
     parameters = [p for p in model.parameters() if p.requires_grad]
+    set_sync = getattr(model, "set_gradient_sync", None)
     started = time.perf_counter()
     total = _loader_length(loader, max_batches)
     bar = _progress(loader, progress, total, description)
@@ -343,7 +350,11 @@ def train_epoch(
             state = detach_state(state)
             window_loss: Tensor | float = 0.0
             steps_in_loss = 0
+            # DistributedModel: only the last step of a window that will back-propagate syncs
+            sync_step = stop - 1 if (set_sync is not None and _window_has_loss(weights, start, stop, loss_steps)) else -1
             for t in range(start, stop):
+                if set_sync is not None:
+                    set_sync(t == sync_step)
                 output, state = model.step(x_steps[t], state)
                 if rate_sum is not None:
                     rate_sum += _firing_rate(model, state)

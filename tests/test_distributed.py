@@ -1,0 +1,84 @@
+"""Two CPU processes (gloo): FPTT under DistributedDataParallel equals one process on the whole batch."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from fptt import FPTT, SpikingRNN, train_epoch
+from fptt.distributed import DistributedModel, is_main_process, world_size
+
+WORLD = 2
+BATCH = 8
+
+
+def _data():
+    generator = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(2):
+        x = torch.rand(BATCH, 9, 3, generator=generator, dtype=torch.float64) * 2
+        y = torch.randint(0, 4, (BATCH,), generator=generator)
+        batches.append((x, y))
+    return batches
+
+
+def _model_and_optimizer():
+    torch.manual_seed(0)
+    model = SpikingRNN(3, [6, 5], 4, initial_membrane="zero").double()
+    return model, FPTT(torch.optim.Adam(model.parameters(), lr=1e-2), alpha=0.2, beta=0.5)
+
+
+def _snapshot(model, optimizer):
+    fptt_state = optimizer.state_dict()["fptt"]["state"]
+    return {
+        "params": [p.detach().clone() for p in model.parameters()],
+        "averages": [fptt_state[i]["average"].clone() for i in sorted(fptt_state)],
+        "lambdas": [fptt_state[i]["lambda"].clone() for i in sorted(fptt_state)],
+    }
+
+
+def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        assert world_size() == WORLD and is_main_process() == (rank == 0)
+        model, optimizer = _model_and_optimizer()
+        shard = BATCH // WORLD
+        local = [(x[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]) for x, y in _data()]
+        train_epoch(DistributedModel(model), local, optimizer, method="fptt", k=k)
+        torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_two_gloo_ranks_stay_identical_and_match_one_process_on_the_whole_batch(tmp_path, k):
+    mp.start_processes(_worker, args=(_free_port(), str(tmp_path), k), nprocs=WORLD, join=True, start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
+
+    model, optimizer = _model_and_optimizer()
+    train_epoch(model, _data(), optimizer, method="fptt", k=k)
+    single = _snapshot(model, optimizer)
+
+    for key in ("params", "averages", "lambdas"):
+        for a, b in zip(ranks[0][key], ranks[1][key]):
+            assert torch.equal(a, b), f"{key} differ across ranks"
+        for a, b in zip(ranks[0][key], single[key]):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    assert any(not torch.equal(a, b) for a, b in zip(single["averages"], single["lambdas"]))
+
+
+def test_distributed_model_needs_an_initialised_process_group():
+    model, _ = _model_and_optimizer()
+    with pytest.raises(RuntimeError, match="initialise torch.distributed"):
+        DistributedModel(model)
