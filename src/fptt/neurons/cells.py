@@ -213,6 +213,11 @@ class LIF(ALIF):
             raise ValueError("LIF has no adaptation; use ALIF for adaptation_strength > 0")
         options["adaptation_strength"] = 0.0
         super().__init__(input_size, hidden_size, **options)
+        # with β = 0 the adaptation time constant never affects the output: keep it as a fixed
+        # buffer, not a parameter that would receive only the optimizer's side effects
+        tau_adaptation = self.tau_adaptation.detach().clone()
+        del self.tau_adaptation
+        self.register_buffer("tau_adaptation", tau_adaptation)
 
 
 NEURONS: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
