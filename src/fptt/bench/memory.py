@@ -15,8 +15,18 @@ from torch import Tensor
 __all__ = ["SavedTensorMeter"]
 
 
+def _held_by_caller(tensor: Tensor) -> bool:
+    """True for leaves that require grad (parameters) and views of them: saving them costs nothing."""
+    root = tensor._base if tensor._base is not None else tensor
+    return root.is_leaf and root.requires_grad
+
+
 class SavedTensorMeter:
     """Context manager counting the bytes autograd saves for backward.
+
+    Only *activation* memory is counted: a saved tensor that is a leaf requiring grad (a
+    parameter) or a view of one is storage the caller holds anyway, and is skipped unless
+    ``count_parameters=True``.
 
     ``meter.bytes`` is the running total since the last :meth:`reset`; ``meter.peak`` the largest
     total seen at a :meth:`reset` (call it at each update, e.g. after ``optimizer.step()``), so
@@ -27,13 +37,15 @@ class SavedTensorMeter:
     >>> meter.bytes
     """
 
-    def __init__(self) -> None:
+    def __init__(self, count_parameters: bool = False) -> None:
+        self.count_parameters = bool(count_parameters)
         self.bytes = 0
         self.peak = 0
         self._hooks: Any = None
 
     def _pack(self, tensor: Tensor) -> Tensor:
-        self.bytes += tensor.numel() * tensor.element_size()
+        if self.count_parameters or not _held_by_caller(tensor):
+            self.bytes += tensor.numel() * tensor.element_size()
         return tensor
 
     @staticmethod
@@ -55,3 +67,310 @@ class SavedTensorMeter:
     def __exit__(self, *exc_info: Any) -> None:
         self._hooks.__exit__(*exc_info)
         self.peak = max(self.peak, self.bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory vs sequence length (issue 6, benchmark 1)
+# ---------------------------------------------------------------------------------------------
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
+
+from .common import (  # noqa: E402
+    check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs,
+)
+
+__all__ += ["measure_update_cycle", "run_memory_benchmark", "main"]
+
+FULL_LENGTHS = (100, 300, 1000, 3000, 10000)
+QUICK_LENGTHS = (10, 20, 40)
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident high-water mark (VmHWM) of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_update_cycle(config: dict) -> dict:
+    """Train one batch of length T with ``config["method"]`` and report its memory.
+
+    Runs in the current process; :func:`run_memory_benchmark` calls it in a fresh subprocess per
+    configuration. Setup (model, optimizer, one warm-up update on a 2-step sequence so that lazily
+    allocated optimizer state, thread pools and kernels exist) happens before the baseline, so the
+    figure is what training the sequence adds. CPU: ``peak_rss - rss_before`` (VmHWM reset just
+    before training; ``ru_maxrss`` when that is not possible); CUDA: ``max_memory_allocated`` minus
+    ``memory_allocated`` before training. The SavedTensorMeter peak (activation bytes kept by the
+    largest single update) is recorded in the same run.
+    """
+    from ..engine import train_epoch
+    from ..models import SpikingRNN
+    from ..optim import FPTT
+
+    torch.set_num_threads(int(config.get("threads", 2)))
+    device = check_device(config.get("device", "cpu"))
+    torch.manual_seed(int(config.get("seed", 0)))
+    method, steps, batch = config["method"], int(config["steps"]), int(config["batch"])
+    model = SpikingRNN(1, list(config["hidden"]), 10, neuron="ltc").to(device)
+    inner = torch.optim.Adamax(model.parameters(), lr=3e-3)
+    optimizer = FPTT(inner, alpha=0.1, beta=0.5) if method == "fptt" else inner
+    k = config.get("k")
+    train_method = "tbptt" if method == "tbptt" else method
+    x = torch.rand(batch, steps, 1)
+    y = torch.randint(0, 10, (batch,))
+    warm_x = torch.rand(batch, 2, 1)
+    train_epoch(model, [(warm_x, y)], optimizer, method=train_method, k=None if method == "bptt" else 1)
+
+    meter = SavedTensorMeter()
+    original_step = optimizer.step
+
+    def step_and_reset(*args, **kwargs):
+        result = original_step(*args, **kwargs)
+        meter.reset()
+        return result
+
+    optimizer.step = step_and_reset  # type: ignore[method-assign]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        rss_source = "torch.cuda.max_memory_allocated"
+    else:
+        reset = _reset_peak_rss()
+        before_kb = _status_kb("VmRSS") or 0
+        before = before_kb * 1024
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_source = "VmHWM after clear_refs" if reset else "ru_maxrss"
+    started = time.perf_counter()
+    with meter:
+        metrics = train_epoch(model, [(x, y)], optimizer, method=train_method,
+                              k=None if method == "bptt" else k)
+    seconds = time.perf_counter() - started
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        hwm_kb = _status_kb("VmHWM") if reset else None
+        peak = hwm_kb * 1024 if hwm_kb is not None else max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, maxrss_before) * 1024
+    input_bytes = x.numel() * x.element_size()
+    return {
+        **config,
+        "peak_bytes": int(peak),
+        "baseline_bytes": int(before),
+        "delta_bytes": int(peak - before),
+        "delta_mb": (peak - before) / 2**20,
+        "peak_mb": peak / 2**20,
+        "input_bytes": int(input_bytes),
+        "saved_tensor_peak_bytes": int(meter.peak),
+        "updates": metrics.updates,
+        "seconds": seconds,
+        "memory_source": rss_source,
+    }
+
+
+def _run_child(config: dict, timeout: float) -> dict:
+    code = (
+        "import json, sys; from fptt.bench.memory import measure_update_cycle; "
+        "print('RESULT ' + json.dumps(measure_update_cycle(json.loads(sys.argv[1]))))"
+    )
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    threads = str(config.get("threads", 2))
+    env.setdefault("OMP_NUM_THREADS", threads)
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"memory child failed for {config}: {done.stderr[-2000:]}")
+
+
+def _label(method: str, k: Optional[int]) -> str:
+    return {"fptt": f"FPTT k={k}", "tbptt": f"TBPTT k={k}", "bptt": "BPTT"}[method]
+
+
+def run_memory_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool = False,
+                         device: str = "cpu", threads: int = 2,
+                         lengths: Optional[Sequence[int]] = None,
+                         max_predicted_gb: float = 4.0) -> dict:
+    """Peak training memory of one update cycle over a whole sequence vs its length T.
+
+    Configurations: FPTT (k=1 and k=28), truncated BPTT (k=28) and BPTT, for the S-MNIST LTC
+    network (1 input, [256] hidden, 10 outputs, batch 128) and a 2-layer [256, 256] network; each
+    in a fresh subprocess. BPTT runs are skipped when their predicted memory (SavedTensorMeter
+    bytes per step at the shortest T, times T) exceeds ``max_predicted_gb``.
+    ``quick``: one small network (hidden 32, batch 8), T in (10, 20, 40), FPTT k=1 and BPTT.
+    Writes ``memory[_quick].json/.md/.png`` into ``out_dir`` and returns the JSON payload.
+    """
+    torch.set_num_threads(threads)
+    check_device(device)
+    info = machine_info(device)
+    if quick:
+        networks = {"tiny": ([32], 8)}
+        methods = [("fptt", 1), ("bptt", None)]
+        lengths = tuple(lengths or QUICK_LENGTHS)
+    else:
+        networks = {"1x256": ([256], 128), "2x256": ([256, 256], 128)}
+        methods = [("fptt", 1), ("fptt", 28), ("tbptt", 28), ("bptt", None)]
+        lengths = tuple(lengths or FULL_LENGTHS)
+    results, notes = [], []
+    for net_name, (hidden, batch) in networks.items():
+        for method, k in methods:
+            per_step = None
+            for steps in lengths:
+                if k is not None and k > steps:
+                    continue
+                config = {"network": net_name, "hidden": hidden, "batch": batch, "method": method,
+                          "k": k, "steps": steps, "device": device, "threads": threads}
+                if method == "bptt" and per_step is not None:
+                    predicted = per_step * steps / 2**30
+                    if predicted > max_predicted_gb:
+                        notes.append(f"{net_name} BPTT T={steps} skipped: predicted {predicted:.1f} GB "
+                                     f"of saved activations > {max_predicted_gb} GB")
+                        results.append({**config, "skipped": True, "predicted_gb": predicted})
+                        continue
+                # quick mode measures in this process (seconds, not a torch import per run);
+                # its RSS figures are then only indicative
+                row = measure_update_cycle(config) if quick else _run_child(config, timeout=1800)
+                row["fresh_process"] = not quick
+                row["label"] = _label(method, k)
+                results.append(row)
+                if method == "bptt" and per_step is None:
+                    per_step = row["saved_tensor_peak_bytes"] / steps
+                print(f"  {net_name:6s} {row['label']:12s} T={steps:6d}  delta {row['delta_mb']:9.1f} MB  "
+                      f"saved/update {row['saved_tensor_peak_bytes'] / 2**20:9.2f} MB  {row['seconds']:.1f}s",
+                      flush=True)
+    finish_info(info)
+    note = contention_note(info)
+    if note:
+        notes.append(note)
+    targets = _memory_targets(results, lengths)
+    for line in targets["lines"]:
+        print(line)
+    payload = {"benchmark": "memory", "quick": quick, "machine": info, "lengths": list(lengths),
+               "results": results, "targets": targets, "notes": notes,
+               "method": "peak RSS (VmHWM reset before training) of a fresh subprocess per configuration "
+                         "minus its RSS just before train_epoch (after a 2-step warm-up update); CUDA: "
+                         "max_memory_allocated minus memory_allocated. Random inputs, one batch."}
+    name = "memory_quick" if quick else "memory"
+    rows = [(r["network"], _label(r["method"], r["k"]), r["steps"],
+             None if r.get("skipped") else r["delta_mb"],
+             None if r.get("skipped") else r["saved_tensor_peak_bytes"] / 2**20,
+             None if r.get("skipped") else r["input_bytes"] / 2**20,
+             "skipped (predicted %.1f GB)" % r["predicted_gb"] if r.get("skipped") else f"{r['seconds']:.1f}")
+            for r in results]
+    markdown = "\n\n".join([
+        f"# Memory vs sequence length ({'quick' if quick else 'full'})",
+        f"`{info['command']}` — torch {info['torch']}, {info['torch_threads']} threads, {info['cpu']} "
+        f"({info['cpu_count']} cores), device {device}, git {info['git_commit']}",
+        markdown_table(["network", "method", "T", "peak − baseline (MiB)", "saved tensors / update (MiB)",
+                        "input batch (MiB)", "seconds"], rows),
+        "\n".join(f"- {line}" for line in targets["lines"] + notes),
+    ])
+    write_outputs(out_dir, name, payload, markdown, lambda png: _plot_memory(results, png))
+    return payload
+
+
+def _series(results: list, network: str, label: str, key: str) -> tuple[list, list]:
+    rows = [r for r in results if r["network"] == network and r.get("label") == label and not r.get("skipped")]
+    return [r["steps"] for r in rows], [r[key] for r in rows]
+
+
+def _memory_targets(results: list, lengths: Sequence[int]) -> dict:
+    lines, figures = [], {}
+    networks = sorted({r["network"] for r in results})
+    for net in networks:
+        labels = sorted({r["label"] for r in results if r["network"] == net and "label" in r})
+        for label in labels:
+            steps, delta = _series(results, net, label, "delta_bytes")
+            _, saved = _series(results, net, label, "saved_tensor_peak_bytes")
+            _, inputs = _series(results, net, label, "input_bytes")
+            if len(steps) < 2:
+                continue
+            key = f"{net} {label}"
+            if label.startswith("BPTT"):
+                slope = (delta[-1] - delta[0]) / (steps[-1] - steps[0]) / 1e6
+                saved_slope = (saved[-1] - saved[0]) / (steps[-1] - steps[0]) / 1e6
+                figures[key] = {"rss_slope_mb_per_step": slope, "saved_slope_mb_per_step": saved_slope}
+                lines.append(f"TARGET {key}: slope {slope:.3f} MB/step (RSS, T={steps[0]}..{steps[-1]}), "
+                             f"{saved_slope:.3f} MB/step saved tensors — linear in T")
+            else:
+                growth = delta[-1] / max(delta[0], 1)
+                # every method holds the input batch and its time-major copy: O(T) data, not training state
+                data = 2 * (inputs[-1] - inputs[0])
+                growth_wo_data = (delta[-1] - data) / max(delta[0], 1)
+                saved_const = len(set(saved)) == 1
+                figures[key] = {"growth": growth, "growth_without_input_data": growth_wo_data,
+                                "saved_constant": saved_const, "from": steps[0], "to": steps[-1]}
+                ok = growth_wo_data <= 1.05
+                lines.append(
+                    f"TARGET {key}: peak at T={steps[-1]} / T={steps[0]} = {growth:.3f} raw, "
+                    f"{growth_wo_data:.3f} without the O(T) input batch ({data / 2**20:.1f} MiB) "
+                    f"(target <= 1.05: {'PASS' if ok else 'MISS'}); saved tensors/update "
+                    f"{'constant' if saved_const else 'NOT constant'} at {saved[0] / 2**20:.3f} MiB")
+    return {"lines": lines, "figures": figures}
+
+
+def _plot_memory(results: list, png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    networks = sorted({r["network"] for r in results})
+    fig, axes = plt.subplots(1, len(networks), figsize=(6 * len(networks), 4.5), squeeze=False)
+    for ax, net in zip(axes[0], networks):
+        labels = sorted({r["label"] for r in results if r["network"] == net and "label" in r})
+        for label in labels:
+            steps, delta = _series(results, net, label, "delta_bytes")
+            _, saved = _series(results, net, label, "saved_tensor_peak_bytes")
+            line, = ax.plot(steps, [max(d, 1) / 2**20 for d in delta], "o-", label=f"{label} (RSS)")
+            ax.plot(steps, [max(s, 1) / 2**20 for s in saved], "x--", color=line.get_color(), alpha=0.6,
+                    label=f"{label} (saved tensors)")
+        skipped = [r["steps"] for r in results if r["network"] == net and r.get("skipped")]
+        if skipped:
+            ax.text(0.02, 0.02, f"BPTT skipped at T={skipped} (> memory budget)", transform=ax.transAxes,
+                    fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("peak memory above baseline (MiB)")
+        ax.set_title(f"LTC network {net}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """``fptt bench memory`` / ``python benchmarks/memory.py``."""
+    parser = argparse.ArgumentParser(prog="fptt bench memory", description=run_memory_benchmark.__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small configuration, a few seconds")
+    parser.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--max-gb", type=float, default=4.0, help="skip BPTT runs predicted above this")
+    args = parser.parse_args(argv)
+    return run_memory_benchmark(args.out, quick=args.quick, device=args.device, threads=args.threads,
+                                max_predicted_gb=args.max_gb)

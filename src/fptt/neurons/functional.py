@@ -62,6 +62,19 @@ def _check_reset(reset: str) -> None:
         raise ValueError(f"reset must be 'zero' or 'subtract', got {reset!r}")
 
 
+def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """W [d, x] + c computed as ``c + x W_x^T + d W_d^T`` with W = [W_d, W_x] (no concatenation).
+
+    Two ``addmm`` on column views of ``weight`` instead of ``cat`` + ``linear``: the same
+    arithmetic up to float rounding, no (B, 2H) copy, and, when ``x`` is a detached state
+    (an FPTT window start), autograd skips the gradient with respect to ``x`` (half of the
+    input-gradient matmul of the concatenated form).
+    """
+    width = current.shape[-1]
+    gate = torch.addmm(bias, own, weight[:, width:].t())
+    return torch.addmm(gate, current, weight[:, :width].t())
+
+
 def ltc_step(
     current: Tensor,
     state: NeuronState,
@@ -88,15 +101,12 @@ def ltc_step(
     """
     _check_reset(reset)
     membrane, adaptation, spikes = state
-    membrane_rate = torch.sigmoid(
-        F.linear(torch.cat((current, membrane), dim=-1), params.membrane_weight, params.membrane_bias)
-    )
-    adaptation_decay = torch.sigmoid(
-        F.linear(torch.cat((current, adaptation), dim=-1), params.adaptation_weight, params.adaptation_bias)
-    )
-    adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes
+    membrane_rate = torch.sigmoid(_gate(current, membrane, params.membrane_weight, params.membrane_bias))
+    adaptation_decay = torch.sigmoid(_gate(current, adaptation, params.adaptation_weight, params.adaptation_bias))
+    # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
+    adaptation = torch.lerp(spikes, adaptation, adaptation_decay)
     threshold = baseline_threshold + adaptation_strength * adaptation
-    membrane = membrane + membrane_rate * (current - membrane)
+    membrane = torch.lerp(membrane, current, membrane_rate)
     spikes = spike_fn(membrane - threshold)
     membrane = membrane * (1.0 - spikes) if reset == "zero" else membrane - threshold * spikes
     return spikes, NeuronState(membrane, adaptation, spikes)
