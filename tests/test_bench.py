@@ -1,0 +1,113 @@
+"""Smoke tests of the benchmarks (quick modes) and the deterministic saved-tensor figures.
+
+No timing assertions: wall time on a shared machine is noise. What is asserted is structure
+(every JSON field a reader needs) and the SavedTensorMeter bytes, which are exact.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fptt import FPTT, SpikingRNN, train_epoch
+from fptt.bench import memory as memory_bench
+from fptt.bench import speed as speed_bench
+from fptt.bench.memory import SavedTensorMeter
+
+MACHINE_FIELDS = ("cpu", "cpu_count", "torch", "torch_threads", "command", "device")
+
+
+def _check_machine(payload: dict) -> None:
+    for field in MACHINE_FIELDS:
+        assert field in payload["machine"], field
+
+
+def test_quick_memory_benchmark_writes_json_markdown_and_raw_figures(tmp_path):
+    payload = memory_bench.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    saved = json.loads((tmp_path / "memory_quick.json").read_text())
+    assert (tmp_path / "memory_quick.md").read_text().startswith("# Memory")
+    assert saved["benchmark"] == "memory" and saved["quick"] is True
+    _check_machine(saved)
+    assert saved["results"] and saved["targets"]["lines"]
+    for row in saved["results"]:
+        for field in ("method", "steps", "batch", "peak_bytes", "baseline_bytes", "delta_bytes",
+                      "saved_tensor_peak_bytes", "updates", "seconds"):
+            assert field in row, field
+    # the deterministic figures: FPTT bytes per update constant in T, BPTT linear in T
+    by_method = {}
+    for row in payload["results"]:
+        by_method.setdefault(row["method"], []).append((row["steps"], row["saved_tensor_peak_bytes"]))
+    fptt = [b for _, b in sorted(by_method["fptt"])]
+    assert fptt[0] > 0 and len(set(fptt)) == 1
+    bptt = sorted(by_method["bptt"])
+    slopes = [(b1 - b0) / (t1 - t0) for (t0, b0), (t1, b1) in zip(bptt, bptt[1:])]
+    assert slopes[0] > 0
+    assert all(s == pytest.approx(slopes[0], rel=0.01) for s in slopes)
+
+
+def test_quick_speed_benchmark_writes_json_with_raw_timings_and_targets(tmp_path):
+    speed_bench.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    saved = json.loads((tmp_path / "speed_quick.json").read_text())
+    assert (tmp_path / "speed_quick.md").read_text().startswith("# Speed")
+    _check_machine(saved)
+    raw = saved["step"]["raw_seconds_per_step"]
+    assert set(raw) == {"fptt", "floor", "naive", "nograd_forward"}
+    assert all(len(values) == saved["step"]["rounds"] and min(values) > 0 for values in raw.values())
+    assert set(saved["epoch"]["extrapolated_epoch_seconds"]) >= {"fptt_k1", "bptt"}
+    assert saved["scaling"]["hidden"] and saved["scaling"]["batch"]
+    assert len(saved["targets"]) == 4 and all(line.startswith("TARGET") for line in saved["targets"])
+
+
+def _saved_per_update(method: str, steps: int, k=None) -> int:
+    torch.manual_seed(0)
+    model = SpikingRNN(1, 8, 3)
+    inner = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer = FPTT(inner) if method == "fptt" else inner
+    meter = SavedTensorMeter()
+    original = optimizer.step
+
+    def step_and_reset(*args, **kwargs):
+        result = original(*args, **kwargs)
+        meter.reset()
+        return result
+
+    optimizer.step = step_and_reset
+    with meter:
+        train_epoch(model, [(torch.rand(2, steps, 1), torch.randint(0, 3, (2,)))], optimizer, method=method, k=k)
+    return meter.peak
+
+
+def test_saved_bytes_per_update_are_constant_in_length_for_fptt_and_linear_for_bptt():
+    lengths = (6, 12, 24)
+    assert len({_saved_per_update("fptt", t, k=1) for t in lengths}) == 1
+    assert len({_saved_per_update("fptt", t, k=3) for t in lengths}) == 1
+    bptt = [_saved_per_update("bptt", t) for t in lengths]
+    assert (bptt[2] - bptt[1]) / 12 == pytest.approx((bptt[1] - bptt[0]) / 6, rel=0.01)
+
+
+def test_meter_skips_parameters_unless_asked():
+    weight = torch.nn.Parameter(torch.randn(4, 4))
+    x = torch.randn(3, 4, requires_grad=True)
+    with SavedTensorMeter() as activations:
+        (x.relu() @ weight.t()).sum()
+    with SavedTensorMeter(count_parameters=True) as everything:
+        (x.relu() @ weight.t()).sum()
+    assert everything.peak - activations.peak == weight.numel() * weight.element_size()
+
+
+def test_naive_fptt_baseline_matches_the_optimizer_wrapper():
+    torch.manual_seed(1)
+    x = torch.rand(5, 4, 1, dtype=torch.float64)  # (time, batch, 1)
+    y = torch.randint(0, 10, (4,))
+    fast = SpikingRNN(1, 8, 10).double()
+    naive = SpikingRNN(1, 8, 10).double()
+    naive.load_state_dict(fast.state_dict())
+    torch.manual_seed(2)
+    train_epoch(fast, [(x.transpose(0, 1), y)], FPTT(torch.optim.SGD(fast.parameters(), lr=0.05)), method="fptt", k=1)
+    averages = {n: p.detach().clone() for n, p in naive.named_parameters()}
+    lambdas = {n: torch.zeros_like(p) for n, p in naive.named_parameters()}
+    torch.manual_seed(2)
+    speed_bench.naive_fptt_sequence(naive, x, y, torch.optim.SGD(naive.parameters(), lr=0.05), averages, lambdas)
+    for a, b in zip(fast.parameters(), naive.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
