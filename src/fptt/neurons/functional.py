@@ -62,17 +62,49 @@ def _check_reset(reset: str) -> None:
         raise ValueError(f"reset must be 'zero' or 'subtract', got {reset!r}")
 
 
-def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """W [d, x] + c computed as ``c + x W_x^T + d W_d^T`` with W = [W_d, W_x] (no concatenation).
+class _Gate(torch.autograd.Function):
+    """``c + x W_x^T + d W_d^T`` with ``W = [W_d, W_x]`` — i.e. ``W [d, x] + c`` — and its gradients.
 
-    Two ``addmm`` on column views of ``weight`` instead of ``cat`` + ``linear``: the same
-    arithmetic up to float rounding, no (B, 2H) copy, and, when ``x`` is a detached state
-    (an FPTT window start), autograd skips the gradient with respect to ``x`` (half of the
-    input-gradient matmul of the concatenated form).
+    Forward: two ``addmm`` on column views of ``W`` (no ``(B, 2H)`` concatenation). Backward, by
+    hand: ``∂/∂d = g W_d``, ``∂/∂x = g W_x`` (each only when needed: at an FPTT window start the
+    state ``x`` is detached and its matmul is skipped), ``∂/∂W = g^T [d, x]`` written straight
+    into the two column blocks of one buffer, ``∂/∂c = Σ_batch g``. Autograd on the views would
+    add a zero-filled ``(H, 2H)`` buffer and a copy per block (SliceBackward).
     """
+
+    @staticmethod
+    def forward(ctx, current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        width = current.shape[-1]
+        ctx.save_for_backward(current, own, weight)
+        gate = torch.addmm(bias, own, weight[:, width:].t())
+        return torch.addmm(gate, current, weight[:, :width].t())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        current, own, weight = ctx.saved_tensors
+        width = current.shape[-1]
+        grad_current = grad_own = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_current = grad.mm(weight[:, :width])
+        if ctx.needs_input_grad[1]:
+            grad_own = grad.mm(weight[:, width:])
+        if ctx.needs_input_grad[2]:
+            grad_weight = torch.empty_like(weight)
+            torch.mm(grad.t(), current, out=grad_weight[:, :width])
+            torch.mm(grad.t(), own, out=grad_weight[:, width:])
+        if ctx.needs_input_grad[3]:
+            grad_bias = grad.sum(0)
+        return grad_current, grad_own, grad_weight, grad_bias
+
+
+def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """W [d, x] + c for the LTC rates (see :class:`_Gate`); plain ops when no gradient is needed."""
+    if torch.is_grad_enabled() and (
+        current.requires_grad or own.requires_grad or weight.requires_grad or bias.requires_grad
+    ):
+        return _Gate.apply(current, own, weight, bias)
     width = current.shape[-1]
-    gate = torch.addmm(bias, own, weight[:, width:].t())
-    return torch.addmm(gate, current, weight[:, :width].t())
+    return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
 
 
 def ltc_step(
