@@ -1,0 +1,462 @@
+"""The ``fptt`` command line: ``train``, ``eval``, ``bench`` and ``demo`` (see docs/CLI.md).
+
+Built on :mod:`argparse` (standard library, no dependency). Heavy imports (torch, the trainer,
+matplotlib) happen inside the commands so that ``fptt --help`` and argument errors are instant.
+Errors a user can act on (unknown config key, dataset not found, CUDA absent, ...) print one
+line on stderr and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# flags of `fptt train` that are not TrainConfig fields
+_NOT_CONFIG = {"command", "config", "resume", "quiet", "debug", "handler"}
+# what may change when resuming a run (everything else would break exact continuation)
+_RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots", "data_dir"}
+
+
+class UsageError(Exception):
+    """An error the user can fix; printed as one line, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .config import EVAL_WITH, METHODS, MODELS, OPTIMIZERS, SCHEDULES, TASKS, WEIGHTINGS
+
+    s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--task", choices=TASKS, default=s, help="dataset / task (default smnist)")
+    what.add_argument("--model", choices=MODELS, default=s, help="spiking neuron of the hidden layers (default ltc)")
+    what.add_argument("--method", choices=METHODS, default=s, help="training method (default fptt)")
+    what.add_argument("--hidden", type=_positive_int, nargs="+", default=s, metavar="N",
+                      help="hidden layer sizes, one int per layer (default per task, 128 or 256)")
+    what.add_argument("--readout", choices=("liquid", "fixed"), default=s, help="leaky readout form (default liquid)")
+    what.add_argument("--readout-from", choices=("spikes", "membrane"), default=s,
+                      help="readout input: last layer's spikes or membrane potential")
+    what.add_argument("--norm", choices=("none", "layer"), default=s, help="normalisation of the input currents")
+
+    fptt = parser.add_argument_group("FPTT and loss (SPEC §3)")
+    fptt.add_argument("--alpha", type=_positive_float, default=s, help="regularizer strength α (default 0.1)")
+    fptt.add_argument("--beta", type=float, default=s, help="running-average rate β_avg in [0, 1] (default 0.5)")
+    window = fptt.add_mutually_exclusive_group()
+    window.add_argument("--k", type=_positive_int, default=s, help="steps per update window (default 1)")
+    window.add_argument("--update-points", type=_positive_int, default=s,
+                        help="updates per sequence instead of --k (the adding task's K)")
+    fptt.add_argument("--weighting", choices=WEIGHTINGS, default=s, help="loss weight w_t over steps (default linear)")
+    fptt.add_argument("--loss-steps", choices=("every", "window_end"), default=s,
+                      help="steps of a window that enter the loss (default every)")
+    fptt.add_argument("--eval-with", choices=EVAL_WITH, default=s,
+                      help="FPTT: evaluate with the running average W̄ (default) or the weights W")
+    fptt.add_argument("--load-average-each-epoch", action=argparse.BooleanOptionalAction, default=s,
+                      help="FPTT: copy W ← W̄ at the end of each epoch (default on for fptt)")
+    fptt.add_argument("--reset-lambda", action=argparse.BooleanOptionalAction, default=s,
+                      help="FPTT: also zero λ when loading the average (default off)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=s, help="inner optimizer (default per task)")
+    opt.add_argument("--lr", type=_positive_float, default=s, help="learning rate (default 3e-3)")
+    opt.add_argument("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule, stepped per epoch")
+    opt.add_argument("--milestones", type=_positive_int, nargs="+", default=s, metavar="EPOCH",
+                     help="epochs at which --schedule step multiplies the lr by --gamma")
+    opt.add_argument("--gamma", type=_positive_float, default=s, help="step schedule factor (default 0.1)")
+    opt.add_argument("--epochs", type=_positive_int, default=s, help="epochs (default 10)")
+    opt.add_argument("--batch-size", type=_positive_int, default=s, help="batch size (default 128)")
+    opt.add_argument("--clip", type=_positive_float, default=s, help="gradient-norm clipping (default none; 1 on MNIST)")
+    opt.add_argument("--seed", type=int, default=s, help="seed of weights, data order and generated data (default 0)")
+    opt.add_argument("--device", default=s, help="auto (default), cpu, cuda or cuda:N")
+    opt.add_argument("--threads", type=_positive_int, default=s,
+                     help="torch intra-op threads (default torch's; 1 is often fastest on a busy CPU)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--seq-len", type=_positive_int, default=s, help="adding task: sequence length T (default 200)")
+    data.add_argument("--downsample", type=int, choices=(14, 28), default=s,
+                      help="MNIST tasks: 14 for 14×14 images (196 steps) instead of 784")
+    data.add_argument("--train-samples", type=_positive_int, default=s, help="adding task: training sequences")
+    data.add_argument("--test-samples", type=_positive_int, default=s, help="adding task: test sequences")
+    data.add_argument("--data-dir", default=s,
+                      help="dataset root (default $FPTT_DATA; MNIST tasks fall back to the bundled MNIST-10k)")
+    data.add_argument("--max-batches", type=_positive_int, default=s, help="at most N training batches per epoch")
+    data.add_argument("--max-eval-batches", type=_positive_int, default=s, help="at most N evaluation batches")
+    data.add_argument("--eval-batch-size", type=_positive_int, default=s, help="evaluation batch size")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", metavar="FILE", help="YAML, TOML or JSON file of settings; explicit flags override it")
+    run.add_argument("--run-dir", default=s, help="output folder (default runs/<task>-<method>-<timestamp>)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    run.add_argument("--measure-memory", action="store_true", default=s,
+                     help="record the peak bytes autograd saves per update (SavedTensorMeter)")
+    run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=s,
+                     help="write plots/ at the end of the run (default on)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fptt",
+        description="Online training of spiking neural networks with Forward Propagation Through Time.",
+        epilog="Run `fptt COMMAND --help` for the options of a command; see docs/CLI.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"fptt {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a spiking network", description=(
+        "Train a spiking RNN on a task with FPTT, BPTT, truncated BPTT or naive online gradient. "
+        "Writes config.json, metrics.jsonl, checkpoint_{last,best}.pt, summary.json and plots/ to the run folder."))
+    _add_train_arguments(train)
+    _add_common(train)
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a saved run or checkpoint",
+                                   description="Rebuild a saved model from its config and evaluate it.")
+    evaluate.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    evaluate.add_argument("--split", choices=("train", "test", "heldout"),
+                          help="split to evaluate (default the run's evaluation split)")
+    evaluate.add_argument("--with", dest="with_", choices=("average", "weights"), default="average",
+                          help="FPTT runs: the running average W̄ (default) or the weights W")
+    evaluate.add_argument("--which", choices=("last", "best"), default="last", help="checkpoint of a run folder")
+    evaluate.add_argument("--max-batches", type=_positive_int, help="at most N batches")
+    evaluate.add_argument("--batch-size", type=_positive_int, help="evaluation batch size")
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    evaluate.add_argument("--data-dir", help="dataset root, if it moved since training")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_common(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    bench = commands.add_parser("bench", help="memory and speed benchmarks", description=(
+        "Run a benchmark of fptt.bench; the arguments after the benchmark's name are its own "
+        "(`fptt bench memory --help`)."))
+    bench.add_argument("benchmark", choices=("memory", "speed"))
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
+    bench.set_defaults(handler=_cmd_bench, quiet=False, debug=False)
+
+    demo = commands.add_parser("demo", help="FPTT vs BPTT on the bundled MNIST-10k, in a few minutes", description=(
+        "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT on "
+        "MNIST-10k at 196 steps, then print accuracy, memory and time side by side and plot the "
+        "learning curves."))
+    demo.add_argument("--quick", action="store_true", help="a tiny budget (seconds): checks that everything runs")
+    demo.add_argument("--run-dir", help="output folder (default runs/demo-<timestamp>)")
+    demo.add_argument("--rounds", type=_positive_int, help="evaluation rounds (each round = --batches batches)")
+    demo.add_argument("--batches", type=_positive_int, help="training batches per round")
+    demo.add_argument("--hidden", type=_positive_int, help="LTC neurons")
+    demo.add_argument("--batch-size", type=_positive_int, help="batch size")
+    demo.add_argument("--seed", type=int, default=0, help="seed (same initial weights for both methods)")
+    demo.add_argument("--lr", type=_positive_float, help="learning rate (Adamax)")
+    demo.add_argument("--optimizer", choices=("adam", "adamax", "sgd"), help="inner optimizer")
+    demo.add_argument("--norm", choices=("none", "layer"), help="normalisation of the input currents")
+    demo.add_argument("--readout-from", choices=("spikes", "membrane"), help="readout input")
+    _add_common(demo)
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+# ---------------------------------------------------------------------------------- commands
+def _log_function(quiet: bool):
+    if quiet:
+        return None
+    return lambda message: print(message, flush=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, load_config_file, resolve_config
+
+    flags = {key: value for key, value in vars(args).items() if key not in _NOT_CONFIG}
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.json"
+        if not saved.is_file():
+            raise UsageError(f"cannot resume: {saved} not found (is {run_dir} a run folder of `fptt train`?)")
+        if args.config:
+            raise UsageError("--resume takes the run's saved config; do not pass --config with it")
+        changed = sorted(key for key in flags if key not in _RESUMABLE and key != "run_dir")
+        if changed:
+            raise UsageError(f"--resume continues the saved run exactly; these flags cannot change: "
+                             f"{', '.join('--' + key.replace('_', '-') for key in changed)}")
+        values = json.loads(saved.read_text())
+        values.update({key: value for key, value in flags.items() if key != "run_dir"})
+        config = TrainConfig.from_dict(values, where=str(saved))
+    else:
+        file_values = load_config_file(args.config) if args.config else {}
+        config = resolve_config(file_values, flags)
+        run_dir = None
+    from .trainer import Trainer
+
+    log = _log_function(args.quiet)
+    trainer = Trainer(config, run_dir, resume=bool(args.resume), progress=(not args.quiet) and sys.stderr.isatty(),
+                      log=log)
+    if log:
+        log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
+            f"{sum(p.numel() for p in trainer.model.parameters())} parameters, device {trainer.device}, "
+            f"run dir {trainer.run_dir}")
+    summary = trainer.fit()
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
+    if log and summary["last"]:
+        last = summary["last"]["eval"]
+        score = f"accuracy {last['accuracy']:.4f}" if last.get("accuracy") is not None else f"mse {last['mse']:.4f}"
+        log(f"done: {summary['epochs_completed']} epochs, {summary['last']['eval_split']} {score}, "
+            f"{summary['wall_seconds']:.1f}s; results in {trainer.run_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .engine import evaluate
+    from .optim import FPTT
+    from .trainer import build_dataset, default_eval_split, load_run
+
+    try:
+        config, model, optimizer, payload = load_run(args.path, device=args.device, which=args.which)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    split = args.split or default_eval_split(config)
+    dataset = build_dataset(config, split)
+    size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)
+    loader = DataLoader(dataset, batch_size=size, shuffle=False)
+    use_average = isinstance(optimizer, FPTT) and args.with_ == "average"
+    if args.with_ == "average" and not isinstance(optimizer, FPTT) and not args.quiet:
+        print(f"note: a {config.method} run has no running average; evaluating the weights", file=sys.stderr)
+    torch.manual_seed(config.seed)  # the random initial membrane of every sequence
+    with optimizer.averaged() if use_average else _null():
+        metrics = evaluate(model, loader, max_batches=args.max_batches,
+                           progress=(not args.quiet) and sys.stderr.isatty())
+    result = {"checkpoint_epoch": payload["epoch"], "split": split,
+              "with": "average" if use_average else "weights", **metrics.to_dict()}
+    result.pop("extra", None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        score = (f"accuracy {metrics.accuracy:.4f}" if metrics.accuracy is not None else f"mse {metrics.mse:.4f}")
+        print(f"{config.task} {config.method} (epoch {payload['epoch']}, {result['with']}) on {split}: "
+              f"{score}  loss {metrics.loss:.4f}  {metrics.samples} samples  {metrics.seconds:.1f}s")
+    return 0
+
+
+def _null():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    name = f"fptt.bench.{args.benchmark}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and (error.name == name or name.startswith(error.name)):
+            raise UsageError(f"the {args.benchmark} benchmark is not available in this installation "
+                             f"(module {name} not found)") from None
+        raise
+    entry = getattr(module, "main", None)
+    if entry is None:
+        raise UsageError(f"{name} has no main(argv) entry point")
+    result = entry(list(args.args))
+    return result if isinstance(result, int) else 0
+
+
+# Demo budgets: LTC network on MNIST-10k at 196 steps (14×14), FPTT (k = 1) vs BPTT, both
+# trained in parallel child processes with one thread each (on a busy 2-core machine two torch
+# threads per process are several times slower than one). Chosen by measurement, see docs/CLI.md.
+DEMO_DEFAULTS = {"rounds": 4, "batches": 40, "hidden": 128, "batch_size": 64, "eval_batches": 4,
+                 "eval_batch_size": 500, "lr": 3e-3, "norm": "layer", "readout_from": "spikes",
+                 "optimizer": "adamax"}
+DEMO_QUICK = {"rounds": 1, "batches": 1, "hidden": 16, "batch_size": 16, "eval_batches": 1,
+              "eval_batch_size": 32}
+
+
+def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = dict(DEMO_DEFAULTS)
+    if args.quick:
+        settings.update(DEMO_QUICK)
+    for key in ("rounds", "batches", "hidden", "batch_size", "lr", "norm", "readout_from", "optimizer"):
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def _demo_command(method: str, settings: dict[str, Any], run_dir: Path, seed: int) -> list[str]:
+    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14",
+            "--model", "ltc", "--method", method, "--hidden", str(settings["hidden"]),
+            "--batch-size", str(settings["batch_size"]), "--epochs", str(settings["rounds"]),
+            "--max-batches", str(settings["batches"]), "--optimizer", settings["optimizer"],
+            "--lr", str(settings["lr"]), "--norm", settings["norm"], "--readout-from", settings["readout_from"],
+            "--clip", "1", "--seed", str(seed), "--threads", "1", "--measure-memory",
+            "--eval-batch-size", str(settings["eval_batch_size"]),
+            "--max-eval-batches", str(settings["eval_batches"]),
+            "--run-dir", str(run_dir / method), "--no-plots", "--quiet"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import subprocess
+    import time
+    from datetime import datetime
+
+    settings = _demo_settings(args)
+    run_dir = Path(args.run_dir or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    heldout = settings["eval_batches"] * settings["eval_batch_size"]
+    say(f"fptt demo: LTC SNN ({settings['hidden']} neurons, {settings['norm']} norm) on MNIST-10k "
+        f"(bundled MNIST test split: 8,000 train / 2,000 held out), 196 steps per digit (14×14, pixel by pixel)")
+    say(f"  FPTT (k=1: 196 updates per batch) and BPTT (1 update per batch), same initial weights, "
+        f"{settings['rounds']} rounds × {settings['batches']} batches of {settings['batch_size']}, "
+        f"held-out accuracy on {min(heldout, 2000)} digits after each round; run dir {run_dir}")
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    source = str(Path(__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = source + (os.pathsep + environment["PYTHONPATH"] if environment.get("PYTHONPATH") else "")
+    methods = ("fptt", "bptt")
+    started = time.perf_counter()
+    children = {method: subprocess.Popen(_demo_command(method, settings, run_dir, args.seed), env=environment,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for method in methods}
+    seen = {method: 0 for method in methods}
+    try:
+        while True:
+            running = [method for method, child in children.items() if child.poll() is None]
+            for method in methods:
+                rows = _read_rows(run_dir / method / "metrics.jsonl")
+                for row in rows[seen[method]:]:
+                    say(f"  {method.upper():4s} round {row['epoch']}/{settings['rounds']}: "
+                        f"held-out accuracy {row['eval']['accuracy']:.3f}, train loss {row['train']['loss']:.3f}, "
+                        f"{row['train']['seconds']:.0f}s")
+                seen[method] = len(rows)
+            if not running:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for child in children.values():
+            child.terminate()
+        raise
+    wall = time.perf_counter() - started
+    failed = {method: child for method, child in children.items() if child.returncode != 0}
+    if failed:
+        for method, child in failed.items():
+            output = (child.stdout.read() if child.stdout else "").strip().splitlines()
+            print(f"fptt demo: {method} training failed (exit {child.returncode}): "
+                  f"{output[-1] if output else 'no output'}", file=sys.stderr)
+        return 1
+    summaries = {method: json.loads((run_dir / method / "summary.json").read_text()) for method in methods}
+    histories = {method: _read_rows(run_dir / method / "metrics.jsonl") for method in methods}
+    table = _demo_table(summaries, histories)
+    result = {"settings": settings, "seed": args.seed, "wall_seconds": wall, "summaries": summaries, "table": table}
+    (run_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run_dir / "demo.md").write_text(table + "\n")
+    say("")
+    say(table)
+    try:
+        from .plots import plot_learning_curves
+
+        png = plot_learning_curves({method.upper(): rows for method, rows in histories.items()},
+                                   run_dir / "learning_curves.png",
+                                   title=f"MNIST-10k, 196 steps, LTC {settings['hidden']}: FPTT vs BPTT")
+        say(f"learning curves: {png}")
+    except ImportError:
+        say("learning curves skipped: matplotlib is not installed (pip install 'fptt[plot]')")
+    say(f"demo wall time {wall:.0f}s (both methods trained in parallel, one thread each)")
+    return 0
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            break
+    return rows
+
+
+def _demo_table(summaries: dict[str, dict], histories: dict[str, list]) -> str:
+    header = ("| method | held-out accuracy (best / last) | saved activations per update (MiB) | "
+              "peak process RSS (MiB) | updates | train time (s) |")
+    lines = [header, "| --- | --- | --- | --- | --- | --- |"]
+    for method, summary in summaries.items():
+        rows = histories[method]
+        accuracies = [row["eval"]["accuracy"] for row in rows]
+        saved = summary.get("saved_tensor_peak_bytes") or 0
+        updates = sum(row["train"]["updates"] for row in rows)
+        lines.append(f"| {method.upper()} | {max(accuracies):.3f} / {accuracies[-1]:.3f} | {saved / 2**20:.2f} | "
+                     f"{summary['peak_rss_mb']:.0f} | {updates} | {summary['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- entry
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``fptt`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    if debug:
+        return args.handler(args)
+    from .config import ConfigError
+
+    actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError)
+    try:
+        from .data import DatasetNotFoundError
+
+        actionable += (DatasetNotFoundError,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return args.handler(args)
+    except actionable as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"fptt {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"fptt {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # anything else: one line, the traceback with --debug
+        print(f"fptt {args.command}: error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

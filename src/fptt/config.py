@@ -1,0 +1,226 @@
+"""Run configuration of ``fptt train``: one dataclass, config files, precedence.
+
+Precedence (lowest to highest): the defaults of :class:`TrainConfig`, the task's defaults
+(:data:`TASK_DEFAULTS`), a config file (YAML or TOML, ``--config FILE``), then the flags given
+explicitly on the command line. The resolved configuration is saved with every run as
+``config.json`` and is enough to rebuild the model (``fptt eval``) and to resume (``--resume``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES",
+    "TASK_DEFAULTS", "load_config_file", "resolve_config",
+]
+
+TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10")
+MODELS = ("ltc", "alif", "lif")
+METHODS = ("fptt", "bptt", "tbptt", "online")
+OPTIMIZERS = ("adam", "adamax", "sgd")
+SCHEDULES = ("none", "step", "cosine")
+WEIGHTINGS = ("linear", "uniform", "last")
+LOSS_STEPS = ("every", "window_end")
+EVAL_WITH = ("average", "weights")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration a user can fix: unknown key, bad value, unreadable file."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs (SPEC §3 hyperparameters + data + bookkeeping)."""
+
+    task: str = "smnist"
+    model: str = "ltc"
+    method: str = "fptt"
+    # FPTT (SPEC §3)
+    alpha: float = 0.1
+    beta: float = 0.5
+    k: Optional[int] = None
+    update_points: Optional[int] = None
+    weighting: str = "linear"
+    loss_steps: str = "every"
+    eval_with: str = "average"
+    load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
+    reset_lambda: bool = False
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    schedule: str = "none"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    epochs: int = 10
+    batch_size: int = 128
+    clip: Optional[float] = None
+    # model
+    hidden: list[int] = field(default_factory=lambda: [128])
+    readout: str = "liquid"
+    readout_from: str = "spikes"
+    norm: str = "none"
+    # data
+    seq_len: int = 200
+    downsample: Optional[int] = None
+    train_samples: int = 10_000
+    test_samples: int = 1_000
+    data_dir: Optional[str] = None
+    max_batches: Optional[int] = None
+    max_eval_batches: Optional[int] = None
+    eval_batch_size: Optional[int] = None
+    # bookkeeping
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    run_dir: Optional[str] = None
+    measure_memory: bool = False
+    plots: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "TrainConfig":
+        check_keys(values, where)
+        config = cls(**dict(values))
+        config.validate()
+        return config
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def averaging(self) -> bool:
+        """Whether W ← W̄ is loaded at the end of each epoch (FPTT only)."""
+        if self.method != "fptt":
+            return False
+        return True if self.load_average_each_epoch is None else bool(self.load_average_each_epoch)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad value."""
+        choices = {
+            "task": TASKS, "model": MODELS, "method": METHODS, "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
+            "eval_with": EVAL_WITH, "readout": ("liquid", "fixed"),
+            "readout_from": ("spikes", "membrane"), "norm": ("none", "layer"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if not (self.device in DEVICES or str(self.device).startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.hidden, int):
+            self.hidden = [self.hidden]
+        if not isinstance(self.hidden, list) or not self.hidden or any(
+                not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in self.hidden):
+            raise ConfigError(f"hidden must be one or more positive ints, got {self.hidden!r}")
+        positive_ints = ["epochs", "batch_size", "seq_len", "train_samples", "test_samples"]
+        optional_positive_ints = ["threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size"]
+        for key in positive_ints + optional_positive_ints:
+            value = getattr(self, key)
+            if value is None and key in optional_positive_ints:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{key} must be a positive int, got {value!r}")
+        if self.k is not None and self.update_points is not None:
+            raise ConfigError("give either k (steps per update) or update_points (updates per sequence), not both")
+        if self.method == "online" and ((self.k not in (None, 1)) or self.update_points is not None):
+            raise ConfigError("method online updates at every step (k = 1); use tbptt for longer windows")
+        for key in ("alpha", "lr", "gamma"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"{key} must be a positive number, got {value!r}")
+        if not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
+            raise ConfigError(f"beta must lie in [0, 1], got {self.beta!r}")
+        if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
+            raise ConfigError(f"clip must be a positive number, got {self.clip!r}")
+        if self.downsample not in (None, 14, 28):
+            raise ConfigError(f"downsample must be 14 or 28 (MNIST tasks), got {self.downsample!r}")
+        if not isinstance(self.milestones, list) or any(not isinstance(m, int) or m <= 0 for m in self.milestones):
+            raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
+
+
+CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+# Defaults that depend on the task (SPEC §4, the authors' reference hyperparameters), applied
+# below a config file and the command line.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "add": {"lr": 3e-3, "optimizer": "adam", "batch_size": 128, "hidden": [128],
+            "readout_from": "membrane", "epochs": 10},
+    "smnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0},
+    "psmnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0},
+    "dvsgesture": {"optimizer": "adamax", "lr": 3e-3, "hidden": [512], "schedule": "cosine"},
+}
+
+
+def check_keys(values: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` for the first key that is not a configuration field."""
+    for key in values:
+        if key not in CONFIG_KEYS:
+            hint = ""
+            near = [name for name in CONFIG_KEYS if name.replace("_", "") == str(key).replace("-", "").replace("_", "")]
+            if near:
+                hint = f" (did you mean {near[0]!r}?)"
+            raise ConfigError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file into a flat dict.
+
+    Keys may use dashes or underscores (``batch-size`` = ``batch_size``). A ``[train]`` table /
+    ``train:`` mapping, if it is the only top-level key, is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        elif suffix == ".json":
+            values = json.loads(text)
+        else:
+            try:
+                import yaml
+            except ImportError as error:  # pragma: no cover - pyyaml is in the config extra
+                raise ConfigError("reading YAML config files needs pyyaml: pip install 'fptt[config]'") from error
+            values = yaml.safe_load(text) or {}
+    except ConfigError:
+        raise
+    except Exception as error:  # a parse error of any of the three formats
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"cannot parse config file {path}: {message}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(values).__name__}")
+    if set(values) == {"train"} and isinstance(values["train"], dict):
+        values = values["train"]
+    normalised = {str(key).replace("-", "_"): value for key, value in values.items()}
+    check_keys(normalised, str(path))
+    return normalised
+
+
+def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
+                   flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
+    """Defaults < task defaults < config file < explicit flags; validated."""
+    file_values = dict(file_values or {})
+    flag_values = dict(flag_values or {})
+    check_keys(flag_values, "command line")
+    task = flag_values.get("task", file_values.get("task", TrainConfig.task))
+    values: dict[str, Any] = {}
+    values.update(TASK_DEFAULTS.get(task, {}))
+    values.update(file_values)
+    values.update(flag_values)
+    if values.get("task") is None:
+        values["task"] = task
+    if isinstance(values.get("hidden"), int):
+        values["hidden"] = [values["hidden"]]
+    try:
+        return TrainConfig.from_dict(values)
+    except TypeError as error:  # wrong type for a field
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,489 @@
+"""Epochs, evaluation, metrics, checkpoints and resume around :func:`fptt.train_epoch`.
+
+The time loop lives in the engine (:mod:`fptt.engine`); this module only strings epochs
+together::
+
+    from fptt.config import TrainConfig
+    from fptt.trainer import Trainer
+
+    summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
+
+Per epoch: train (data order seeded with ``seed + epoch``), FPTT's end-of-epoch ``W ← W̄``
+(``load_average_each_epoch``, default on for FPTT), one scheduler step, evaluation with W̄ or W,
+one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
+evaluation improved). ``summary.json`` is written at the end. A first SIGINT (Ctrl-C) stops at
+the next batch boundary, writes the checkpoint and returns with ``interrupted=True``; a second
+one interrupts at once.
+"""
+from __future__ import annotations
+
+import json
+import random
+import resource
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig
+from .engine import EpochMetrics, evaluate, train_epoch
+from .models import SpikingRNN
+from .optim import FPTT
+
+__all__ = ["Trainer", "fit", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
+           "resolve_device", "default_eval_split", "default_run_dir", "peak_rss_mb"]
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+
+
+# ---------------------------------------------------------------------------------- builders
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; ``cuda`` without a GPU is a :class:`ConfigError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for but CUDA is not available "
+                              "(no GPU or a CPU-only torch build); use --device cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return device
+    return torch.device(name)
+
+
+def _uses_bundled_mnist(config: TrainConfig) -> bool:
+    from .data import data_root
+
+    return config.task in ("smnist", "psmnist") and data_root(config.data_dir) is None
+
+
+def default_eval_split(config: TrainConfig) -> str:
+    """``heldout`` for the bundled MNIST-10k, ``test`` otherwise."""
+    return "heldout" if _uses_bundled_mnist(config) else "test"
+
+
+def build_dataset(config: TrainConfig, split: str) -> Dataset:
+    """The dataset of ``config.task`` for ``split`` (``train``, ``test`` or ``heldout``)."""
+    from . import data
+
+    if config.task == "add":
+        if split not in ("train", "test", "heldout"):
+            raise ConfigError(f"the adding task has splits train and test, got {split!r}")
+        train = split == "train"
+        # the test set is a different, fixed draw: seed offset far from the training seed
+        return data.AddingTask(config.seq_len, config.train_samples if train else config.test_samples,
+                               seed=config.seed if train else config.seed + 1_000_003)
+    if config.task in ("smnist", "psmnist"):
+        try:
+            return data.SequentialMNIST(split=split, root=config.data_dir, permute=config.task == "psmnist",
+                                        downsample=config.downsample)
+        except data.DatasetNotFoundError:
+            raise
+        except ValueError as error:  # e.g. a split the source does not have
+            raise ConfigError(str(error)) from None
+    get_dataset = getattr(data, "get_dataset", None)
+    if get_dataset is None:
+        raise ConfigError(f"task {config.task!r} needs fptt.data.get_dataset, which this installation lacks")
+    return get_dataset(config.task, split, root=config.data_dir)
+
+
+def _dataset_shape(dataset: Dataset) -> tuple[int, int]:
+    """(input_size, output_size) of a dataset; regression targets give one output."""
+    x, y = dataset[0]
+    input_size = getattr(dataset, "input_size", None) or int(x.shape[-1])
+    classes = getattr(dataset, "num_classes", None)
+    if torch.is_tensor(y) and y.is_floating_point():  # regression target
+        classes = None
+    return int(input_size), int(classes) if classes else 1
+
+
+def build_model(config: TrainConfig, input_size: int, output_size: int) -> SpikingRNN:
+    """The :class:`SpikingRNN` that ``config`` describes."""
+    return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
+                      readout=config.readout, readout_from=config.readout_from, norm=config.norm)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam/Adamax/SGD (momentum 0.9); wrapped in :class:`FPTT` for ``method="fptt"``."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        inner = torch.optim.Adam(parameters, lr=config.lr)
+    elif config.optimizer == "adamax":
+        inner = torch.optim.Adamax(parameters, lr=config.lr)
+    else:
+        inner = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9)
+    if config.method != "fptt":
+        return inner
+    return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
+                clip_grad_norm=config.clip)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    """None, MultiStepLR (``milestones``, default half and three quarters of the epochs) or cosine."""
+    if config.schedule == "none":
+        return None
+    if config.schedule == "step":
+        milestones = config.milestones or sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.task}-{config.method}-{stamp}"
+
+
+def peak_rss_mb() -> Optional[float]:
+    """The process's peak resident memory so far (Linux ``ru_maxrss``), in MiB."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------- helpers
+class _Batches:
+    """The training loader for one epoch: skips the batches already trained (resume), caps the
+    count (``max_batches``) and stops at a batch boundary once a stop is requested."""
+
+    def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool]) -> None:
+        self.loader, self.skip, self.limit, self.stop = loader, skip, limit, stop
+        self.done = 0
+        total = len(loader) if limit is None else min(len(loader), limit)
+        self.remaining = max(total - skip, 0)
+
+    def __len__(self) -> int:
+        return self.remaining
+
+    def __iter__(self) -> Iterator:
+        for index, batch in enumerate(self.loader):
+            if index < self.skip:
+                continue
+            if self.done >= self.remaining or (self.done > 0 and self.stop()):
+                return
+            self.done += 1
+            yield batch
+
+
+class _MemoryMeter:
+    """Peak bytes autograd saved for one update (SavedTensorMeter reset at each optimizer step)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        from .bench.memory import SavedTensorMeter
+
+        self.meter = SavedTensorMeter()
+        self.optimizer = optimizer
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        original = self.optimizer.step
+        meter = self.meter
+
+        def step_and_reset(*args, **kwargs):
+            result = original(*args, **kwargs)
+            meter.reset()
+            return result
+
+        self.optimizer.step = step_and_reset  # type: ignore[method-assign]
+        try:
+            with meter:
+                yield
+        finally:
+            del self.optimizer.step  # back to the class's method
+
+
+def _metrics_dict(metrics: EpochMetrics) -> dict[str, Any]:
+    row = metrics.to_dict()
+    row.pop("extra", None)
+    return row
+
+
+def _score(metrics: dict[str, Any]) -> float:
+    """Higher is better: accuracy, or minus the MSE."""
+    if metrics.get("accuracy") is not None:
+        return float(metrics["accuracy"])
+    return -float(metrics["mse"] if metrics.get("mse") is not None else metrics["loss"])
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train ``config`` in ``run_dir``; :meth:`fit` runs the remaining epochs.
+
+    Args:
+        config: the resolved :class:`TrainConfig`.
+        run_dir: where ``config.json``, ``metrics.jsonl``, checkpoints, ``summary.json`` and
+            plots go (default ``config.run_dir`` or ``runs/<task>-<method>-<timestamp>``).
+        resume: continue from ``run_dir``'s last checkpoint (exactly: weights, optimizer with
+            W̄ and λ, scheduler, RNG states, data order, interrupted epoch's position).
+        progress: tqdm bars per epoch (default: when stderr is a terminal).
+        log: where the per-epoch lines go (default ``print``); ``None`` silences them.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
+                 progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
+                 handle_sigint: bool = True) -> None:
+        config.validate()
+        self.config = config
+        self.run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
+        self.config.run_dir = str(self.run_dir)
+        self.progress = _stderr_is_tty() if progress is None else progress
+        self.log = log or (lambda message: None)
+        self.handle_sigint = handle_sigint
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.stop_requested = False
+        self.history: list[dict[str, Any]] = []
+        self.best: Optional[float] = None
+        self.start_epoch = 0
+        self.skip_batches = 0
+        self.saved_tensor_peak = 0
+        seed_everything(config.seed)
+        self.train_set = build_dataset(config, "train")
+        self.eval_split = default_eval_split(config)
+        self.eval_set = build_dataset(config, self.eval_split)
+        self.input_size, self.output_size = _dataset_shape(self.train_set)
+        self.model = build_model(config, self.input_size, self.output_size).to(self.device)
+        self.optimizer = build_optimizer(config, self.model)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        if resume:
+            self._resume()
+
+    # -------------------------------------------------------------- state
+    def state(self, epoch: int, batches_done: int = 0) -> dict[str, Any]:
+        """The checkpoint payload after ``epoch`` completed epochs (+ ``batches_done`` of the next)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "rng": get_rng_state(),
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "best": self.best,
+            "model_shape": {"input_size": self.input_size, "output_size": self.output_size},
+            "saved_tensor_peak_bytes": self.saved_tensor_peak,
+        }
+
+    def _resume(self) -> None:
+        path = self.run_dir / LAST
+        if not path.is_file():
+            raise ConfigError(f"cannot resume: {path} does not exist")
+        payload = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None and payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.start_epoch = int(payload["epoch"])
+        self.skip_batches = int(payload.get("batches_done", 0))
+        self.history = list(payload.get("history", []))
+        self.best = payload.get("best")
+        self.saved_tensor_peak = int(payload.get("saved_tensor_peak_bytes", 0))
+        set_rng_state(payload["rng"])
+        where = f"epoch {self.start_epoch + 1}" + (f", batch {self.skip_batches + 1}" if self.skip_batches else "")
+        self.log(f"resuming {self.run_dir} at {where}")
+
+    # -------------------------------------------------------------- pieces
+    def train_loader(self, epoch: int) -> DataLoader:
+        """The shuffled training loader of ``epoch`` (order seeded with ``seed + epoch``)."""
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
+
+    def eval_loader(self, dataset: Optional[Dataset] = None) -> DataLoader:
+        size = self.config.eval_batch_size or max(self.config.batch_size, 256)
+        return DataLoader(dataset if dataset is not None else self.eval_set, batch_size=size, shuffle=False)
+
+    def evaluate(self, dataset: Optional[Dataset] = None, with_: Optional[str] = None) -> EpochMetrics:
+        """Evaluate on ``dataset`` (default the run's evaluation split) with W̄ or W."""
+        with_ = with_ or self.config.eval_with
+        averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
+        context = self.optimizer.averaged() if averaged else nullcontext()
+        with context:
+            return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
+                            progress=self.progress, description="eval")
+
+    def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
+        config = self.config
+        batches = _Batches(self.train_loader(epoch), self.skip_batches, config.max_batches,
+                           lambda: self.stop_requested)
+        windows = {} if config.method == "bptt" else {"k": config.k, "update_points": config.update_points}
+        if config.method == "online":
+            windows = {}
+        meter = _MemoryMeter(self.optimizer) if config.measure_memory else None
+        with meter.measuring() if meter is not None else nullcontext():
+            metrics = train_epoch(
+                self.model, batches, self.optimizer, method=config.method, weighting=config.weighting,
+                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
+                progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}", **windows,
+            )
+        if meter is not None:
+            self.saved_tensor_peak = max(self.saved_tensor_peak, meter.meter.peak)
+        return metrics, batches
+
+    @contextmanager
+    def _sigint(self) -> Iterator[None]:
+        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            print("\nfptt: interrupt received: saving a checkpoint at the next batch boundary "
+                  "(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # -------------------------------------------------------------- fit
+    def fit(self) -> dict[str, Any]:
+        """Run the remaining epochs; returns (and writes) the summary."""
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        metrics_path = self.run_dir / METRICS
+        if self.start_epoch == 0 and self.skip_batches == 0:
+            metrics_path.write_text("")
+        else:  # keep exactly the rows of the epochs the checkpoint has seen
+            metrics_path.write_text("".join(json.dumps(row) + "\n" for row in self.history))
+        started = time.perf_counter()
+        interrupted = False
+        with self._sigint():
+            for epoch in range(self.start_epoch, config.epochs):
+                resumed_at = self.skip_batches
+                train_metrics, batches = self._train_one_epoch(epoch)
+                if self.stop_requested and batches.done < batches.remaining:
+                    self.skip_batches += batches.done
+                    save_checkpoint(self.run_dir / LAST, self.state(epoch, self.skip_batches))
+                    self.log(f"interrupted in epoch {epoch + 1} after {self.skip_batches} batches; checkpoint "
+                             f"saved: resume with `fptt train --resume {self.run_dir}`")
+                    interrupted = True
+                    break
+                self.skip_batches = 0
+                if config.method == "fptt" and config.averaging:
+                    self.optimizer.load_average()
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                eval_metrics = self.evaluate()
+                row = {"epoch": epoch + 1, "lr": lr, "train": _metrics_dict(train_metrics),
+                       "eval": _metrics_dict(eval_metrics), "eval_split": self.eval_split,
+                       "eval_with": config.eval_with if config.method == "fptt" else "weights"}
+                if resumed_at:
+                    row["resumed_at_batch"] = resumed_at
+                self.history.append(row)
+                with metrics_path.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                score = _score(row["eval"])
+                improved = self.best is None or score > self.best
+                if improved:
+                    self.best = score
+                payload = self.state(epoch + 1)
+                save_checkpoint(self.run_dir / LAST, payload)
+                if improved:
+                    save_checkpoint(self.run_dir / BEST, payload)
+                self.log(self._epoch_line(row))
+                if self.stop_requested:  # Ctrl-C during evaluation: the epoch is complete and saved
+                    interrupted = epoch + 1 < config.epochs
+                    break
+        summary = self._summary(time.perf_counter() - started, interrupted)
+        (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        if config.plots and not interrupted and self.history:
+            self.make_plots()
+        return summary
+
+    def _epoch_line(self, row: dict[str, Any]) -> str:
+        train, evaluation = row["train"], row["eval"]
+        if evaluation.get("accuracy") is not None:
+            scores = f"train acc {train['accuracy']:.4f}  {row['eval_split']} acc {evaluation['accuracy']:.4f}"
+        else:
+            scores = f"train mse {train['mse']:.4f}  {row['eval_split']} mse {evaluation['mse']:.4f}"
+        rate = f"  rate {train['firing_rate']:.3f}" if train.get("firing_rate") is not None else ""
+        return (f"epoch {row['epoch']}/{self.config.epochs}  loss {train['loss']:.4f}  {scores}{rate}  "
+                f"lr {row['lr']:.2e}  {train['seconds']:.1f}s")
+
+    def _summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+        last = self.history[-1] if self.history else None
+        return {
+            "run_dir": str(self.run_dir),
+            "task": self.config.task,
+            "method": self.config.method,
+            "model": self.config.model,
+            "epochs_completed": len(self.history),
+            "interrupted": interrupted,
+            "last": last,
+            "best_score": self.best,
+            "best_metric": "accuracy" if last and last["eval"].get("accuracy") is not None else "-mse",
+            "wall_seconds": seconds,
+            "train_seconds": sum(row["train"]["seconds"] for row in self.history),
+            "peak_rss_mb": peak_rss_mb(),
+            "saved_tensor_peak_bytes": self.saved_tensor_peak if self.config.measure_memory else None,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+        }
+
+    def make_plots(self) -> list[Path]:
+        """Learning curves, spike raster/rates and (LTC) time constants into ``run_dir/plots``."""
+        try:
+            from . import plots
+        except ImportError as error:  # pragma: no cover - matplotlib missing
+            self.log(f"plots skipped: {error}")
+            return []
+        folder = self.run_dir / "plots"
+        written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
+                                              title=f"{self.config.task} {self.config.method}")]
+        x, _ = self.eval_set[0]
+        written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
+        if self.config.model == "ltc":
+            written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
+        return written
+
+
+def fit(config: TrainConfig, run_dir: Optional[str | Path] = None, **options: Any) -> dict[str, Any]:
+    """``Trainer(config, run_dir, **options).fit()``."""
+    return Trainer(config, run_dir, **options).fit()
+
+
+def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+    """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
+    from .checkpoint import find_checkpoint
+
+    checkpoint_path = find_checkpoint(path, which)
+    payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
+    config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
+    shape = payload.get("model_shape") or {}
+    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
+    model.load_state_dict(payload["model"])
+    optimizer = build_optimizer(config, model)
+    optimizer.load_state_dict(payload["optimizer"])
+    return config, model, optimizer, payload
