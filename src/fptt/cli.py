@@ -218,10 +218,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     log = _log_function(args.quiet)
     trainer = Trainer(config, run_dir, resume=bool(args.resume), progress=(not args.quiet) and sys.stderr.isatty(),
                       log=log)
-    if log:
-        log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
-            f"{sum(p.numel() for p in trainer.model.parameters())} parameters, device {trainer.device}, "
-            f"run dir {trainer.run_dir}")
     summary = trainer.fit()
     if summary["interrupted"]:
         return EXIT_INTERRUPTED

@@ -379,6 +379,9 @@ class Trainer:
         started = time.perf_counter()
         interrupted = False
         with self._sigint():
+            self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
+                     f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
+                     f"run dir {self.run_dir}")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
                 train_metrics, batches = self._train_one_epoch(epoch)

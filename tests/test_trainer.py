@@ -1,0 +1,185 @@
+"""Trainer, checkpoints, config files and plots, in process (the CLI is tested in test_cli.py)."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from fptt import FPTT
+from fptt.checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from fptt.config import ConfigError, TrainConfig, load_config_file, resolve_config
+from fptt.trainer import Trainer, load_run
+
+TIMING_KEYS = {"seconds", "peak_memory_mb"}
+
+
+def _tiny(**overrides) -> TrainConfig:
+    values = dict(task="add", seq_len=12, train_samples=64, test_samples=32, batch_size=16, hidden=[8],
+                  epochs=2, max_batches=2, plots=False)
+    values.update(overrides)
+    return resolve_config({}, values)
+
+
+def _without_timing(rows):
+    return [{key: ({k: v for k, v in value.items() if k not in TIMING_KEYS} if isinstance(value, dict) else value)
+             for key, value in row.items() if key != "resumed_at_batch"} for row in rows]
+
+
+def _assert_same_state(first: dict, second: dict) -> None:
+    for name, tensor in first["model"].items():
+        assert torch.equal(tensor, second["model"][name]), name
+    averages_a = first["optimizer"].get("fptt", {}).get("state", {})
+    averages_b = second["optimizer"].get("fptt", {}).get("state", {})
+    assert averages_a.keys() == averages_b.keys()
+    for index in averages_a:
+        for key in ("average", "lambda"):
+            assert torch.equal(averages_a[index][key], averages_b[index][key])
+
+
+@pytest.mark.parametrize("method", ["fptt", "bptt"])
+def test_one_epoch_plus_resume_equals_two_epochs(tmp_path, method):
+    straight = Trainer(_tiny(method=method, schedule="step", milestones=[1]), tmp_path / "a", log=None).fit()
+    Trainer(_tiny(method=method, schedule="step", milestones=[1], epochs=1), tmp_path / "b", log=None).fit()
+    config = TrainConfig.from_dict({**json.loads((tmp_path / "b" / "config.json").read_text()), "epochs": 2})
+    resumed = Trainer(config, tmp_path / "b", resume=True, log=None).fit()
+    assert straight["epochs_completed"] == resumed["epochs_completed"] == 2
+    rows_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert _without_timing(rows_a) == _without_timing(rows_b)
+    assert rows_a[1]["lr"] == pytest.approx(rows_a[0]["lr"] * 0.1)  # the scheduler resumed too
+    _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))
+
+
+def test_interruption_mid_epoch_resumes_at_the_next_batch(tmp_path):
+    config = _tiny(epochs=1, max_batches=4)
+    Trainer(config, tmp_path / "a", log=None).fit()
+
+    interrupted = Trainer(_tiny(epochs=1, max_batches=4), tmp_path / "b", log=None)
+    original = interrupted.train_loader
+
+    def loader_that_stops_after_two(epoch):
+        loader = original(epoch)
+
+        class Stopping:
+            def __len__(self):
+                return len(loader)
+
+            def __iter__(self):
+                for index, batch in enumerate(loader):
+                    if index == 2:
+                        interrupted.stop_requested = True
+                    yield batch
+
+        return Stopping()
+
+    interrupted.train_loader = loader_that_stops_after_two
+    summary = interrupted.fit()
+    assert summary["interrupted"] and summary["epochs_completed"] == 0
+    checkpoint = load_checkpoint(tmp_path / "b" / LAST)
+    assert (checkpoint["epoch"], checkpoint["batches_done"]) == (0, 2)
+    resumed = Trainer(TrainConfig.from_dict(checkpoint["config"]), tmp_path / "b", resume=True, log=None).fit()
+    assert resumed["epochs_completed"] == 1 and not resumed["interrupted"]
+    _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))
+    assert resumed["last"]["resumed_at_batch"] == 2
+
+
+def test_checkpoint_is_weights_only_and_holds_fptt_state(tmp_path):
+    Trainer(_tiny(epochs=1), tmp_path, log=None).fit()
+    payload = torch.load(tmp_path / LAST, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config", "history"} <= set(payload)
+    assert payload["optimizer"]["fptt"]["state"], "FPTT's W̄ and λ are in the optimizer state"
+    assert (tmp_path / BEST).is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_completed"] == 1 and summary["last"]["eval"]["mse"] is not None
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}, "value": torch.ones(2)})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(target, {"model": {}, "config": {}, "value": Unpicklable()})
+    assert torch.equal(load_checkpoint(target)["value"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_rng_state_round_trip():
+    state = get_rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_evaluation_with_average_or_weights(tmp_path):
+    trainer = Trainer(_tiny(epochs=1, load_average_each_epoch=False), tmp_path, log=None)
+    trainer.fit()
+    assert isinstance(trainer.optimizer, FPTT)
+    torch.manual_seed(0)
+    with_average = trainer.evaluate(with_="average").loss
+    torch.manual_seed(0)
+    with_weights = trainer.evaluate(with_="weights").loss
+    assert with_average != with_weights
+    _, model, optimizer, payload = load_run(tmp_path)
+    assert payload["epoch"] == 1 and isinstance(optimizer, FPTT)
+
+
+@pytest.mark.parametrize("method", ["tbptt", "online"])
+def test_other_methods_train(tmp_path, method):
+    summary = Trainer(_tiny(method=method, epochs=1, k=None if method == "online" else 3, clip=1.0),
+                      tmp_path, log=None).fit()
+    assert summary["last"]["train"]["updates"] > 2
+
+
+def test_config_precedence_file_then_flags(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("task: add\nhidden: [8, 4]\nepochs: 3\nbatch-size: 32\n")
+    toml_file = tmp_path / "run.toml"
+    toml_file.write_text('[train]\ntask = "add"\nlr = 0.01\nepochs = 5\n')
+    config = resolve_config(load_config_file(yaml_file), {"epochs": 1})
+    assert (config.hidden, config.epochs, config.batch_size, config.readout_from) == ([8, 4], 1, 32, "membrane")
+    assert resolve_config(load_config_file(toml_file), {}).lr == 0.01
+
+
+def test_unknown_config_key_names_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: add\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
+        load_config_file(bad)
+    with pytest.raises(ConfigError, match="hidden"):
+        resolve_config({"hidden": [0]}, {})
+
+
+def test_plots_and_recorded_time_constants(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fptt import SpikingRNN
+    from fptt.plots import plot_learning_curves, plot_spike_raster, plot_time_constants, record_activity
+
+    torch.manual_seed(0)
+    model = SpikingRNN(2, [6, 5], 1)
+    x = torch.rand(9, 2)
+    activity = record_activity(model, x)
+    assert activity["spikes"][0].shape == (9, 6) and activity["spikes"][1].shape == (9, 5)
+    rates = activity["membrane_rate"][0]
+    assert rates.shape == (9, 6) and bool(((rates > 0) & (rates < 1)).all())
+    torch.manual_seed(1)  # the same initial membrane: recorded spikes equal the model's own steps
+    activity = record_activity(model, x)
+    torch.manual_seed(1)
+    state = model.init_state(1)
+    for t in range(9):
+        _, state = model.step(x[t : t + 1], state)
+        assert torch.equal(state.layers[1].spikes[0], activity["spikes"][1][t])
+    rows = [{"epoch": 1, "train": {"loss": 1.0}, "eval": {"loss": 1.1, "accuracy": 0.2}},
+            {"epoch": 2, "train": {"loss": 0.5}, "eval": {"loss": 0.7, "accuracy": 0.4}}]
+    for path in (plot_learning_curves({"FPTT": rows, "BPTT": rows}, tmp_path / "curves.png"),
+                 plot_spike_raster(model, x, tmp_path / "raster.png"),
+                 plot_time_constants(model, x, tmp_path / "tau.png")):
+        assert path.stat().st_size > 1000
