@@ -159,6 +159,8 @@ def _firing_rate(model: nn.Module, state: Any) -> Optional[Tensor]:
     if rates is None:
         return None
     values = rates(state)
+    if len(values) == 1:  # the mean of one value is the value: skip stack + mean (per-step cost)
+        return values[0].detach()
     return torch.stack([value.detach() for value in values]).mean() if values else None
 
 
@@ -344,12 +346,13 @@ def train_epoch(
             windows = window_bounds(seq_len, 1 if method == "online" else k, update_points)
         state = model.init_state(x_steps.shape[1], device=device, dtype=dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
-        nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        # 0 while every window loss is finite; NaN as soon as one is not (x * 0 is NaN for NaN/Inf):
+        # two scalar kernels per update, read once per batch
+        nonfinite = torch.zeros((), dtype=dtype, device=device)
         output = None
         for start, stop in windows:
             state = detach_state(state)
-            window_loss: Tensor | float = 0.0
-            steps_in_loss = 0
+            window_loss: Optional[Tensor] = None
             # DistributedModel: only the last step of a window that will back-propagate syncs
             sync_step = stop - 1 if (set_sync is not None and _window_has_loss(weights, start, stop, loss_steps)) else -1
             for t in range(start, stop):
@@ -360,19 +363,20 @@ def train_epoch(
                     rate_sum += _firing_rate(model, state)
                 if weights[t] == 0.0 or (loss_steps == "window_end" and t != stop - 1):
                     continue
-                window_loss = window_loss + weights[t] * loss_fn(output, _step_target(y, t, per_step_targets))
-                steps_in_loss += 1
-            if steps_in_loss == 0:
+                term = weights[t] * loss_fn(output, _step_target(y, t, per_step_targets))
+                window_loss = term if window_loss is None else window_loss + term
+            if window_loss is None:
                 continue  # nothing to learn from in this window (e.g. "last" weighting, early windows)
-            window_loss = window_loss / (stop - start if loss_steps == "every" else 1)
-            nonfinite |= ~torch.isfinite(window_loss.detach())
+            if loss_steps == "every" and stop - start != 1:
+                window_loss = window_loss / (stop - start)
+            nonfinite.add_(window_loss.detach() * 0.0)
             optimizer.zero_grad(set_to_none=True)
             window_loss.backward()
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
             optimizer.step()
             updates += 1
-        if bool(nonfinite):
+        if not bool(torch.isfinite(nonfinite)):
             raise FloatingPointError(
                 f"non-finite loss in batch {batch_index} (method={method}); lower the learning rate, "
                 "enable gradient clipping, or check the inputs for NaN/Inf"
