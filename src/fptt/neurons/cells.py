@@ -92,6 +92,9 @@ class SpikingCell(nn.Module):
         """d_t = N_x(W_x x_t + c_x) + N_r(W_r s_{t-1})."""
         current = self.input_norm(self.input_weight(x))
         if self.recurrent_weight is not None:
+            if isinstance(self.recurrent_norm, nn.Identity):
+                # one addmm instead of mm + add (no (B, H) temporary, one kernel fewer per step)
+                return torch.addmm(current, spikes, self.recurrent_weight.weight.t())
             current = current + self.recurrent_norm(self.recurrent_weight(spikes))
         return current
 
