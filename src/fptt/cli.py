@@ -230,12 +230,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import torch
     from torch.utils.data import DataLoader
 
     from .engine import evaluate
     from .optim import FPTT
-    from .trainer import build_dataset, default_eval_split, load_run
+    from .trainer import build_dataset, default_eval_split, evaluation_rng, load_run
 
     try:
         config, model, optimizer, payload = load_run(args.path, device=args.device, which=args.which)
@@ -250,8 +249,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     use_average = isinstance(optimizer, FPTT) and args.with_ == "average"
     if args.with_ == "average" and not isinstance(optimizer, FPTT) and not args.quiet:
         print(f"note: a {config.method} run has no running average; evaluating the weights", file=sys.stderr)
-    torch.manual_seed(config.seed)  # the random initial membrane of every sequence
-    with optimizer.averaged() if use_average else _null():
+    device = next(model.parameters()).device
+    with optimizer.averaged() if use_average else _null(), evaluation_rng(config.seed, device):
         metrics = evaluate(model, loader, max_batches=args.max_batches,
                            progress=(not args.quiet) and sys.stderr.isatty())
     result = {"checkpoint_epoch": payload["epoch"], "split": split,

@@ -40,7 +40,7 @@ from .engine import EpochMetrics, evaluate, train_epoch
 from .models import SpikingRNN
 from .optim import FPTT
 
-__all__ = ["Trainer", "fit", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
+__all__ = ["Trainer", "fit", "evaluation_rng", "load_run", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
            "resolve_device", "default_eval_split", "default_run_dir", "peak_rss_mb"]
 
 METRICS = "metrics.jsonl"
@@ -157,6 +157,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Evaluate with a fixed random stream (the neurons' random initial membrane u_0 ~ U(0, 1)):
+    the same score for the same weights, whenever and wherever it is computed, and the training
+    stream is left untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -324,7 +335,7 @@ class Trainer:
         with_ = with_ or self.config.eval_with
         averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
         context = self.optimizer.averaged() if averaged else nullcontext()
-        with context:
+        with context, evaluation_rng(self.config.seed, self.device):
             return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
                             progress=self.progress, description="eval")
 

@@ -1,0 +1,160 @@
+"""The ``fptt`` command line through its real entry point, ``python -m fptt.cli``, in subprocesses.
+
+Small budgets: every training here is a couple of batches of a tiny network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_ADD = ["--task", "add", "--seq-len", "12", "--train-samples", "64", "--test-samples", "32",
+            "--batch-size", "16", "--hidden", "16", "--max-batches", "2", "--epochs", "1", "--no-plots"]
+
+
+def _env() -> dict:
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = source + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("FPTT_DATA", None)
+    return env
+
+
+def fptt(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fptt.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=_env())
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_on_the_adding_task_then_eval_it(tmp_path):
+    run = tmp_path / "add"
+    done = fptt("train", *TINY_ADD, "--run-dir", str(run), "--plots")
+    assert done.returncode == 0, done.stderr
+    assert "epoch 1/1" in done.stdout and "test mse" in done.stdout
+    for name in ("config.json", "metrics.jsonl", "checkpoint_last.pt", "checkpoint_best.pt", "summary.json",
+                 "plots/learning_curves.png", "plots/spike_raster.png", "plots/time_constants.png"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert (config["task"], config["hidden"], config["method"], config["seq_len"]) == ("add", [16], "fptt", 12)
+    rows = _rows(run)
+    assert len(rows) == 1 and rows[0]["train"]["batches"] == 2
+
+    evaluated = fptt("eval", str(run), "--json", "--with", "weights", "--quiet")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["split"] == "test" and metrics["samples"] == 32 and metrics["mse"] is not None
+    # the checkpoint was written after W ← W̄, so both evaluations see the same weights
+    assert metrics["mse"] == pytest.approx(rows[0]["eval"]["mse"], rel=1e-5)
+
+
+def test_train_on_mnist10k_tiny(tmp_path):
+    run = tmp_path / "mnist"
+    done = fptt("train", "--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16",
+                "--max-batches", "2", "--epochs", "1", "--max-eval-batches", "1", "--eval-batch-size", "32",
+                "--method", "bptt", "--run-dir", str(run), "--no-plots", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # --quiet
+    row = _rows(run)[0]
+    assert row["eval_split"] == "heldout" and row["eval"]["samples"] == 32 and row["train"]["samples"] == 32
+    assert 0.0 <= row["eval"]["accuracy"] <= 1.0
+
+
+def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    run = tmp_path / "long"
+    args = ["train", "--task", "add", "--seq-len", "40", "--train-samples", "4000", "--test-samples", "16",
+            "--batch-size", "16", "--hidden", "16", "--epochs", "1", "--no-plots", "--run-dir", str(run)]
+    child = subprocess.Popen([sys.executable, "-m", "fptt.cli", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        first = child.stdout.readline()
+        assert first.startswith("fptt train:"), first + child.stderr.read()
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stderr
+    assert "interrupt received" in stderr and "resume with" in stdout
+    checkpoint = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 0 and checkpoint["batches_done"] >= 1
+    resumed = fptt("train", "--resume", str(run), "--max-batches", str(checkpoint["batches_done"] + 1), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = _rows(run)
+    assert len(rows) == 1 and rows[0]["resumed_at_batch"] == checkpoint["batches_done"]
+    assert rows[0]["train"]["batches"] == 1
+
+
+def test_config_file_values_and_flag_override(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("task: add\nseq-len: 10\nhidden: [8]\nepochs: 3\nlr: 0.01\nmax_batches: 1\n"
+                           "train_samples: 32\ntest_samples: 16\nbatch_size: 16\nplots: false\n")
+    run = tmp_path / "cfg"
+    done = fptt("train", "--config", str(config_file), "--epochs", "1", "--run-dir", str(run), "--quiet")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["epochs"], config["lr"], config["hidden"], config["seq_len"]) == (1, 0.01, [8], 10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--task", "imagenet"], "invalid choice: 'imagenet'"),
+    (["train", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["train", "--method", "rtrl"], "invalid choice: 'rtrl'"),
+    (["train", "--hidden", "0"], "expected a positive integer"),
+    (["train", "--k", "2", "--update-points", "3"], "not allowed with argument"),
+])
+def test_bad_flags_exit_2_with_argparse_message(args, message):
+    done = fptt(*args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_actionable_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "add"\nlearning_rate = 0.1\n')
+    cases = [
+        (["train", "--config", str(bad)], "unknown config key 'learning_rate'"),
+        (["train", "--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), *TINY_ADD[2:4]], "not found"),
+        (["eval", str(tmp_path / "missing-run")], "not found"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["train", *TINY_ADD, "--device", "cuda"], "CUDA is not available"))
+    for args, message in cases:
+        done = fptt(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+    debug = fptt("train", "--config", str(bad), "--debug")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_bench_forwards_its_arguments():
+    done = fptt("bench", "memory", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "fptt bench memory" in done.stdout and "--quick" in done.stdout
+
+
+def test_demo_quick_runs(tmp_path):
+    run = tmp_path / "demo"
+    done = fptt("demo", "--quick", "--run-dir", str(run), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| FPTT |" in done.stdout and "| BPTT |" in done.stdout
+    result = json.loads((run / "demo.json").read_text())
+    fptt_run, bptt_run = result["summaries"]["fptt"], result["summaries"]["bptt"]
+    # the point of FPTT: one window of activations per update instead of the whole sequence
+    assert 0 < fptt_run["saved_tensor_peak_bytes"] * 20 < bptt_run["saved_tensor_peak_bytes"]
+    assert (run / "learning_curves.png").is_file()
+    # same initial weights for both methods
+    first = torch.load(run / "fptt" / "checkpoint_last.pt", weights_only=True)["config"]
+    second = torch.load(run / "bptt" / "checkpoint_last.pt", weights_only=True)["config"]
+    assert first["seed"] == second["seed"] and first["hidden"] == second["hidden"]
