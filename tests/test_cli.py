@@ -106,34 +106,61 @@ def test_config_file_values_and_flag_override(tmp_path):
     assert (config["epochs"], config["lr"], config["hidden"], config["seq_len"]) == (1, 0.01, [8], 10)
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_FLAGS = [
     (["train", "--task", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--model", "lstm"], "invalid choice: 'lstm'"),
     (["train", "--method", "rtrl"], "invalid choice: 'rtrl'"),
     (["train", "--hidden", "0"], "expected a positive integer"),
     (["train", "--k", "2", "--update-points", "3"], "not allowed with argument"),
-])
-def test_bad_flags_exit_2_with_argparse_message(args, message):
-    done = fptt(*args)
+]
+
+
+def test_bad_flag_exits_2_through_the_entry_point():
+    done = fptt("train", "--task", "imagenet")
     assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "invalid choice: 'imagenet'" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_actionable_errors_are_one_line(tmp_path):
+@pytest.mark.parametrize("args, message", BAD_FLAGS)
+def test_bad_flags_exit_2_with_argparse_message(args, message, capsys):
+    from fptt.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _actionable_cases(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('task = "add"\nlearning_rate = 0.1\n')
     cases = [
         (["train", "--config", str(bad)], "unknown config key 'learning_rate'"),
-        (["train", "--task", "smnist", "--data-dir", str(tmp_path / "nowhere"), *TINY_ADD[2:4]], "not found"),
+        (["train", "--task", "smnist", "--data-dir", str(tmp_path / "nowhere")], "not found"),
         (["eval", str(tmp_path / "missing-run")], "not found"),
+        (["train", "--resume", str(tmp_path / "missing-run")], "cannot resume"),
     ]
     if not torch.cuda.is_available():
         cases.append((["train", *TINY_ADD, "--device", "cuda"], "CUDA is not available"))
+    return bad, cases
+
+
+def test_actionable_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from fptt.cli import main
+
+    monkeypatch.delenv("FPTT_DATA", raising=False)
+    _, cases = _actionable_cases(tmp_path)
     for args, message in cases:
-        done = fptt(*args)
-        assert done.returncode == 2, (args, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+        assert main(args) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, lines)
+
+
+def test_actionable_error_through_the_entry_point_and_debug(tmp_path):
+    bad, _ = _actionable_cases(tmp_path)
+    done = fptt("train", "--config", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.strip() == "fptt train: error: unknown config key 'learning_rate' in " + str(bad)
     debug = fptt("train", "--config", str(bad), "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
