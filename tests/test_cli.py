@@ -185,3 +185,11 @@ def test_demo_quick_runs(tmp_path):
     first = torch.load(run / "fptt" / "checkpoint_last.pt", weights_only=True)["config"]
     second = torch.load(run / "bptt" / "checkpoint_last.pt", weights_only=True)["config"]
     assert first["seed"] == second["seed"] and first["hidden"] == second["hidden"]
+
+
+def test_missing_benchmark_module_is_a_clear_error(monkeypatch, capsys):
+    from fptt.cli import main
+
+    monkeypatch.setitem(sys.modules, "fptt.bench.speed", None)  # as if the module were not installed
+    assert main(["bench", "speed", "--quick"]) == 2
+    assert "the speed benchmark is not available" in capsys.readouterr().err
