@@ -384,7 +384,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         png = plot_learning_curves({method.upper(): rows for method, rows in histories.items()},
                                    run_dir / "learning_curves.png",
-                                   title=f"MNIST-10k, 196 steps, LTC {settings['hidden']}: FPTT vs BPTT")
+                                   title=f"MNIST-10k, 196 steps, LTC {settings['hidden']}: FPTT vs BPTT",
+                                   x_label=f"round ({settings['batches']} batches of {settings['batch_size']})")
         say(f"learning curves: {png}")
     except ImportError:
         say("learning curves skipped: matplotlib is not installed (pip install 'fptt[plot]')")

@@ -65,7 +65,7 @@ def _series(history: Sequence[Mapping[str, Any]], part: str, key: str) -> tuple[
 
 
 def plot_learning_curves(histories: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
-                         path: str | Path, title: str = "") -> Path:
+                         path: str | Path, title: str = "", x_label: str = "epoch") -> Path:
     """Training loss and evaluation accuracy (or MSE) per epoch, from ``metrics.jsonl`` rows.
 
     ``histories`` is one run's rows or ``{label: rows}`` for several runs on shared axes.
@@ -82,9 +82,8 @@ def plot_learning_curves(histories: Sequence[Mapping[str, Any]] | Mapping[str, S
             continue
         if rows[0].get("eval", {}).get("accuracy") is None:
             score_name = "mse"
-        x_label = "epoch"
         if "batch" in rows[0] and "eval" in rows[0] and "train" not in rows[0]:  # per-batch curve
-            x_label = "batch"
+            x_label = "batch" if x_label == "epoch" else x_label
             xs = [row["batch"] for row in rows]
             loss_axis.plot(xs, [row["loss"] for row in rows], "-", label=label or None)
             score_axis.plot(xs, [row["eval"] for row in rows], "o-", label=label or None)
@@ -99,7 +98,10 @@ def plot_learning_curves(histories: Sequence[Mapping[str, Any]] | Mapping[str, S
         score_axis.set_xlabel(x_label)
     loss_axis.set_ylabel("loss (final step)")
     score_axis.set_ylabel(f"held-out {score_name}")
+    from matplotlib.ticker import MaxNLocator
+
     for axis in (loss_axis, score_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(True, alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
