@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def _raw_bytes(path: Path) -> bytes:
         try:
             with gzip.open(path, "rb") as handle:
                 return handle.read(_MAX_BYTES + 1)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise IDXFormatError(f"{path}: corrupt gzip stream ({error})") from None
     return path.read_bytes()
 
