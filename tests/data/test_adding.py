@@ -1,0 +1,19 @@
+import torch
+
+from fptt.data import AddingTask
+
+
+def test_adding_task_targets_markers_determinism():
+    task = AddingTask(seq_len=50, num_samples=200, seed=7)
+    assert len(task) == 200 and task.input_size == 2 and task.seq_len == 50
+    x, y = task[3]
+    assert x.shape == (50, 2) and x.dtype == torch.float32 and y.dtype == torch.float32 and y.shape == ()
+    values, markers = task.inputs[..., 0], task.inputs[..., 1]
+    assert torch.all(markers.sum(dim=1) == 2)
+    assert torch.all(markers[:, :25].sum(dim=1) == 1) and torch.all(markers[:, 25:].sum(dim=1) == 1)
+    assert set(markers.unique().tolist()) == {0.0, 1.0}
+    assert torch.all((values >= 0) & (values < 1))
+    torch.testing.assert_close(task.targets, (values * markers).sum(dim=1))
+    again = AddingTask(seq_len=50, num_samples=200, seed=7)
+    assert torch.equal(again.inputs, task.inputs) and torch.equal(again.targets, task.targets)
+    assert not torch.equal(AddingTask(seq_len=50, num_samples=200, seed=8).inputs, task.inputs)
