@@ -1,0 +1,82 @@
+"""Datasets by name: ``get_dataset("shd", "train", root=...)``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+__all__ = ["get_dataset", "DATASET_NAMES"]
+
+
+def _adding(split: str, **kwargs: Any) -> Dataset:
+    from .adding import AddingTask
+
+    if split not in ("train", "test", "heldout"):
+        raise ValueError(f"the adding task has splits 'train' and 'test', got {split!r}")
+    seed = int(kwargs.pop("seed", 0))
+    # train draws from seed 2s, test from 2s + 1: the splits never share a generator seed
+    return AddingTask(seed=2 * seed + (split != "train"), **kwargs)
+
+
+def _smnist(split: str, **kwargs: Any) -> Dataset:
+    from .mnist import SequentialMNIST
+
+    return SequentialMNIST(split=split, **kwargs)
+
+
+def _psmnist(split: str, **kwargs: Any) -> Dataset:
+    from .mnist import SequentialMNIST
+
+    return SequentialMNIST(split=split, permute=True, **kwargs)
+
+
+def _mnist1d(split: str, **kwargs: Any) -> Dataset:
+    from .mnist1d import MNIST1D
+
+    return MNIST1D(split=split, **kwargs)
+
+
+def _shd(split: str, **kwargs: Any) -> Dataset:
+    from .shd import SHD
+
+    return SHD(split=split, **kwargs)
+
+
+def _dvsgesture(split: str, **kwargs: Any) -> Dataset:
+    from .dvs import DVSGesture
+
+    return DVSGesture(split=split, **kwargs)
+
+
+def _dvscifar10(split: str, **kwargs: Any) -> Dataset:
+    from .dvs import DVSCIFAR10
+
+    return DVSCIFAR10(split=split, **kwargs)
+
+
+def _nmnist(split: str, **kwargs: Any) -> Dataset:
+    from .dvs import NMNIST
+
+    return NMNIST(split=split, **kwargs)
+
+
+_REGISTRY: dict[str, Callable[..., Dataset]] = {
+    "add": _adding,
+    "smnist": _smnist,
+    "psmnist": _psmnist,
+    "mnist1d": _mnist1d,
+    "shd": _shd,
+    "dvsgesture": _dvsgesture,
+    "dvscifar10": _dvscifar10,
+    "nmnist": _nmnist,
+}
+DATASET_NAMES = tuple(_REGISTRY)
+
+
+def get_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
+    """Build dataset ``name`` (one of :data:`DATASET_NAMES`, case-insensitive) for ``split``;
+    ``kwargs`` go to its constructor. ``"add"`` maps ``seed`` s to 2s (train) / 2s+1 (test)."""
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+    return _REGISTRY[key](split, **kwargs)
