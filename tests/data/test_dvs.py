@@ -126,3 +126,17 @@ def test_dvscifar10_split_is_deterministic_stratified():
     assert np.bincount(np.array(targets)[parts["test10"]]).tolist() == [10] * 10
     with pytest.raises(ValueError, match="train90"):
         DVSCIFAR10("/nonexistent", split="train")
+
+
+def test_registry_maps_generic_split_names(monkeypatch):
+    import fptt.data.dvs as dvs
+    from fptt.data import get_dataset
+
+    seen = {}
+
+    def fake_init(self, root=None, split="train", **kwargs):
+        seen["split"] = split
+
+    monkeypatch.setattr(dvs.DVSCIFAR10, "__init__", fake_init)
+    get_dataset("dvscifar10", "test")
+    assert seen["split"] == "test10"

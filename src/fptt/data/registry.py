@@ -7,15 +7,18 @@ from torch.utils.data import Dataset
 
 __all__ = ["get_dataset", "DATASET_NAMES"]
 
+ADD_TEST_SEED_OFFSET = 1_000_003
+
 
 def _adding(split: str, **kwargs: Any) -> Dataset:
     from .adding import AddingTask
 
     if split not in ("train", "test", "heldout"):
         raise ValueError(f"the adding task has splits 'train' and 'test', got {split!r}")
+    kwargs.pop("root", None)  # generated in memory
     seed = int(kwargs.pop("seed", 0))
-    # train draws from seed 2s, test from 2s + 1: the splits never share a generator seed
-    return AddingTask(seed=2 * seed + (split != "train"), **kwargs)
+    # the same convention as fptt.trainer: the test set is a fixed draw far from the training seed
+    return AddingTask(seed=seed if split == "train" else seed + ADD_TEST_SEED_OFFSET, **kwargs)
 
 
 def _smnist(split: str, **kwargs: Any) -> Dataset:
@@ -33,6 +36,7 @@ def _psmnist(split: str, **kwargs: Any) -> Dataset:
 def _mnist1d(split: str, **kwargs: Any) -> Dataset:
     from .mnist1d import MNIST1D
 
+    kwargs.pop("root", None)  # generated in memory
     return MNIST1D(split=split, **kwargs)
 
 
@@ -51,6 +55,8 @@ def _dvsgesture(split: str, **kwargs: Any) -> Dataset:
 def _dvscifar10(split: str, **kwargs: Any) -> Dataset:
     from .dvs import DVSCIFAR10
 
+    # no official split: the generic names map onto fptt's own 90/10 split
+    split = {"train": "train90", "test": "test10"}.get(split, split)
     return DVSCIFAR10(split=split, **kwargs)
 
 
@@ -75,7 +81,9 @@ DATASET_NAMES = tuple(_REGISTRY)
 
 def get_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
     """Build dataset ``name`` (one of :data:`DATASET_NAMES`, case-insensitive) for ``split``;
-    ``kwargs`` go to its constructor. ``"add"`` maps ``seed`` s to 2s (train) / 2s+1 (test)."""
+    ``kwargs`` go to its constructor. ``root`` is accepted and ignored by the generated datasets
+    (``add``, ``mnist1d``); ``"add"`` uses ``seed`` s for train and s + 1,000,003 for test (as
+    the trainer does); ``"dvscifar10"`` maps ``"train"``/``"test"`` to its own ``"train90"``/``"test10"``."""
     key = str(name).lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
