@@ -513,3 +513,25 @@ def test_repr_shows_fptt_hyperparameters_and_the_inner_optimizer() -> None:
     text = repr(make_fptt(SmallNet(), "adamax"))
     assert text.startswith("FPTT(alpha=0.1, beta=0.5")
     assert "Adamax" in text and "alpha=0.3" in text
+
+
+def test_scratch_and_allocating_differences_are_bit_identical() -> None:
+    from fptt.optim import _difference
+
+    g = torch.Generator().manual_seed(0)
+    ps = [torch.randn(7, 3, generator=g), torch.randn(5, generator=g)]
+    avs = [p + 1e-3 * torch.randn(p.shape, generator=g) for p in ps]
+    scratch = [torch.empty_like(p) for p in ps]
+    for a, b in zip(_difference(ps, avs, None), _difference(ps, avs, scratch)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_low_precision_parameters_keep_state_in_their_own_dtype(dtype: torch.dtype) -> None:
+    model = SmallNet(dtype)
+    opt = make_fptt(model, "adamax")
+    train(model, opt, range(3))
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+        for buf in opt.fptt_state[p].values():
+            assert buf.dtype == dtype and buf.shape == p.shape

@@ -47,8 +47,25 @@ _ALPHA_KEY = "fptt_alpha"
 _BETA_KEY = "fptt_beta"
 _STATE_VERSION = 1
 
-# (params, averages, lambdas) of one (device, dtype) bucket of one parameter group.
-_Bucket = tuple[list[Tensor], list[Tensor], list[Tensor]]
+# (params, averages, lambdas, scratch) of one (device, dtype) bucket of one parameter
+# group; scratch is a persistent buffer for W − W̄ on CPU (None elsewhere).
+_Bucket = tuple[list[Tensor], list[Tensor], list[Tensor], "list[Tensor] | None"]
+
+
+def _difference(params: list[Tensor], averages: list[Tensor], scratch: list[Tensor] | None) -> list[Tensor]:
+    """``W − W̄`` for a bucket, bit-identical whichever way it is computed.
+
+    On CPU a fresh allocation per step costs page faults that dwarf the arithmetic, so the
+    difference goes into a persistent scratch buffer; on accelerators the caching allocator
+    makes ``_foreach_sub`` (one kernel instead of two) the better choice. Computing
+    ``α W − α W̄`` without the difference would avoid both but loses precision through
+    cancellation (badly so for bfloat16 parameters).
+    """
+    if scratch is None:
+        return torch._foreach_sub(params, averages)
+    torch._foreach_copy_(scratch, params)
+    torch._foreach_sub_(scratch, averages)
+    return scratch
 
 
 def regularizer(
@@ -349,10 +366,13 @@ class FPTT(Optimizer):
             by_key: dict[tuple[torch.device, torch.dtype], _Bucket] = {}
             for p in params:
                 st = self._fptt_state[p]
-                ps, avs, lms = by_key.setdefault((p.device, p.dtype), ([], [], []))
+                scratch: list[Tensor] | None = [] if p.device.type == "cpu" else None
+                ps, avs, lms, sc = by_key.setdefault((p.device, p.dtype), ([], [], [], scratch))
                 ps.append(p)
                 avs.append(st["average"])
                 lms.append(st["lambda"])
+                if sc is not None:
+                    sc.append(torch.empty_like(p, memory_format=torch.preserve_format))
             cache.append((params, len(params), list(by_key.values())))
         self._cache = cache
         return cache
@@ -391,11 +411,11 @@ class FPTT(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        active: list[tuple[float, float, list[Tensor], list[Tensor], list[Tensor], list[Tensor]]] = []
+        active: list[tuple[float, float, list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor] | None]] = []
         with torch.no_grad():
             for gi, (group, (_, _, buckets)) in enumerate(zip(self.param_groups, self._buckets())):
                 alpha, beta = self._group_hyper(group, f"param_groups[{gi}]")
-                for ps, avs, lms in buckets:
+                for ps, avs, lms, sc in buckets:
                     gs = [p.grad for p in ps]
                     if any(g is None for g in gs):
                         keep = [i for i, g in enumerate(gs) if g is not None]
@@ -405,13 +425,14 @@ class FPTT(Optimizer):
                         avs = [avs[i] for i in keep]
                         lms = [lms[i] for i in keep]
                         gs = [gs[i] for i in keep]
+                        sc = None if sc is None else [sc[i] for i in keep]
                     if self._pending:
                         self._sync_pending(ps, avs)
-                    active.append((alpha, beta, ps, gs, avs, lms))  # type: ignore[arg-type]
+                    active.append((alpha, beta, ps, gs, avs, lms, sc))  # type: ignore[arg-type]
 
             # 1. ∇ ← ∇ + α (W − W̄) − λ
-            for alpha, _, ps, gs, avs, lms in active:
-                diff = torch._foreach_sub(ps, avs)
+            for alpha, _, ps, gs, avs, lms, sc in active:
+                diff = _difference(ps, avs, sc)
                 torch._foreach_add_(gs, diff, alpha=alpha)
                 torch._foreach_sub_(gs, lms)
 
@@ -426,8 +447,8 @@ class FPTT(Optimizer):
 
         with torch.no_grad():
             # 4. λ ← λ − α (W − W̄);  W̄ ← W̄ + β (W − W̄) − (β/α) λ   (new W, new λ)
-            for alpha, beta, ps, _, avs, lms in active:
-                diff = torch._foreach_sub(ps, avs)
+            for alpha, beta, ps, _, avs, lms, sc in active:
+                diff = _difference(ps, avs, sc)
                 torch._foreach_add_(lms, diff, alpha=-alpha)
                 if beta != 0.0:
                     torch._foreach_add_(avs, diff, alpha=beta)
