@@ -97,7 +97,12 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
     get_dataset = getattr(data, "get_dataset", None)
     if get_dataset is None:
         raise ConfigError(f"task {config.task!r} needs fptt.data.get_dataset, which this installation lacks")
-    return get_dataset(config.task, split, root=config.data_dir)
+    try:
+        return get_dataset(config.task, split, root=config.data_dir)
+    except data.DatasetNotFoundError:
+        raise
+    except ValueError as error:  # e.g. a split the dataset does not have
+        raise ConfigError(str(error)) from None
 
 
 def _dataset_shape(dataset: Dataset) -> tuple[int, int]:
