@@ -292,7 +292,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # Demo budgets: LTC network on MNIST-10k at 196 steps (14×14), FPTT (k = 1) vs BPTT, both
 # trained in parallel child processes with one thread each (on a busy 2-core machine two torch
 # threads per process are several times slower than one). Chosen by measurement, see docs/CLI.md.
-DEMO_DEFAULTS = {"rounds": 4, "batches": 40, "hidden": 128, "batch_size": 64, "eval_batches": 4,
+DEMO_DEFAULTS = {"rounds": 5, "batches": 50, "hidden": 128, "batch_size": 64, "eval_batches": 4,
                  "eval_batch_size": 500, "lr": 3e-3, "norm": "layer", "readout_from": "spikes",
                  "optimizer": "adamax"}
 DEMO_QUICK = {"rounds": 1, "batches": 1, "hidden": 16, "batch_size": 16, "eval_batches": 1,
