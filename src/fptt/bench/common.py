@@ -79,9 +79,11 @@ def contention_note(info: dict[str, Any]) -> Optional[str]:
     loads = [info.get("load_average_start"), info.get("load_average_end")]
     worst = max((load[0] for load in loads if load), default=None)
     cores = info.get("cpu_count") or 1
-    if worst is not None and worst > 0.75 * cores:
+    own = min(info.get("torch_threads") or 1, cores)  # the benchmark's own threads load the machine too
+    if worst is not None and worst > own + 0.75:
         return (
-            f"machine contended: 1-min load average up to {worst:.1f} on {cores} cores while measuring; "
+            f"machine contended: 1-min load average up to {worst:.1f} on {cores} cores while measuring "
+            f"with {own} threads of our own; "
             "absolute times are inflated, ratios (interleaved, same process) are the figures to read"
         )
     return None
