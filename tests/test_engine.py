@@ -66,9 +66,9 @@ def test_window_bounds_cover_the_sequence_once():
         window_bounds(5, k=1, update_points=2)
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_fptt_engine_equals_a_plain_loop_of_windowed_updates(k):
-    x, y = _classification_batch()
+@pytest.mark.parametrize("k, steps", [(1, 12), (3, 12), (7, 300)])  # 300: windows across input blocks
+def test_fptt_engine_equals_a_plain_loop_of_windowed_updates(k, steps):
+    x, y = _classification_batch(steps=steps)
     model = _spiking_model()
     reference = copy.deepcopy(model)
     optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=1e-2), alpha=0.3, beta=0.4)
@@ -78,7 +78,6 @@ def test_fptt_engine_equals_a_plain_loop_of_windowed_updates(k):
     train_epoch(model, [(x, y)], optimizer, method="fptt", k=k)
 
     torch.manual_seed(1)
-    steps = x.shape[1]
     state = reference.init_state(x.shape[0])
     for start in range(0, steps, k):
         state = detach_state(state)

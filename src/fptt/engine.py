@@ -32,7 +32,7 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,9 @@ __all__ = [
     "train_epoch",
     "evaluate",
     "loss_weights",
+    "step_weight",
     "window_bounds",
+    "iter_windows",
 ]
 
 Method = Literal["fptt", "bptt", "tbptt", "online"]
@@ -78,20 +80,25 @@ class EpochMetrics:
         return asdict(self)
 
 
-def loss_weights(seq_len: int, weighting: Weighting = "linear") -> list[float]:
-    """w_t for t = 0..T-1: ``"linear"`` (t+1)/T (the paper's), ``"uniform"`` 1, ``"last"`` [t = T-1]."""
+def step_weight(t: int, seq_len: int, weighting: Weighting = "linear") -> float:
+    """w_t of one step: ``"linear"`` (t+1)/T (the paper's), ``"uniform"`` 1, ``"last"`` [t = T-1].
+
+    Computed on demand, so that nothing in the time loop grows with T."""
     if weighting == "linear":
-        return [(t + 1) / seq_len for t in range(seq_len)]
+        return (t + 1) / seq_len
     if weighting == "uniform":
-        return [1.0] * seq_len
+        return 1.0
     if weighting == "last":
-        return [0.0] * (seq_len - 1) + [1.0]
+        return 1.0 if t == seq_len - 1 else 0.0
     raise ValueError(f"unknown loss weighting {weighting!r}; choose one of {WEIGHTINGS}")
 
 
-def window_bounds(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> list[tuple[int, int]]:
-    """Split ``range(seq_len)`` into windows of ``k`` steps, or into ``update_points`` windows of
-    ``ceil(T / K)`` steps (the last may be shorter). Returns ``[(start, stop), ...]``."""
+def loss_weights(seq_len: int, weighting: Weighting = "linear") -> list[float]:
+    """The list [w_0, ..., w_{T-1}] of :func:`step_weight` (for inspection and plots)."""
+    return [step_weight(t, seq_len, weighting) for t in range(seq_len)]
+
+
+def _window_length(seq_len: int, k: Optional[int], update_points: Optional[int]) -> int:
     if k is not None and update_points is not None:
         raise ValueError("give either k (steps per update) or update_points (updates per sequence), not both")
     if update_points is not None:
@@ -105,7 +112,20 @@ def window_bounds(seq_len: int, k: Optional[int] = None, update_points: Optional
         raise ValueError(f"k must be a positive int, got {k!r}")
     if k > seq_len:
         raise ValueError(f"k ({k}) cannot exceed the sequence length ({seq_len})")
-    return [(start, min(start + k, seq_len)) for start in range(0, seq_len, k)]
+    return k
+
+
+def iter_windows(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> Iterator[tuple[int, int]]:
+    """Lazily yield the ``(start, stop)`` windows of :func:`window_bounds` (arguments checked at
+    the call, before the first window)."""
+    length = _window_length(seq_len, k, update_points)
+    return ((start, min(start + length, seq_len)) for start in range(0, seq_len, length))
+
+
+def window_bounds(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> list[tuple[int, int]]:
+    """Split ``range(seq_len)`` into windows of ``k`` steps, or into ``update_points`` windows of
+    ``ceil(T / K)`` steps (the last may be shorter). Returns ``[(start, stop), ...]``."""
+    return list(iter_windows(seq_len, k, update_points))
 
 
 def _resolve_loss(loss: str, y: Tensor) -> str:
@@ -124,8 +144,10 @@ def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int)
         raise ValueError(f"inputs must be floating point, got {x.dtype}")
     if x.shape[1] == 0:
         raise ValueError("inputs have zero time steps")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"inputs of batch {batch_index} contain NaN or Inf values")
+    # in chunks of time steps: a temporary of O(chunk), not of O(T), whatever the sequence length
+    for chunk in x.split(_CHECK_CHUNK, dim=1):
+        if not bool(torch.isfinite(chunk).all()):
+            raise ValueError(f"inputs of batch {batch_index} contain NaN or Inf values")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"targets have batch size {y.shape[0]} but inputs have {x.shape[0]}")
     if per_step_targets and (y.dim() < 2 or y.shape[1] != x.shape[1]):
@@ -268,16 +290,34 @@ def _loader_length(loader: Iterable, max_batches: Optional[int]) -> Optional[int
     return length
 
 
-def _prepare(x: Tensor, y: Tensor, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    # time-major, contiguous: x_steps[t] is a contiguous (batch, features) slice
-    x_steps = x.to(device=device, dtype=dtype, non_blocking=True).transpose(0, 1).contiguous()
-    return x_steps, y.to(device=device, non_blocking=True)
+_CHECK_CHUNK = 1024  # time steps per finiteness check
+_BLOCK = 128  # time steps per time-major input block
 
 
-def _window_has_loss(weights: list[float], start: int, stop: int, loss_steps: str) -> bool:
+class _StepInputs:
+    """``inputs[t]``: the contiguous ``(batch, features)`` input of step t.
+
+    The batch-first ``(batch, time, features)`` tensor is made time-major one block of
+    ``_BLOCK`` steps at a time (steps are read in increasing order), so the engine's own copy of
+    the input is O(block), not O(T)."""
+
+    def __init__(self, x: Tensor, device: torch.device, dtype: torch.dtype) -> None:
+        self.x = x.to(device=device, dtype=dtype, non_blocking=True)
+        self.batch_size, self.seq_len = self.x.shape[0], self.x.shape[1]
+        self.start, self.block = 0, self.x[:, :0].transpose(0, 1)
+
+    def __getitem__(self, t: int) -> Tensor:
+        offset = t - self.start
+        if not 0 <= offset < self.block.shape[0]:
+            self.start, offset = t, 0
+            self.block = self.x[:, t:t + _BLOCK].transpose(0, 1).contiguous()
+        return self.block[offset]
+
+
+def _window_has_loss(seq_len: int, weighting: Weighting, start: int, stop: int, loss_steps: str) -> bool:
     if loss_steps == "window_end":
-        return weights[stop - 1] != 0.0
-    return any(weight != 0.0 for weight in weights[start:stop])
+        return step_weight(stop - 1, seq_len, weighting) != 0.0
+    return any(step_weight(t, seq_len, weighting) != 0.0 for t in range(start, stop))
 
 
 def _step_target(y: Tensor, t: int, per_step_targets: bool) -> Tensor:
@@ -337,14 +377,14 @@ def train_epoch(
         if loss_fn is None:
             loss_fn = _LossFn(_resolve_loss(loss, y))
         loss_fn.check_targets(y, getattr(model, "output_size", None))
-        x_steps, y = _prepare(x, y, device, dtype)
-        seq_len = x_steps.shape[0]
-        weights = loss_weights(seq_len, weighting)
+        inputs = _StepInputs(x, device, dtype)
+        y = y.to(device=device, non_blocking=True)
+        seq_len = inputs.seq_len
         if method == "bptt":
-            windows = [(0, seq_len)]
+            windows: Iterable[tuple[int, int]] = ((0, seq_len),)
         else:
-            windows = window_bounds(seq_len, 1 if method == "online" else k, update_points)
-        state = model.init_state(x_steps.shape[1], device=device, dtype=dtype)
+            windows = iter_windows(seq_len, 1 if method == "online" else k, update_points)
+        state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         # 0 while every window loss is finite; NaN as soon as one is not (x * 0 is NaN for NaN/Inf):
         # two scalar kernels per update, read once per batch
@@ -354,16 +394,21 @@ def train_epoch(
             state = detach_state(state)
             window_loss: Optional[Tensor] = None
             # DistributedModel: only the last step of a window that will back-propagate syncs
-            sync_step = stop - 1 if (set_sync is not None and _window_has_loss(weights, start, stop, loss_steps)) else -1
+            sync_step = -1
+            if set_sync is not None and _window_has_loss(seq_len, weighting, start, stop, loss_steps):
+                sync_step = stop - 1
             for t in range(start, stop):
                 if set_sync is not None:
                     set_sync(t == sync_step)
-                output, state = model.step(x_steps[t], state)
+                output, state = model.step(inputs[t], state)
                 if rate_sum is not None:
                     rate_sum += _firing_rate(model, state)
-                if weights[t] == 0.0 or (loss_steps == "window_end" and t != stop - 1):
+                if loss_steps == "window_end" and t != stop - 1:
                     continue
-                term = weights[t] * loss_fn(output, _step_target(y, t, per_step_targets))
+                weight = step_weight(t, seq_len, weighting)
+                if weight == 0.0:
+                    continue
+                term = weight * loss_fn(output, _step_target(y, t, per_step_targets))
                 window_loss = term if window_loss is None else window_loss + term
             if window_loss is None:
                 continue  # nothing to learn from in this window (e.g. "last" weighting, early windows)
@@ -427,14 +472,15 @@ def evaluate(
             if loss_fn is None:
                 loss_fn = _LossFn(_resolve_loss(loss, y))
             loss_fn.check_targets(y, getattr(model, "output_size", None))
-            x_steps, y = _prepare(x, y, device, dtype)
-            state = model.init_state(x_steps.shape[1], device=device, dtype=dtype)
+            inputs = _StepInputs(x, device, dtype)
+            y = y.to(device=device, non_blocking=True)
+            state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
-            for t in range(x_steps.shape[0]):
-                output, state = model.step(x_steps[t], state)
+            for t in range(inputs.seq_len):
+                output, state = model.step(inputs[t], state)
                 if rate_sum is not None:
                     rate_sum += _firing_rate(model, state)
-            accumulator.add_batch(output, y, loss_fn, rate_sum, x_steps.shape[0], per_step_targets)
+            accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
     finally:
         model.train(was_training)
     kind = loss_fn.kind if loss_fn is not None else "cross_entropy"
