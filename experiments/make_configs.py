@@ -56,3 +56,9 @@ for seq_len, batches in ((200, 500), (1000, 150)):
         write(f"add{seq_len}_ltc_online_s0", method="online", **ADD)
         write(f"add{seq_len}_alif_fptt_K10_a0p02_s0", neuron="alif", method="fptt", alpha=0.02, **WINDOWS, **ADD)
         write(f"add{seq_len}_lif_fptt_K10_a0p02_s0", neuron="lif", method="fptt", alpha=0.02, **WINDOWS, **ADD)
+
+# 5. A longer S-MNIST-196 budget (10 epochs, one seed): does the FPTT-vs-BPTT gap hold once BPTT
+#    has had more updates?
+LONG = dict(SMNIST, epochs=10, eval_every=62)
+write("smnist196long_ltc_fptt_k1_s0", task="smnist", method="fptt", **LONG)
+write("smnist196long_ltc_bptt_s0", task="smnist", method="bptt", **LONG)

@@ -193,3 +193,24 @@ def test_missing_benchmark_module_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "fptt.bench.speed", None)  # as if the module were not installed
     assert main(["bench", "speed", "--quick"]) == 2
     assert "the speed benchmark is not available" in capsys.readouterr().err
+
+
+def test_stream_runs_an_online_learner_over_a_short_drifting_stream(tmp_path):
+    from fptt.cli import main
+
+    out = tmp_path / "stream"
+    # 4 digits of 196 pixels, a curve point every 2: one before the drift (at 0.5), one after
+    assert main(["stream", "--steps", str(4 * 196), "--streams", "2", "--hidden", "8", "--threads", "1",
+                 "--log-every", "2", "--out", str(out), "--quiet"]) == 0
+    result = json.loads((out / "stream.json").read_text())
+    assert result["updates"] == 4 * 196  # a target at every step, k = 1: one update per step
+    assert [point["drifted"] for point in result["curve"]] == [False, True]
+    assert all(0.0 <= point["accuracy"] <= 1.0 for point in result["curve"])
+    assert (out / "stream.png").is_file()
+
+
+def test_stream_refuses_a_stream_shorter_than_one_digit(capsys):
+    from fptt.cli import main
+
+    assert main(["stream", "--steps", "100", "--quiet"]) == 2
+    assert "at least one digit" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Two CPU processes (gloo): FPTT under DistributedDataParallel equals one process on the whole batch."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -82,3 +83,36 @@ def test_distributed_model_needs_an_initialised_process_group():
     model, _ = _model_and_optimizer()
     with pytest.raises(RuntimeError, match="initialise torch.distributed"):
         DistributedModel(model)
+
+
+def _torchrun_train(run_dir, *extra):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+               "-m", "fptt.cli", "train", *extra]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_fptt_train_under_torchrun_writes_once_from_rank_zero_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    first = _torchrun_train(run_dir, "--task", "add", "--seq-len", "12", "--train-samples", "128",
+                            "--test-samples", "32", "--batch-size", "16", "--hidden", "6", "--epochs", "1",
+                            "--threads", "1", "--run-dir", str(run_dir), "--no-plots")
+    assert first.count("epoch 1/1") == 1  # only rank 0 logs
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == WORLD
+    # 128 samples, 2 ranks, 16 per rank and batch: 4 batches per rank, each with an FPTT update per step
+    assert rows[0]["train"]["samples"] == 128 // WORLD and rows[0]["train"]["updates"] == 4 * 12
+
+    second = _torchrun_train(run_dir, "--resume", str(run_dir), "--epochs", "2", "--threads", "1")
+    assert second.count("resuming") == 1 and second.count("epoch 2/2") == 1
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    payload = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    assert payload["epoch"] == 2 and payload["config"]["distributed"] is True

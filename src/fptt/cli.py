@@ -1,4 +1,4 @@
-"""The ``fptt`` command line: ``train``, ``eval``, ``bench`` and ``demo`` (see docs/CLI.md).
+"""The ``fptt`` command line: ``train``, ``eval``, ``bench``, ``stream`` and ``demo`` (see docs/CLI.md).
 
 Built on :mod:`argparse` (standard library, no dependency). Heavy imports (torch, the trainer,
 matplotlib) happen inside the commands so that ``fptt --help`` and argument errors are instant.
@@ -121,6 +121,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                      help="record the peak bytes autograd saves per update (SavedTensorMeter)")
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=s,
                      help="write plots/ at the end of the run (default on)")
+    run.add_argument("--distributed", action="store_true", default=s,
+                     help="data-parallel training over the processes of `torchrun --nproc_per_node=N -m fptt.cli "
+                          "train ...` (on by itself under torchrun; see docs/DISTRIBUTED.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("benchmark", choices=("memory", "speed"))
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     bench.set_defaults(handler=_cmd_bench, quiet=False, debug=False)
+
+    stream = commands.add_parser("stream", help="online FPTT on an endless, drifting MNIST-10k pixel stream",
+                                 description=(
+        "Stream MNIST-10k digits pixel after pixel with no sequence boundaries through an LTC network "
+        "trained online by FPTT (an update every --k steps); the pixel permutation changes at --drift-at. "
+        "Writes the online accuracy and process memory over time (stream.json, stream.png)."))
+    from .stream_demo import add_arguments as add_stream_arguments
+
+    add_stream_arguments(stream)
+    stream.set_defaults(handler=_cmd_stream, debug=False)
 
     demo = commands.add_parser("demo", help="FPTT vs BPTT on the bundled MNIST-10k, in a few minutes", description=(
         "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT on "
@@ -218,10 +231,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     log = _log_function(args.quiet)
     trainer = Trainer(config, run_dir, resume=bool(args.resume), progress=(not args.quiet) and sys.stderr.isatty(),
                       log=log)
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    finally:
+        if trainer.world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     if summary["interrupted"]:
         return EXIT_INTERRUPTED
-    if log and summary["last"]:
+    if log and summary["last"] and trainer.is_main:
         last = summary["last"]["eval"]
         score = f"accuracy {last['accuracy']:.4f}" if last.get("accuracy") is not None else f"mse {last['mse']:.4f}"
         log(f"done: {summary['epochs_completed']} epochs, {summary['last']['eval_split']} {score}, "
@@ -287,6 +306,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"{name} has no main(argv) entry point")
     result = entry(list(args.args))
     return result if isinstance(result, int) else 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from .stream_demo import run_from_args
+
+    try:
+        run_from_args(args)
+    except ValueError as error:  # e.g. fewer steps than one digit
+        raise UsageError(str(error)) from None
+    return 0
 
 
 # Demo budgets: LTC network on MNIST-10k at 196 steps (14×14), FPTT (k = 1) vs BPTT, both

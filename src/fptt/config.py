@@ -80,6 +80,7 @@ class TrainConfig:
     run_dir: Optional[str] = None
     measure_memory: bool = False
     plots: bool = True
+    distributed: bool = False  # DDP over the torchrun processes (also on when launched by torchrun)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

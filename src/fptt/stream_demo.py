@@ -8,7 +8,7 @@ changes: the learner must re-adapt online. Accuracy is *prequential* (test-then-
 prediction at the last pixel of each digit, made before that step's update. Process memory
 (RSS) is sampled along the way to show that nothing grows with the stream.
 
-    python -m fptt.stream_demo --steps 1000000 --out benchmarks/results/stream
+    fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.stream_demo ...)
 """
 from __future__ import annotations
 
@@ -154,28 +154,58 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: Optional[list[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(prog="fptt stream", description="Online FPTT on a drifting MNIST-10k pixel stream.")
-    parser.add_argument("--steps", type=int, default=1_000_000)
-    parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--k", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--drift-at", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("runs/stream"))
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fptt stream`` (also ``python -m fptt.stream_demo``)."""
+    parser.add_argument("--steps", type=_positive(int), default=1_000_000,
+                        help="stream length in time steps (default 1,000,000: about 45 min on one CPU core)")
+    parser.add_argument("--streams", type=_positive(int), default=8, help="parallel streams (batch size, default 8)")
+    parser.add_argument("--hidden", type=_positive(int), default=64, help="LTC neurons (default 64)")
+    parser.add_argument("--k", type=_positive(int), default=1, help="steps per update (default 1)")
+    parser.add_argument("--lr", type=_positive(float), default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--alpha", type=_positive(float), default=0.1, help="FPTT regularizer α (default 0.1)")
+    parser.add_argument("--drift-at", type=float, default=0.5,
+                        help="fraction of the stream after which the pixel permutation changes (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, digit order and permutation")
+    parser.add_argument("--log-every", type=_positive(int), default=20,
+                        help="digit rounds per point of the accuracy/memory curve (default 20)")
+    parser.add_argument("--threads", type=_positive(int), default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=Path("runs/stream"),
+                        help="folder for stream.json and stream.png (default runs/stream)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary print")
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """Run :func:`run_stream` with parsed :func:`add_arguments` options; prints the figures."""
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_stream(
         steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
-        drift_at=args.drift_at, seed=args.seed, progress=not args.quiet, out=args.out,
+        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, progress=not args.quiet,
+        out=args.out,
     )
-    print(json.dumps({key: value for key, value in result.items() if key != "curve"}, indent=1))
+    if not args.quiet:
+        print(json.dumps({key: value for key, value in result.items() if key != "curve"}, indent=1))
+        print(f"results: {args.out / 'stream.json'}" + (f", {args.out / 'stream.png'}" if result["curve"] else ""))
     return result
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(prog="fptt stream", description="Online FPTT on a drifting MNIST-10k pixel stream.")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

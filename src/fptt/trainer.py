@@ -11,13 +11,21 @@ together::
 Per epoch: train (data order seeded with ``seed + epoch``), FPTT's end-of-epoch ``W ← W̄``
 (``load_average_each_epoch``, default on for FPTT), one scheduler step, evaluation with W̄ or W,
 one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
-evaluation improved). ``summary.json`` is written at the end. A first SIGINT (Ctrl-C) stops at
+evaluation improved). ``summary.json`` is written at the end.
+
+Distributed (``config.distributed``, or automatically under ``torchrun``): each process trains its
+shard of every epoch (``DistributedSampler``, ``batch_size`` per process) through
+:class:`~fptt.distributed.DistributedModel`, which averages the gradients at each update, so the
+weights, W̄ and λ stay identical on all ranks. Every rank evaluates (identical results); only
+rank 0 logs, shows progress and writes files; a stop request is agreed by all ranks at a batch
+boundary. Resume reads ``checkpoint_last.pt`` on every rank (the run folder must be shared). A first SIGINT (Ctrl-C) stops at
 the next batch boundary, writes the checkpoint and returns with ``interrupted=True``; a second
 one interrupts at once.
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import signal
@@ -33,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from .checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig
@@ -271,6 +280,10 @@ class Trainer:
         self.log = log or (lambda message: None)
         self.handle_sigint = handle_sigint
         self.device = resolve_device(config.device)
+        self.rank, self.world_size = self._setup_distributed()
+        self.is_main = self.rank == 0
+        if not self.is_main:  # only rank 0 logs and shows progress bars
+            self.log, self.progress = (lambda message: None), False
         if config.threads:
             torch.set_num_threads(config.threads)
         self.stop_requested = False
@@ -285,10 +298,45 @@ class Trainer:
         self.eval_set = build_dataset(config, self.eval_split)
         self.input_size, self.output_size = _dataset_shape(self.train_set)
         self.model = build_model(config, self.input_size, self.output_size).to(self.device)
+        self.train_model: nn.Module = self.model
+        if self.world_size > 1 or self.config.distributed:
+            from .distributed import DistributedModel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer)
         if resume:
             self._resume()
+
+    def _setup_distributed(self) -> tuple[int, int]:
+        """(rank, world size): (0, 1) unless distributed; then the process group from torchrun."""
+        from .distributed import launched_by_torchrun, setup
+
+        if not (self.config.distributed or launched_by_torchrun()):
+            return 0, 1
+        self.config.distributed = True
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        rank, world = setup(backend)
+        if self.device.type == "cuda":  # one GPU per process
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return rank, world
+
+    def _should_stop(self) -> bool:
+        """A stop request (SIGINT) of any rank, agreed by all ranks (one tiny all-reduce per batch)."""
+        if self.world_size == 1:
+            return self.stop_requested
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0],
+                            device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.stop_requested = bool(flag.item())
+        return self.stop_requested
+
+    def _save(self, path: Path, payload: dict[str, Any]) -> None:
+        if self.is_main:
+            save_checkpoint(path, payload)
 
     # -------------------------------------------------------------- state
     def state(self, epoch: int, batches_done: int = 0) -> dict[str, Any]:
@@ -328,6 +376,11 @@ class Trainer:
     # -------------------------------------------------------------- pieces
     def train_loader(self, epoch: int) -> DataLoader:
         """The shuffled training loader of ``epoch`` (order seeded with ``seed + epoch``)."""
+        if self.world_size > 1:  # this rank's shard, reshuffled each epoch with the same seed on all ranks
+            sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=True, seed=self.config.seed)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler)
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
@@ -346,15 +399,14 @@ class Trainer:
 
     def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
         config = self.config
-        batches = _Batches(self.train_loader(epoch), self.skip_batches, config.max_batches,
-                           lambda: self.stop_requested)
+        batches = _Batches(self.train_loader(epoch), self.skip_batches, config.max_batches, self._should_stop)
         windows = {} if config.method == "bptt" else {"k": config.k, "update_points": config.update_points}
         if config.method == "online":
             windows = {}
         meter = _MemoryMeter(self.optimizer) if config.measure_memory else None
         with meter.measuring() if meter is not None else nullcontext():
             metrics = train_epoch(
-                self.model, batches, self.optimizer, method=config.method, weighting=config.weighting,
+                self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}", **windows,
             )
@@ -385,12 +437,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Run the remaining epochs; returns (and writes) the summary."""
         config = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         metrics_path = self.run_dir / METRICS
-        if self.start_epoch == 0 and self.skip_batches == 0:
-            metrics_path.write_text("")
-        else:  # keep exactly the rows of the epochs the checkpoint has seen
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
             metrics_path.write_text("".join(json.dumps(row) + "\n" for row in self.history))
         started = time.perf_counter()
         interrupted = False
@@ -403,7 +454,7 @@ class Trainer:
                 train_metrics, batches = self._train_one_epoch(epoch)
                 if self.stop_requested and batches.done < batches.remaining:
                     self.skip_batches += batches.done
-                    save_checkpoint(self.run_dir / LAST, self.state(epoch, self.skip_batches))
+                    self._save(self.run_dir / LAST, self.state(epoch, self.skip_batches))
                     self.log(f"interrupted in epoch {epoch + 1} after {self.skip_batches} batches; checkpoint "
                              f"saved: resume with `fptt train --resume {self.run_dir}`")
                     interrupted = True
@@ -421,24 +472,26 @@ class Trainer:
                 if resumed_at:
                     row["resumed_at_batch"] = resumed_at
                 self.history.append(row)
-                with metrics_path.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                if self.is_main:
+                    with metrics_path.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
                 score = _score(row["eval"])
                 improved = self.best is None or score > self.best
                 if improved:
                     self.best = score
                 payload = self.state(epoch + 1)
-                save_checkpoint(self.run_dir / LAST, payload)
+                self._save(self.run_dir / LAST, payload)
                 if improved:
-                    save_checkpoint(self.run_dir / BEST, payload)
+                    self._save(self.run_dir / BEST, payload)
                 self.log(self._epoch_line(row))
-                if self.stop_requested:  # Ctrl-C during evaluation: the epoch is complete and saved
+                if self._should_stop():  # Ctrl-C during evaluation: the epoch is complete and saved
                     interrupted = epoch + 1 < config.epochs
                     break
         summary = self._summary(time.perf_counter() - started, interrupted)
-        (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-        if config.plots and not interrupted and self.history:
-            self.make_plots()
+        if self.is_main:
+            (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            if config.plots and not interrupted and self.history:
+                self.make_plots()
         return summary
 
     def _epoch_line(self, row: dict[str, Any]) -> str:
@@ -469,6 +522,7 @@ class Trainer:
             "saved_tensor_peak_bytes": self.saved_tensor_peak if self.config.measure_memory else None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
+            "world_size": self.world_size,
         }
 
     def make_plots(self) -> list[Path]:
