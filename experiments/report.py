@@ -37,22 +37,42 @@ def fmt(values: list[float], metric: str) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def describe(cfg: dict) -> str:
+    """``fptt k=1 α=0.1``, ``tbptt K=10``, ``bptt``: the method and its window setting."""
+    method = cfg["method"]
+    if method == "bptt":
+        return "bptt"
+    if cfg.get("update_points"):
+        window = f"K={cfg['update_points']} windows"
+    else:
+        window = f"k={cfg.get('k') or 1}"
+    alpha = f" α={cfg['alpha']}" if method == "fptt" else ""
+    return f"{method} {window}{alpha}"
+
+
+def best(run: dict) -> float:
+    values = [point["test_metric"] for point in run["curve"]]
+    return max(values) if run["metric"] == "accuracy" else min(values)
+
+
 def table(runs: list[dict]) -> str:
     groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         groups[group_key(run["config"]["name"])].append(run)
     lines = [
-        "| configuration | method | neuron | seeds | final held-out metric | updates | train time (s) | saved MB / update | peak RSS (MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| configuration | method | neuron | seeds | final held-out metric | best during training | updates | "
+        "train time (s) | saved MB / update | peak RSS (MB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key in sorted(groups):
         members = groups[key]
         cfg = members[0]["config"]
         metric = members[0]["metric"]
         name = f"{metric} " + fmt([m["final_test_metric"] for m in members], metric) + (" %" if metric == "accuracy" else "")
+        best_name = fmt([best(m) for m in members], metric) + (" %" if metric == "accuracy" else "")
         lines.append(
-            f"| `{key}` | {cfg['method']} (k={cfg['k'] or '-'}, K={cfg['update_points'] or '-'}) | {cfg['neuron']} | "
-            f"{len(members)} | {name} | {members[0]['updates']} | "
+            f"| `{key}` | {describe(cfg)} | {cfg['neuron']} | "
+            f"{len(members)} | {name} | {best_name} | {members[0]['updates']} | "
             f"{statistics.mean(m['train_seconds'] for m in members):.0f} | "
             f"{statistics.mean(m['saved_bytes_per_update_peak'] for m in members) / 2**20:.1f} | "
             f"{statistics.mean(m['peak_rss_mb'] for m in members):.0f} |"
@@ -104,8 +124,10 @@ def main(argv=None) -> None:
     studies: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         studies[run["config"]["name"].split("_")[0]].append(run)
-    for study, members in sorted(studies.items()):
-        print(f"\n### {study}\n\n{table(members)}")
+    text = "".join(f"\n### {study}\n\n{table(members)}\n" for study, members in sorted(studies.items()))
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tables.md").write_text("<!-- written by: python experiments/report.py --out docs/results -->\n" + text)
     for path in plot(runs, args.out):
         print(f"\nplot: {path}")
 

@@ -10,6 +10,8 @@ from .models import NetworkState, SpikingRNN
 from .optim import FPTT
 from .state import detach_state, map_state, state_to
 from .streaming import OnlineLearner
+from .config import TrainConfig
+from .trainer import Trainer, fit
 
 try:
     __version__ = version("fptt")
@@ -23,6 +25,9 @@ __all__ = [
     "evaluate",
     "EpochMetrics",
     "OnlineLearner",
+    "Trainer",
+    "TrainConfig",
+    "fit",
     "SpikingRNN",
     "NetworkState",
     "neurons",
