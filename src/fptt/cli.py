@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
+
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
@@ -27,26 +30,6 @@ _RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batc
 
 class UsageError(Exception):
     """An error the user can fix; printed as one line, exit status 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from .argtypes import positive_float, positive_int
 from .data import SequentialMNIST
 from .models import SpikingRNN
 from .optim import FPTT
@@ -154,34 +155,21 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
     plt.close(figure)
 
 
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fptt stream`` (also ``python -m fptt.stream_demo``)."""
-    parser.add_argument("--steps", type=_positive(int), default=1_000_000,
+    parser.add_argument("--steps", type=positive_int, default=1_000_000,
                         help="stream length in time steps (default 1,000,000: about 45 min on one CPU core)")
-    parser.add_argument("--streams", type=_positive(int), default=8, help="parallel streams (batch size, default 8)")
-    parser.add_argument("--hidden", type=_positive(int), default=64, help="LTC neurons (default 64)")
-    parser.add_argument("--k", type=_positive(int), default=1, help="steps per update (default 1)")
-    parser.add_argument("--lr", type=_positive(float), default=3e-3, help="Adam learning rate (default 3e-3)")
-    parser.add_argument("--alpha", type=_positive(float), default=0.1, help="FPTT regularizer α (default 0.1)")
+    parser.add_argument("--streams", type=positive_int, default=8, help="parallel streams (batch size, default 8)")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="LTC neurons (default 64)")
+    parser.add_argument("--k", type=positive_int, default=1, help="steps per update (default 1)")
+    parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--alpha", type=positive_float, default=0.1, help="FPTT regularizer α (default 0.1)")
     parser.add_argument("--drift-at", type=float, default=0.5,
                         help="fraction of the stream after which the pixel permutation changes (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, digit order and permutation")
-    parser.add_argument("--log-every", type=_positive(int), default=20,
+    parser.add_argument("--log-every", type=positive_int, default=20,
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
-    parser.add_argument("--threads", type=_positive(int), default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path("runs/stream"),
                         help="folder for stream.json and stream.png (default runs/stream)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary print")
