@@ -62,3 +62,6 @@ for seq_len, batches in ((200, 500), (500, 200), (1000, 150)):
 LONG = dict(SMNIST, epochs=10, eval_every=62)
 write("smnist196long_ltc_fptt_k1_s0", task="smnist", method="fptt", **LONG)
 write("smnist196long_ltc_bptt_s0", task="smnist", method="bptt", **LONG)
+# ... and the same with the authors' gradient clipping (norm 1; FPTT clips loss + regularizer)
+write("smnist196long_ltc_fptt_k1_clip1_s0", task="smnist", method="fptt", clip=1.0, **LONG)
+write("smnist196long_ltc_bptt_clip1_s0", task="smnist", method="bptt", clip=1.0, **LONG)
