@@ -10,24 +10,34 @@ Python ``random`` states, as tensors and lists), ``config`` (the run's resolved 
 
 Writes are atomic: a temporary file in the target's folder is written, flushed and fsync'ed,
 then renamed over the target with :func:`os.replace`, so a crash never leaves a torn file.
+
+Loading is safe on untrusted files: :func:`load_checkpoint` uses ``weights_only=True`` (no
+arbitrary pickled objects, so no code runs) and turns a refused, corrupt or truncated file into
+one :class:`CheckpointError` naming the file and the reason.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 import numpy as np
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",
-           "CHECKPOINT_FORMAT", "LAST", "BEST"]
+           "remove_stale_temporaries", "write_text_atomic", "CheckpointError", "CHECKPOINT_FORMAT", "LAST", "BEST"]
 
 CHECKPOINT_FORMAT = 1
 LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: refused by the safe loader (it holds pickled objects
+    other than tensors and plain containers), corrupt, truncated, or not an fptt checkpoint."""
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -55,15 +65,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus ``format``) to ``path`` atomically; returns the path."""
-    path = Path(path)
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Temporary file in ``path``'s folder, ``write`` into it, flush, fsync, ``os.replace``, fsync
+    the folder: a crash at any moment leaves either the old file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, **payload}
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -84,6 +93,18 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus ``format``) to ``path`` atomically; returns the path."""
+    payload = {"format": CHECKPOINT_FORMAT, **payload}
+    return _atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (``config.json``, ``summary.json``, ...)."""
+    data = text.encode("utf-8")
+    return _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
 def find_checkpoint(run_dir_or_file: str | os.PathLike, which: str = "last") -> Path:
     """The checkpoint file of a run folder (``last`` or ``best``), or the file itself."""
     path = Path(run_dir_or_file)
@@ -99,11 +120,55 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike, which: str = "last") -> 
     return path
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a process killed inside :func:`save_checkpoint` left in
+    ``folder`` (``.<name>.<random>.tmp``); the checkpoints themselves are never touched."""
+    removed = []
+    for name in (LAST, BEST):
+        for stale in Path(folder).glob(f".{name}.*.tmp"):
+            try:
+                stale.unlink()
+                removed.append(stale)
+            except FileNotFoundError:  # pragma: no cover - removed concurrently
+                pass
+    return removed
+
+
+def _refusal_reason(error: BaseException) -> str:
+    """The informative line of torch's weights-only refusal (e.g. the blocked global)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line
+    return lines[0] if lines else type(error).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.device] = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` and check its format."""
-    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``torch.load(weights_only=True)`` and check its format.
+
+    Raises :class:`CheckpointError` (a ``ValueError``) for a file the safe loader refuses (a
+    malicious or foreign pickle: nothing in it is executed), a corrupt or truncated file, or a
+    file that is not an fptt checkpoint; ``FileNotFoundError`` when it does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain containers, which "
+            f"could run code ({_refusal_reason(error)}); fptt checkpoints never do. Load it yourself "
+            "with torch.load(weights_only=False) only if you trust its source"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            UnicodeDecodeError, OverflowError, MemoryError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is corrupt, truncated or not a torch checkpoint ({first})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise ValueError(f"{path} is not an fptt checkpoint (no model/config entries)")
-    if payload.get("format", 0) > CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} was written by a newer fptt (format {payload['format']}); upgrade fptt")
+        raise CheckpointError(f"{path} is not an fptt checkpoint (no model/config entries)")
+    if not isinstance(payload.get("format", 0), int) or payload.get("format", 0) > CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} was written by a newer fptt (format {payload['format']}); upgrade fptt")
     return payload

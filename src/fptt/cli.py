@@ -21,11 +21,13 @@ __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by SIGTERM after saving a checkpoint
 
 # flags of `fptt train` that are not TrainConfig fields
 _NOT_CONFIG = {"command", "config", "resume", "quiet", "debug", "handler"}
 # what may change when resuming a run (everything else would break exact continuation)
-_RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots", "data_dir"}
+_RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots", "data_dir",
+              "checkpoint_every", "on_nonfinite"}
 
 
 class UsageError(Exception):
@@ -79,6 +81,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--epochs", type=_positive_int, default=s, help="epochs (default 10)")
     opt.add_argument("--batch-size", type=_positive_int, default=s, help="batch size (default 128)")
     opt.add_argument("--clip", type=_positive_float, default=s, help="gradient-norm clipping (default none; 1 on MNIST)")
+    opt.add_argument("--on-nonfinite", choices=("stop", "skip"), default=s,
+                     help="a NaN/Inf loss or gradient: stop the run naming the batch and time steps (default), "
+                          "or skip that update and count it (skipped_updates in metrics.jsonl)")
     opt.add_argument("--seed", type=int, default=s, help="seed of weights, data order and generated data (default 0)")
     opt.add_argument("--device", default=s, help="auto (default), cpu, cuda or cuda:N")
     opt.add_argument("--threads", type=_positive_int, default=s,
@@ -100,6 +105,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--config", metavar="FILE", help="YAML, TOML or JSON file of settings; explicit flags override it")
     run.add_argument("--run-dir", default=s, help="output folder (default runs/<task>-<method>-<timestamp>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    run.add_argument("--checkpoint-every", type=_positive_int, default=s, metavar="N",
+                     help="also write checkpoint_last.pt every N training batches (a killed run loses at most N "
+                          "batches; default: at the end of each epoch only)")
     run.add_argument("--measure-memory", action="store_true", default=s,
                      help="record the peak bytes autograd saves per update (SavedTensorMeter)")
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=s,
@@ -222,7 +230,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
             dist.destroy_process_group()
     if summary["interrupted"]:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED
     if log and summary["last"] and trainer.is_main:
         last = summary["last"]["eval"]
         score = f"accuracy {last['accuracy']:.4f}" if last.get("accuracy") is not None else f"mse {last['mse']:.4f}"
@@ -444,7 +452,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.handler(args)
     from .config import ConfigError
 
-    actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError)
+    from .checkpoint import CheckpointError
+
+    actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError, CheckpointError)
     try:
         from .data import DatasetNotFoundError
 

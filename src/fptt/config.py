@@ -8,13 +8,14 @@ explicitly on the command line. The resolved configuration is saved with every r
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 __all__ = [
-    "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES",
+    "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config",
 ]
 
@@ -26,6 +27,7 @@ SCHEDULES = ("none", "step", "cosine")
 WEIGHTINGS = ("linear", "uniform", "last")
 LOSS_STEPS = ("every", "window_end")
 EVAL_WITH = ("average", "weights")
+ON_NONFINITE = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -59,6 +61,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     clip: Optional[float] = None
+    on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop the run, or skip that update
     # model
     hidden: list[int] = field(default_factory=lambda: [128])
     readout: str = "liquid"
@@ -77,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: Optional[int] = None
+    checkpoint_every: Optional[int] = None  # also save checkpoint_last.pt every N training batches
     run_dir: Optional[str] = None
     measure_memory: bool = False
     plots: bool = True
@@ -107,6 +111,7 @@ class TrainConfig:
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
             "eval_with": EVAL_WITH, "readout": ("liquid", "fixed"),
             "readout_from": ("spikes", "membrane"), "norm": ("none", "layer"),
+            "on_nonfinite": ON_NONFINITE,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -119,7 +124,8 @@ class TrainConfig:
                 not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden must be one or more positive ints, got {self.hidden!r}")
         positive_ints = ["epochs", "batch_size", "seq_len", "train_samples", "test_samples"]
-        optional_positive_ints = ["threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size"]
+        optional_positive_ints = ["threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
+                                  "checkpoint_every"]
         for key in positive_ints + optional_positive_ints:
             value = getattr(self, key)
             if value is None and key in optional_positive_ints:
@@ -130,18 +136,35 @@ class TrainConfig:
             raise ConfigError("give either k (steps per update) or update_points (updates per sequence), not both")
         if self.method == "online" and ((self.k not in (None, 1)) or self.update_points is not None):
             raise ConfigError("method online updates at every step (k = 1); use tbptt for longer windows")
+        if self.task == "add":  # the only task whose length the config fixes; others: the Trainer checks
+            for key in ("k", "update_points"):
+                value = getattr(self, key)
+                if value is not None and value > self.seq_len:
+                    raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
         for key in ("alpha", "lr", "gamma"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"{key} must be a positive number, got {value!r}")
-        if not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
+            if not _is_number(value) or not 0 < value < math.inf:
+                raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
+        if not _is_number(self.beta) or not 0.0 <= self.beta <= 1.0:
             raise ConfigError(f"beta must lie in [0, 1], got {self.beta!r}")
-        if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
-            raise ConfigError(f"clip must be a positive number, got {self.clip!r}")
+        if self.clip is not None and not (_is_number(self.clip) and 0 < self.clip < math.inf):
+            raise ConfigError(f"clip must be a positive finite number, got {self.clip!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an int, got {self.seed!r}")
+        for key in ("reset_lambda", "measure_memory", "plots", "distributed"):
+            if not isinstance(getattr(self, key, False), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if self.load_average_each_epoch is not None and not isinstance(self.load_average_each_epoch, bool):
+            raise ConfigError(f"load_average_each_epoch must be true, false or unset, got {self.load_average_each_epoch!r}")
         if self.downsample not in (None, 14, 28):
             raise ConfigError(f"downsample must be 14 or 28 (MNIST tasks), got {self.downsample!r}")
         if not isinstance(self.milestones, list) or any(not isinstance(m, int) or m <= 0 for m in self.milestones):
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float that is not a bool (``True`` is an int in Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))

@@ -31,6 +31,7 @@ import math
 import resource
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator, Literal, Optional
 
@@ -58,6 +59,7 @@ Weighting = Literal["linear", "uniform", "last"]
 METHODS: tuple[str, ...] = ("fptt", "bptt", "tbptt", "online")
 WEIGHTINGS: tuple[str, ...] = ("linear", "uniform", "last")
 LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse")
+ON_NONFINITE: tuple[str, ...] = ("stop", "skip")
 
 
 @dataclass
@@ -74,6 +76,7 @@ class EpochMetrics:
     updates: int
     seconds: float
     peak_memory_mb: Optional[float]
+    skipped_updates: int = 0  # updates left out for a non-finite loss or gradient (on_nonfinite="skip")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,14 +139,23 @@ def _resolve_loss(loss: str, y: Tensor) -> str:
     return loss
 
 
-def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int) -> None:
+def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int,
+                 input_size: Optional[int] = None) -> None:
+    """Shapes, dtypes and finiteness of one batch, checked once per batch (not per step)."""
     if not isinstance(x, Tensor) or x.dim() != 3:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"inputs must be a (batch, time, features) tensor, got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"inputs must be floating point, got {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"batch {batch_index} holds zero sequences (inputs of shape {tuple(x.shape)})")
     if x.shape[1] == 0:
         raise ValueError("inputs have zero time steps")
+    if input_size is not None and x.shape[2] != input_size:
+        raise ValueError(f"inputs of batch {batch_index} have {x.shape[2]} features per step but the model "
+                         f"expects {input_size} (shape (batch, time, features) = {tuple(x.shape)})")
+    if not isinstance(y, Tensor):
+        raise TypeError(f"targets of batch {batch_index} must be a tensor, got {type(y).__name__}")
     # in chunks of time steps: a temporary of O(chunk), not of O(T), whatever the sequence length
     for chunk in x.split(_CHECK_CHUNK, dim=1):
         if not bool(torch.isfinite(chunk).all()):
@@ -165,15 +177,26 @@ class _LossFn:
             return F.cross_entropy(output, target)
         return F.mse_loss(output, target.reshape(output.shape).to(output.dtype))
 
-    def check_targets(self, y: Tensor, output_size: Optional[int]) -> None:
+    def check_targets(self, y: Tensor, output_size: Optional[int], per_step_targets: bool = False) -> None:
+        """Dtype, shape and range of one batch's targets (once per batch)."""
+        batch_dims = 2 if per_step_targets else 1
         if self.kind == "cross_entropy":
             if y.is_floating_point():
                 raise ValueError("cross-entropy needs integer class labels, got floating-point targets")
+            if y.dim() != batch_dims:
+                expected = "(batch, time)" if per_step_targets else "(batch,)"
+                raise ValueError(f"class labels must have shape {expected}, got {tuple(y.shape)}")
             if output_size is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= output_size):
                 raise ValueError(
                     f"labels must lie in [0, {output_size - 1}] for a model with {output_size} outputs, "
                     f"got range [{int(y.min())}, {int(y.max())}]"
                 )
+        elif output_size is not None and y.dim() >= batch_dims and y.shape[0]:
+            per_item = y[0, 0].numel() if per_step_targets else y[0].numel()
+            if per_item != output_size:
+                raise ValueError(f"regression targets have {per_item} value(s) per "
+                                 f"{'step' if per_step_targets else 'sequence'} but the model has "
+                                 f"{output_size} output(s) (targets of shape {tuple(y.shape)})")
 
 
 def _firing_rate(model: nn.Module, state: Any) -> Optional[Tensor]:
@@ -238,10 +261,14 @@ class _Accumulator:
         self.batches = 0
 
     def add_batch(self, final_output: Tensor, y: Tensor, loss_fn: _LossFn, rate_sum: Optional[Tensor],
-                  steps: int, per_step_targets: bool) -> tuple[float, float]:
+                  steps: int, per_step_targets: bool, drop_nonfinite: bool = False) -> Optional[tuple[float, float]]:
+        """Add one batch's final-step metrics; with ``drop_nonfinite`` a batch whose loss is NaN/Inf
+        is left out and ``None`` returned."""
         final_target = y[:, -1] if per_step_targets else y
         with torch.no_grad():
             loss = float(loss_fn(final_output, final_target))
+            if drop_nonfinite and not math.isfinite(loss):
+                return None
             batch = final_output.shape[0]
             self.loss += loss * batch
             if loss_fn.kind == "cross_entropy":
@@ -255,7 +282,8 @@ class _Accumulator:
         self.batches += 1
         return loss, (self.correct / self.samples if loss_fn.kind == "cross_entropy" else self.squared_error / self.samples)
 
-    def result(self, kind: str, updates: int, seconds: float, device: torch.device) -> EpochMetrics:
+    def result(self, kind: str, updates: int, seconds: float, device: torch.device,
+               skipped_updates: int = 0) -> EpochMetrics:
         if self.samples == 0:
             raise ValueError("the loader yielded no batches: is the dataset empty?")
         classification = kind == "cross_entropy"
@@ -269,6 +297,7 @@ class _Accumulator:
             updates=updates,
             seconds=seconds,
             peak_memory_mb=_peak_memory_mb(device),
+            skipped_updates=skipped_updates,
         )
 
 
@@ -340,6 +369,7 @@ def train_epoch(
     max_batches: Optional[int] = None,
     progress: bool = False,
     description: str = "train",
+    on_nonfinite: Literal["stop", "skip"] = "stop",
 ) -> EpochMetrics:
     """Train ``model`` for one pass over ``loader`` with ``method`` (see the module docstring).
 
@@ -350,7 +380,14 @@ def train_epoch(
         loss: ``"auto"`` (cross-entropy for integer targets, MSE for float), or explicit.
         clip_grad_norm: total-norm clipping for plain optimizers (for FPTT, set it on the optimizer).
         max_batches: stop after this many batches (quick runs).
-    Returns the :class:`EpochMetrics` of the pass. Raises ``FloatingPointError`` on a NaN/Inf loss.
+        on_nonfinite: ``"stop"`` (default): a NaN/Inf loss, or a parameter made NaN/Inf by an
+            update, raises ``FloatingPointError`` naming the batch and the time steps of the first
+            bad update (checked once per batch, no per-update host sync). ``"skip"``: an update
+            whose loss or gradient is not finite is not applied (gradients dropped, the state
+            detached as at any window start) and counted in ``skipped_updates``; batches whose
+            final-step loss is not finite are left out of the metrics (``extra["nonfinite_batches"]``).
+            Costs one host sync per update.
+    Returns the :class:`EpochMetrics` of the pass.
     """
     _check_protocol(model)
     _check_optimizer(method, optimizer, clip_grad_norm)
@@ -359,6 +396,12 @@ def train_epoch(
     if method == "online":
         if (k not in (None, 1)) or update_points is not None:
             raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    skip_nonfinite = on_nonfinite == "skip"
+    skipped_updates = 0
+    first_skipped: Optional[str] = None
+    nonfinite_batches = 0
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
     model.train()
@@ -373,10 +416,10 @@ def train_epoch(
     for batch_index, (x, y) in enumerate(bar):
         if max_batches is not None and batch_index >= max_batches:
             break
-        _check_batch(x, y, per_step_targets, batch_index)
+        _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
         if loss_fn is None:
             loss_fn = _LossFn(_resolve_loss(loss, y))
-        loss_fn.check_targets(y, getattr(model, "output_size", None))
+        loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
         inputs = _StepInputs(x, device, dtype)
         y = y.to(device=device, non_blocking=True)
         seq_len = inputs.seq_len
@@ -386,9 +429,12 @@ def train_epoch(
             windows = iter_windows(seq_len, 1 if method == "online" else k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
-        # 0 while every window loss is finite; NaN as soon as one is not (x * 0 is NaN for NaN/Inf):
-        # two scalar kernels per update, read once per batch
-        nonfinite = torch.zeros((), dtype=dtype, device=device)
+        # all_finite stays 1 while every window loss is finite and drops to 0 at the first that is not;
+        # finite_prefix counts the updates before it (three scalar kernels per update, read once per
+        # batch): the batch-end check names the first bad update without a per-update host sync
+        all_finite = torch.ones((), dtype=dtype, device=device)
+        finite_prefix = torch.zeros((), dtype=dtype, device=device)
+        batch_updates = 0
         output = None
         for start, stop in windows:
             state = detach_state(state)
@@ -414,22 +460,44 @@ def train_epoch(
                 continue  # nothing to learn from in this window (e.g. "last" weighting, early windows)
             if loss_steps == "every" and stop - start != 1:
                 window_loss = window_loss / (stop - start)
-            nonfinite.add_(window_loss.detach() * 0.0)
             optimizer.zero_grad(set_to_none=True)
             window_loss.backward()
+            if skip_nonfinite:
+                if not _loss_and_gradients_finite(window_loss, parameters):
+                    optimizer.zero_grad(set_to_none=True)
+                    skipped_updates += 1
+                    if first_skipped is None:
+                        first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
+                    continue
+            else:
+                finite_prefix.add_(all_finite.mul_(torch.isfinite(window_loss.detach())))
+                batch_updates += 1
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
             optimizer.step()
             updates += 1
-        if not bool(torch.isfinite(nonfinite)):
+        if not skip_nonfinite and batch_updates and not bool(all_finite):
+            first = int(finite_prefix)
+            start, stop = _nth_update_window(first, seq_len, method, k, update_points, weighting, loss_steps)
             raise FloatingPointError(
-                f"non-finite loss in batch {batch_index} (method={method}); lower the learning rate, "
-                "enable gradient clipping, or check the inputs for NaN/Inf"
+                f"non-finite loss in batch {batch_index} at update {first + 1} of the batch (time steps "
+                f"{start}..{stop - 1}, method={method}); lower the learning rate, enable gradient clipping, "
+                "check the inputs for extreme values, or train with on_nonfinite='skip'"
+            )
+        bad_parameter = _first_nonfinite_parameter(model, parameters)
+        if bad_parameter is not None:
+            raise FloatingPointError(
+                f"parameter {bad_parameter} became NaN/Inf during batch {batch_index} (method={method}): a "
+                "non-finite or exploding gradient reached the optimizer; lower the learning rate, enable "
+                "gradient clipping, or train with on_nonfinite='skip'"
             )
         assert output is not None
-        batch_loss, running = accumulator.add_batch(
-            output.detach(), y, loss_fn, rate_sum, seq_len, per_step_targets
-        )
+        added = accumulator.add_batch(output.detach(), y, loss_fn, rate_sum, seq_len, per_step_targets,
+                                      drop_nonfinite=skip_nonfinite)
+        if added is None:
+            nonfinite_batches += 1  # left out of the metrics; its updates were guarded above
+            continue
+        batch_loss, running = added
         if progress and hasattr(bar, "set_postfix"):
             key = "acc" if loss_fn.kind == "cross_entropy" else "mse"
             postfix = {"loss": f"{batch_loss:.4f}", key: f"{running:.4f}"}
@@ -437,7 +505,53 @@ def train_epoch(
                 postfix["rate"] = f"{float(rate_sum) / seq_len:.3f}"
             bar.set_postfix(postfix)
     kind = loss_fn.kind if loss_fn is not None else "cross_entropy"
-    return accumulator.result(kind, updates, time.perf_counter() - started, device)
+    if skip_nonfinite and accumulator.samples == 0 and nonfinite_batches:
+        raise FloatingPointError(f"every one of the {nonfinite_batches} batches gave a non-finite final loss; "
+                                 "nothing was learnt (check the inputs and the learning rate)")
+    metrics = accumulator.result(kind, updates, time.perf_counter() - started, device, skipped_updates)
+    if skipped_updates or nonfinite_batches:
+        metrics.extra.update(nonfinite_batches=nonfinite_batches, first_skipped=first_skipped)
+        warnings.warn(f"{skipped_updates} update(s) skipped for a non-finite loss or gradient (first: "
+                      f"{first_skipped}); {nonfinite_batches} batch(es) with a non-finite final loss left out "
+                      "of the metrics", RuntimeWarning, stacklevel=2)
+    return metrics
+
+
+def _loss_and_gradients_finite(loss: Tensor, parameters: list[Tensor]) -> bool:
+    """Whether the loss and every gradient are finite (one host sync)."""
+    values = [loss.detach().reshape(())] + [p.grad.detach().sum() for p in parameters if p.grad is not None]
+    return bool(torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all())
+
+
+def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Optional[str]:
+    """The name of the first NaN/Inf parameter, or None (one host sync per call: once per batch).
+
+    A parameter's sum is non-finite when it holds a NaN/Inf (or, rarely, when finite values near
+    the float maximum overflow: then each parameter is checked and None returned)."""
+    if not parameters:
+        return None
+    sums = torch.stack([p.detach().sum().to(parameters[0].dtype) for p in parameters])
+    if bool(torch.isfinite(sums).all()):
+        return None
+    names = {id(p): name for name, p in model.named_parameters()}
+    for parameter in parameters:
+        if not bool(torch.isfinite(parameter.detach()).all()):
+            return names.get(id(parameter), "(unnamed)")
+    return None  # only the sums overflowed
+
+
+def _nth_update_window(index: int, seq_len: int, method: str, k: Optional[int], update_points: Optional[int],
+                       weighting: str, loss_steps: str) -> tuple[int, int]:
+    """(start, stop) of the ``index``-th update of a sequence (error messages only)."""
+    if method == "bptt":
+        return 0, seq_len
+    count = 0
+    for start, stop in iter_windows(seq_len, 1 if method == "online" else k, update_points):
+        if _window_has_loss(seq_len, weighting, start, stop, loss_steps):
+            if count == index:
+                return start, stop
+            count += 1
+    return 0, seq_len  # pragma: no cover - index beyond the updates
 
 
 @torch.no_grad()
@@ -468,10 +582,10 @@ def evaluate(
         for batch_index, (x, y) in enumerate(bar):
             if max_batches is not None and batch_index >= max_batches:
                 break
-            _check_batch(x, y, per_step_targets, batch_index)
+            _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
             if loss_fn is None:
                 loss_fn = _LossFn(_resolve_loss(loss, y))
-            loss_fn.check_targets(y, getattr(model, "output_size", None))
+            loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
             inputs = _StepInputs(x, device, dtype)
             y = y.to(device=device, non_blocking=True)
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)

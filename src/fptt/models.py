@@ -131,6 +131,12 @@ class SpikingRNN(nn.Module):
         """Run a whole sequence ``x`` (batch, time, input_size); returns scores (batch, time, output_size)
         and the final state. Keeps the graph of every step (this is what BPTT differentiates)."""
         check_sequence_input(x, self.input_size)
+        weight = self.layers[0].input_weight.weight
+        if x.dtype != weight.dtype:  # once per sequence, not per step
+            raise ValueError(f"input has dtype {x.dtype} but the model's parameters are {weight.dtype}; "
+                             f"convert one of them (x.to({weight.dtype}) or model.to({x.dtype}))")
+        if x.device != weight.device:
+            raise ValueError(f"input is on {x.device} but the model is on {weight.device}; move one of them")
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
         outputs = []

@@ -11,16 +11,19 @@ together::
 Per epoch: train (data order seeded with ``seed + epoch``), FPTT's end-of-epoch ``W ← W̄``
 (``load_average_each_epoch``, default on for FPTT), one scheduler step, evaluation with W̄ or W,
 one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
-evaluation improved). ``summary.json`` is written at the end.
+evaluation improved). ``summary.json`` is written at the end. With ``checkpoint_every=N``,
+``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
+at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
+state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
 
 Distributed (``config.distributed``, or automatically under ``torchrun``): each process trains its
 shard of every epoch (``DistributedSampler``, ``batch_size`` per process) through
 :class:`~fptt.distributed.DistributedModel`, which averages the gradients at each update, so the
 weights, W̄ and λ stay identical on all ranks. Every rank evaluates (identical results); only
 rank 0 logs, shows progress and writes files; a stop request is agreed by all ranks at a batch
-boundary. Resume reads ``checkpoint_last.pt`` on every rank (the run folder must be shared). A first SIGINT (Ctrl-C) stops at
-the next batch boundary, writes the checkpoint and returns with ``interrupted=True``; a second
-one interrupts at once.
+boundary. Resume reads ``checkpoint_last.pt`` on every rank (the run folder must be shared). A first SIGINT (Ctrl-C) or
+SIGTERM stops at the next batch boundary, writes the checkpoint and returns with
+``interrupted=True`` (``stop_signal`` in the summary); a second one interrupts at once.
 """
 from __future__ import annotations
 
@@ -43,13 +46,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                         set_rng_state, write_text_atomic)
 from .config import ConfigError, TrainConfig
 from .engine import EpochMetrics, evaluate, train_epoch
 from .models import SpikingRNN
 from .optim import FPTT
 
-__all__ = ["Trainer", "fit", "evaluation_rng", "load_run", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "load_run", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
            "resolve_device", "default_eval_split", "default_run_dir", "peak_rss_mb"]
 
 METRICS = "metrics.jsonl"
@@ -124,6 +128,24 @@ def _dataset_shape(dataset: Dataset) -> tuple[int, int]:
     return int(input_size), int(classes) if classes else 1
 
 
+def _check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
+    """Refuse empty splits, and windows longer than the sequences, before anything is trained."""
+    for split, dataset in datasets.items():
+        try:
+            size = len(dataset)  # type: ignore[arg-type]
+        except TypeError:  # an iterable dataset: its length is unknown
+            continue
+        if size == 0:
+            raise ConfigError(f"the {split} split of task {config.task!r} is empty: nothing to train or evaluate on")
+    train = datasets["train"]
+    x, _ = train[0]
+    seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
+    for key in ("k", "update_points"):
+        value = getattr(config, key)
+        if seq_len is not None and value is not None and config.method != "bptt" and value > seq_len:
+            raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
+
+
 def build_model(config: TrainConfig, input_size: int, output_size: int) -> SpikingRNN:
     """The :class:`SpikingRNN` that ``config`` describes."""
     return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
@@ -189,8 +211,10 @@ class _Batches:
     """The training loader for one epoch: skips the batches already trained (resume), caps the
     count (``max_batches``) and stops at a batch boundary once a stop is requested."""
 
-    def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool]) -> None:
+    def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool],
+                 every: Optional[int] = None, on_boundary: Optional[Callable[[int], None]] = None) -> None:
         self.loader, self.skip, self.limit, self.stop = loader, skip, limit, stop
+        self.every, self.on_boundary = every, on_boundary  # e.g. a checkpoint every N batches
         self.done = 0
         total = len(loader) if limit is None else min(len(loader), limit)
         self.remaining = max(total - skip, 0)
@@ -204,6 +228,8 @@ class _Batches:
                 continue
             if self.done >= self.remaining or (self.done > 0 and self.stop()):
                 return
+            if self.on_boundary is not None and self.every and self.done and self.done % self.every == 0:
+                self.on_boundary(self.done)  # after `done` batches were trained, before the next
             self.done += 1
             yield batch
 
@@ -233,6 +259,21 @@ class _MemoryMeter:
                 yield
         finally:
             del self.optimizer.step  # back to the class's method
+
+
+class PoisonedCheckpointError(FloatingPointError):
+    """A checkpoint was not written because the weights or optimizer state hold NaN/Inf."""
+
+
+def _nonfinite_tensors(value: Any, where: str = "") -> list[str]:
+    """The names of the floating-point tensors in a (nested) checkpoint entry that hold NaN/Inf."""
+    if torch.is_tensor(value):
+        return [where] if value.is_floating_point() and not bool(torch.isfinite(value).all()) else []
+    if isinstance(value, dict):
+        return [name for key, item in value.items() for name in _nonfinite_tensors(item, f"{where}.{key}" if where else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [name for index, item in enumerate(value) for name in _nonfinite_tensors(item, f"{where}[{index}]")]
+    return []
 
 
 def _metrics_dict(metrics: EpochMetrics) -> dict[str, Any]:
@@ -287,6 +328,8 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.stop_requested = False
+        self.stop_signal: Optional[str] = None  # "SIGINT" or "SIGTERM" once one asked for a stop
+        self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
         self.history: list[dict[str, Any]] = []
         self.best: Optional[float] = None
         self.start_epoch = 0
@@ -296,6 +339,7 @@ class Trainer:
         self.train_set = build_dataset(config, "train")
         self.eval_split = default_eval_split(config)
         self.eval_set = build_dataset(config, self.eval_split)
+        _check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
         self.input_size, self.output_size = _dataset_shape(self.train_set)
         self.model = build_model(config, self.input_size, self.output_size).to(self.device)
         self.train_model: nn.Module = self.model
@@ -335,8 +379,25 @@ class Trainer:
         return self.stop_requested
 
     def _save(self, path: Path, payload: dict[str, Any]) -> None:
+        """Write a checkpoint (rank 0 only) unless it is poisoned: a NaN/Inf in the weights or the
+        optimizer state raises ``FloatingPointError`` and the previous file is left as it was."""
+        bad = _nonfinite_tensors({"model": payload["model"], "optimizer": payload["optimizer"]})
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise PoisonedCheckpointError(f"refusing to save {path.name}: NaN/Inf values in {shown}; {self._kept()}")
         if self.is_main:
             save_checkpoint(path, payload)
+        if path.name == LAST:
+            self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
+
+    def _kept(self) -> str:
+        """Which checkpoint a failure leaves in place (for error messages)."""
+        if self.last_saved is None:
+            return f"no checkpoint was written in {self.run_dir}"
+        epoch, batches = self.last_saved
+        where = f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
+        return (f"the last good checkpoint {self.run_dir / LAST} ({where}) was kept; resume with "
+                f"`fptt train --resume {self.run_dir}` (e.g. with --on-nonfinite skip)")
 
     # -------------------------------------------------------------- state
     def state(self, epoch: int, batches_done: int = 0) -> dict[str, Any]:
@@ -370,6 +431,7 @@ class Trainer:
         self.best = payload.get("best")
         self.saved_tensor_peak = int(payload.get("saved_tensor_peak_bytes", 0))
         set_rng_state(payload["rng"])
+        self.last_saved = (self.start_epoch, self.skip_batches)
         where = f"epoch {self.start_epoch + 1}" + (f", batch {self.skip_batches + 1}" if self.skip_batches else "")
         self.log(f"resuming {self.run_dir} at {where}")
 
@@ -399,7 +461,10 @@ class Trainer:
 
     def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
         config = self.config
-        batches = _Batches(self.train_loader(epoch), self.skip_batches, config.max_batches, self._should_stop)
+        start = self.skip_batches
+        batches = _Batches(self.train_loader(epoch), start, config.max_batches, self._should_stop,
+                           every=config.checkpoint_every,
+                           on_boundary=lambda done: self._save(self.run_dir / LAST, self.state(epoch, start + done)))
         windows = {} if config.method == "bptt" else {"k": config.k, "update_points": config.update_points}
         if config.method == "online":
             windows = {}
@@ -408,7 +473,8 @@ class Trainer:
             metrics = train_epoch(
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
-                progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}", **windows,
+                progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
+                on_nonfinite=config.on_nonfinite, **windows,
             )
         if meter is not None:
             self.saved_tensor_peak = max(self.saved_tensor_peak, meter.meter.peak)
@@ -424,14 +490,18 @@ class Trainer:
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
-            print("\nfptt: interrupt received: saving a checkpoint at the next batch boundary "
-                  "(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+            self.stop_signal = signal.Signals(signum).name
+            what = "interrupt" if signum == signal.SIGINT else self.stop_signal
+            print(f"\nfptt: {what} received: saving a checkpoint at the next batch boundary "
+                  "(press Ctrl-C or send the signal again to abort without saving)", file=sys.stderr, flush=True)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        # SIGINT (Ctrl-C) and SIGTERM (kill, batch schedulers, container stops) alike
+        previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, old in previous.items():
+                signal.signal(number, old)
 
     # -------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
@@ -440,9 +510,11 @@ class Trainer:
         metrics_path = self.run_dir / METRICS
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            remove_stale_temporaries(self.run_dir)  # left by a process killed while saving
+            # atomic: a kill at any moment leaves a config.json that --resume can read
+            write_text_atomic(self.run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
             # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
-            metrics_path.write_text("".join(json.dumps(row) + "\n" for row in self.history))
+            write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
         started = time.perf_counter()
         interrupted = False
         with self._sigint():
@@ -451,7 +523,12 @@ class Trainer:
                      f"run dir {self.run_dir}")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
-                train_metrics, batches = self._train_one_epoch(epoch)
+                try:
+                    train_metrics, batches = self._train_one_epoch(epoch)
+                except PoisonedCheckpointError:
+                    raise
+                except FloatingPointError as error:  # the engine's, naming the batch and time steps
+                    raise FloatingPointError(f"{error}; {self._kept()}") from None
                 if self.stop_requested and batches.done < batches.remaining:
                     self.skip_batches += batches.done
                     self._save(self.run_dir / LAST, self.state(epoch, self.skip_batches))
@@ -489,7 +566,7 @@ class Trainer:
                     break
         summary = self._summary(time.perf_counter() - started, interrupted)
         if self.is_main:
-            (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            write_text_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
             if config.plots and not interrupted and self.history:
                 self.make_plots()
         return summary
@@ -513,6 +590,7 @@ class Trainer:
             "model": self.config.model,
             "epochs_completed": len(self.history),
             "interrupted": interrupted,
+            "stop_signal": self.stop_signal if interrupted else None,
             "last": last,
             "best_score": self.best,
             "best_metric": "accuracy" if last and last["eval"].get("accuracy") is not None else "-mse",

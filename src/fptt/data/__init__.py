@@ -7,7 +7,7 @@ is used; ``import fptt.data`` stays light. See docs/DATASETS.md."""
 from ._common import DatasetNotFoundError, data_root
 from .adding import AddingTask
 from .collate import pad_collate
-from .dvs import DVSCIFAR10, NMNIST, DVSGesture, events_to_frames
+from .dvs import DVSCIFAR10, NMNIST, DVSGesture, EventFileError, events_to_frames
 from .idx import IDXFormatError, read_idx, write_idx
 from .mnist import SequentialMNIST, mnist10k_split
 from .mnist1d import MNIST1D
@@ -16,7 +16,7 @@ from .shd import SHD, SHDFormatError
 
 __all__ = [
     "AddingTask", "SequentialMNIST", "mnist10k_split", "MNIST1D", "SHD", "SHDFormatError",
-    "DVSGesture", "DVSCIFAR10", "NMNIST", "events_to_frames", "pad_collate",
+    "DVSGesture", "DVSCIFAR10", "NMNIST", "EventFileError", "events_to_frames", "pad_collate",
     "get_dataset", "DATASET_NAMES",
     "read_idx", "write_idx", "IDXFormatError", "DatasetNotFoundError", "data_root",
 ]

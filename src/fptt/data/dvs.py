@@ -10,11 +10,19 @@ in any order and integer/bool dtypes) into float32 counts (num_frames, P, H', W'
   floor-divided integer bin width and drops the events at and after ``t_min + n * width``);
 * space: ``x' = floor(x * spatial_factor)`` as ``tonic.transforms.Downsample`` does, frame width
   ``W' = ceil(W * spatial_factor)`` (same for y);
-* polarity: ``p > 0`` -> channel 1, else channel 0 (channel 0 only when the sensor has one).
+* polarity: ``p > 0`` -> channel 1, else channel 0 (channel 0 only when the sensor has one);
+* events with a NaN or infinite time stamp, or outside the sensor, are dropped (never counted
+  in a wrong bin).
 
 Datasets return ``x`` (num_frames, 2*H'*W') float32 (``flatten=True``) or (num_frames, 2, H', W')
 and ``y`` int64. Binned items are cached under ``<root>/.fptt_cache/<dataset>-<settings hash>/``
-(``torch.save``; read back with ``weights_only=True``).
+(``torch.save``; read back with ``weights_only=True``; an entry of the wrong shape or dtype,
+corrupt or refused, is recomputed).
+
+Untrusted files: before tonic reads a DVS128 Gesture ``.npy`` recording, its header is checked
+(numeric dtype, shape (N, 4), declared size equal to the bytes in the file), so a header claiming
+10^12 events fails with :class:`EventFileError` (a ``ValueError``) without allocating. The other
+formats are read by tonic with ``np.fromfile`` (memory bounded by the file's size).
 """
 from __future__ import annotations
 
@@ -32,9 +40,49 @@ from torch.utils.data import Dataset
 
 from ._common import DatasetNotFoundError, data_root
 
-__all__ = ["events_to_frames", "DVSGesture", "DVSCIFAR10", "NMNIST"]
+__all__ = ["events_to_frames", "DVSGesture", "DVSCIFAR10", "NMNIST", "EventFileError", "check_npy_events"]
 
 _BINNING_VERSION = 1  # bump when events_to_frames changes, to invalidate caches
+_NPY_MAX_HEADER = 10_000
+
+
+class EventFileError(ValueError):
+    """An event recording whose header is malformed or does not match the file's size."""
+
+
+def check_npy_events(path: str | os.PathLike, columns: int = 4) -> tuple[int, ...]:
+    """Validate a ``.npy`` event recording from its header alone; returns its shape.
+
+    Checks the magic string, a numeric (integer or float) dtype, a 2-D shape ``(N, columns)`` and
+    that the declared size equals the data bytes in the file, so nothing is allocated for a header
+    that lies. Raises :class:`EventFileError` naming the file and the problem.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle, max_header_size=_NPY_MAX_HEADER)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=_NPY_MAX_HEADER)
+            else:
+                raise EventFileError(f"{path}: unsupported .npy version {version}")
+            offset = handle.tell()
+    except EventFileError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, UnicodeDecodeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EventFileError(f"{path}: not a valid .npy event file ({first})") from None
+    if dtype.hasobject or dtype.kind not in "iuf" or dtype.fields is not None:
+        raise EventFileError(f"{path}: events must be a plain integer or float array, got dtype {dtype}")
+    if len(shape) != 2 or shape[1] != columns:
+        raise EventFileError(f"{path}: events must have shape (N, {columns}) (x, y, p, t), got {shape}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != size - offset:
+        raise EventFileError(f"{path}: header declares shape {shape} ({declared} bytes) but the file holds "
+                             f"{size - offset} data bytes")
+    return tuple(shape)
 
 
 def events_to_frames(
@@ -69,13 +117,18 @@ def events_to_frames(
         else np.zeros(len(events), dtype=np.int64)
     )
     p = (events["p"].astype(np.float64) > 0).astype(np.int64) if polarities > 1 else np.zeros(len(events), np.int64)
-    t_min, t_max = t.min(), t.max()
+    timed = np.isfinite(t)  # a NaN/Inf time stamp has no bin: drop the event
+    if not timed.any():
+        return frames
+    t_min, t_max = t[timed].min(), t[timed].max()
     if t_max > t_min:
-        bins = np.floor((t - t_min) / (t_max - t_min) * num_frames).astype(np.int64)
+        with np.errstate(invalid="ignore"):  # halving is exact and keeps huge spans finite
+            position = (t * 0.5 - t_min * 0.5) / (t_max * 0.5 - t_min * 0.5)
+            bins = np.floor(np.where(timed, position, 0.0) * num_frames).astype(np.int64)
         np.clip(bins, 0, num_frames - 1, out=bins)
     else:
         bins = np.zeros(len(events), dtype=np.int64)
-    keep = (x >= 0) & (x < out_w) & (y >= 0) & (y < out_h)
+    keep = timed & (x >= 0) & (x < out_w) & (y >= 0) & (y < out_h)
     flat = ((bins * polarities + p) * out_h + y) * out_w + x
     counts = np.bincount(flat[keep], minlength=frames.size)
     return counts.reshape(frames.shape).astype(np.float32)
@@ -218,11 +271,15 @@ class _TonicFrames(Dataset):
         """The binned frames (num_frames, P, H', W') of item ``index``, from the cache if there."""
         source_index = self.indices[index]
         path = self._cache_path(source_index)
+        expected = (self.num_frames, *self.frame_shape)
         if path is not None and path.is_file():
             try:
-                return torch.load(path, weights_only=True)
+                cached = torch.load(path, weights_only=True)
             except Exception:
-                pass  # a corrupt cache entry: recompute and overwrite
+                cached = None  # a corrupt or refused cache entry: recompute and overwrite
+            if isinstance(cached, Tensor) and tuple(cached.shape) == expected and cached.dtype == torch.float32:
+                return cached
+        self._check_source(source_index)
         events, _ = self._reader()[source_index]
         frames = torch.from_numpy(
             events_to_frames(events, self.sensor_size, self.num_frames, self.spatial_factor)
@@ -239,6 +296,9 @@ class _TonicFrames(Dataset):
                     os.unlink(partial)
                 raise
         return frames
+
+    def _check_source(self, source_index: int) -> None:
+        """Validate the recording's file before tonic reads it (subclasses with a header format)."""
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if index < 0:
@@ -260,6 +320,9 @@ class DVSGesture(_TonicFrames):
     cache_name = "dvsgesture"
     num_classes = 11
     min_files = (".npy", 100)
+
+    def _check_source(self, source_index: int) -> None:
+        check_npy_events(self._reader().data[source_index])
 
 
 class NMNIST(_TonicFrames):

@@ -14,6 +14,11 @@ float32 and ``y`` the int64 label. **Spikes at ``t >= max_time`` are dropped** (
 ``max_time=1.0`` s this cuts the tail of the few digits longer than a second). Spikes with a NaN,
 infinite or negative time, or a unit outside 0..699, are dropped too, counted in
 :attr:`SHD.num_invalid_dropped` and reported by one warning per dataset object (per worker).
+
+Untrusted files: the layout, dtypes and lengths are checked from the HDF5 metadata *before* any
+data are read (at most :data:`MAX_ITEMS` digits, :data:`MAX_SPIKES` spikes per digit), so a file
+declaring 10^12 digits is refused without allocating; any file h5py cannot read, or whose layout
+is wrong, raises :class:`SHDFormatError` (a ``ValueError``) naming the file.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from torch.utils.data import Dataset
 
 from ._common import DatasetNotFoundError, data_root
 
-__all__ = ["SHD", "SHDFormatError", "SHD_URLS", "bin_spikes"]
+__all__ = ["SHD", "SHDFormatError", "SHD_URLS", "bin_spikes", "MAX_ITEMS", "MAX_SPIKES"]
 
 NUM_UNITS = 700
 NUM_CLASSES = 20
@@ -43,7 +48,12 @@ SHD_URLS = {
     "train": "https://zenkelab.org/datasets/shd_train.h5.gz",
     "test": "https://zenkelab.org/datasets/shd_test.h5.gz",
 }
+MAX_ITEMS = 10_000_000  # SHD has 10,420 digits; nothing legitimate comes near
+MAX_SPIKES = 10_000_000  # per digit (SHD's longest has about 15,000)
+MAX_KEYS = 10_000
 _REQUIRED = ("spikes/times", "spikes/units", "labels")
+# what each dataset must hold: numpy kinds of the (vlen base) dtype
+_KINDS = {"spikes/times": "fiu", "spikes/units": "iu", "labels": "iu", "extra/speaker": "iu"}
 _OPTIONAL = ("extra/speaker", "extra/keys")
 
 
@@ -85,6 +95,11 @@ def bin_spikes(
     flat = bins * channels + units[keep] // channel_pool
     counts = np.bincount(flat, minlength=num_bins * channels)
     return counts.reshape(num_bins, channels).astype(np.float32), invalid
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _gunzip_atomic(gz_path: Path, target: Path) -> Path:
@@ -194,29 +209,60 @@ class SHD(Dataset):
         h5py = _import_h5py()
         try:
             with h5py.File(self.path, "r") as handle:
-                self._validate(handle)
-                self.labels = torch.from_numpy(np.asarray(handle["labels"][()], dtype=np.int64))
+                self._validate(handle, h5py)
+                self.labels = torch.from_numpy(np.asarray(handle["labels"][()], dtype=np.int64).reshape(-1))
                 self.speakers = np.asarray(handle["extra/speaker"][()]) if "extra/speaker" in handle else None
                 keys = handle["extra/keys"][()] if "extra/keys" in handle else None
-        except OSError as error:
-            raise SHDFormatError(f"{self.path}: not a readable HDF5 file ({error})") from None
-        self.keys = None if keys is None else [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+        except SHDFormatError:
+            raise
+        except Exception as error:  # h5py raises OSError, KeyError, ValueError, TypeError, ... on bad files
+            raise SHDFormatError(f"{self.path}: not a readable HDF5 file in the SHD layout "
+                                 f"({type(error).__name__}: {_first_line(error)})") from None
+        labels = self.labels.numpy()
+        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise SHDFormatError(f"{self.path}: labels must lie in 0..{NUM_CLASSES - 1}, got {labels.min()}..{labels.max()}")
+        try:
+            self.keys = None if keys is None else [k.decode() if isinstance(k, bytes) else str(k)
+                                                   for k in np.asarray(keys).reshape(-1)]
+        except UnicodeDecodeError as error:
+            raise SHDFormatError(f"{self.path}: extra/keys is not text ({error})") from None
 
-    def _validate(self, handle) -> None:
+    def _validate(self, handle, h5py) -> None:
+        """Layout, dtypes and lengths from the metadata only: nothing is read or allocated here."""
         missing = [name for name in _REQUIRED if name not in handle]
         if missing:
             raise SHDFormatError(
                 f"{self.path}: not in the SHD layout, missing dataset(s) {', '.join(missing)} "
                 f"(expected {', '.join(_REQUIRED)}; optional {', '.join(_OPTIONAL)})"
             )
-        lengths = {name: handle[name].shape[0] if handle[name].shape else None for name in _REQUIRED}
-        if len(set(lengths.values())) != 1 or None in lengths.values():
+        present = [name for name in _REQUIRED + _OPTIONAL if name in handle]
+        for name in present:
+            if not isinstance(handle[name], h5py.Dataset):
+                raise SHDFormatError(f"{self.path}: {name} must be a dataset, got a {type(handle[name]).__name__}")
+        for name in present:
+            if name in _KINDS:
+                dtype = handle[name].dtype
+                base = h5py.check_vlen_dtype(dtype) or dtype
+                if base.kind not in _KINDS[name]:
+                    raise SHDFormatError(f"{self.path}: {name} has dtype {dtype}, expected numbers of kind "
+                                         f"{'/'.join(_KINDS[name])} (numpy kinds)")
+        shapes = {name: handle[name].shape for name in present}
+        for name in ("spikes/times", "spikes/units", "labels", "extra/speaker"):
+            if name in shapes and (shapes[name] is None or len(shapes[name]) != 1):
+                raise SHDFormatError(f"{self.path}: {name} must be one-dimensional (one entry per digit), "
+                                     f"got shape {shapes[name]}")
+        lengths = {name: shapes[name][0] for name in _REQUIRED}
+        if len(set(lengths.values())) != 1:
             raise SHDFormatError(f"{self.path}: datasets differ in length: {lengths}")
-        if "extra/speaker" in handle and handle["extra/speaker"].shape[:1] != (lengths["labels"],):
-            raise SHDFormatError(f"{self.path}: extra/speaker has shape {handle['extra/speaker'].shape}, expected ({lengths['labels']},)")
-        labels = np.asarray(handle["labels"][()])
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise SHDFormatError(f"{self.path}: labels must lie in 0..{NUM_CLASSES - 1}, got {labels.min()}..{labels.max()}")
+        count = lengths["labels"]
+        if count > MAX_ITEMS:
+            raise SHDFormatError(f"{self.path}: declares {count} digits, more than the {MAX_ITEMS} an SHD file may "
+                                 "hold (corrupt or malicious file); nothing was read")
+        if "extra/speaker" in shapes and shapes["extra/speaker"] != (count,):
+            raise SHDFormatError(f"{self.path}: extra/speaker has shape {shapes['extra/speaker']}, expected ({count},)")
+        if "extra/keys" in shapes and (shapes["extra/keys"] is None or math.prod(shapes["extra/keys"]) > MAX_KEYS):
+            raise SHDFormatError(f"{self.path}: extra/keys has shape {shapes['extra/keys']}, expected at most "
+                                 f"{MAX_KEYS} class names")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -226,10 +272,17 @@ class SHD(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for SHD {self.split} ({len(self)} items)")
-        if self._file is None:
-            self._file = _import_h5py().File(self.path, "r")
-        times = self._file["spikes/times"][index]
-        units = self._file["spikes/units"][index]
+        try:
+            if self._file is None:
+                self._file = _import_h5py().File(self.path, "r")
+            times = self._file["spikes/times"][index]
+            units = self._file["spikes/units"][index]
+        except Exception as error:  # a file corrupted after it was opened, or damaged data blocks
+            raise SHDFormatError(f"{self.path}: cannot read digit {index} ({type(error).__name__}: "
+                                 f"{_first_line(error)})") from None
+        times, units = np.asarray(times).reshape(-1), np.asarray(units).reshape(-1)
+        if times.size > MAX_SPIKES:
+            raise SHDFormatError(f"{self.path}: digit {index} holds {times.size} spikes, more than {MAX_SPIKES}")
         counts, invalid = bin_spikes(times, units, self.num_bins, self.max_time, NUM_UNITS, self.channel_pool)
         if invalid:
             self.num_invalid_dropped += invalid
