@@ -65,3 +65,7 @@ write("smnist196long_ltc_bptt_s0", task="smnist", method="bptt", **LONG)
 # ... and the same with the authors' gradient clipping (norm 1; FPTT clips loss + regularizer)
 write("smnist196long_ltc_fptt_k1_clip1_s0", task="smnist", method="fptt", clip=1.0, **LONG)
 write("smnist196long_ltc_bptt_clip1_s0", task="smnist", method="bptt", clip=1.0, **LONG)
+# ... and two diagnostics of the late-epoch drop of FPTT k=1: the authors' lr decay (x0.1, here after
+#     epoch 4 instead of 10), and a 3x smaller constant lr
+write("smnist196long_ltc_fptt_k1_decay4_s0", task="smnist", method="fptt", lr_milestones=[4], **LONG)
+write("smnist196long_ltc_fptt_k1_lr1e-3_s0", task="smnist", method="fptt", **dict(LONG, lr=1e-3))

@@ -46,6 +46,7 @@ DEFAULTS = {
     "alpha": 0.1,
     "beta": 0.5,
     "clip": None,
+    "lr_milestones": [],      # epochs after which the lr is multiplied by 0.1 (the authors' schedule)
     "batch_size": 128,
     "epochs": 1,
     "max_batches": None,      # per epoch
@@ -89,6 +90,7 @@ def main(argv=None) -> dict:
     inner = inner_class(model.parameters(), lr=cfg["lr"])
     fptt_mode = cfg["method"] == "fptt"
     optimizer = FPTT(inner, alpha=cfg["alpha"], beta=cfg["beta"], clip_grad_norm=cfg["clip"]) if fptt_mode else inner
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], 0.1) if cfg["lr_milestones"] else None
     generator = torch.Generator().manual_seed(cfg["seed"])
     train_loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=True, generator=generator, drop_last=True)
     test_loader = DataLoader(test_set, batch_size=500)
@@ -139,6 +141,8 @@ def main(argv=None) -> dict:
                 print(json.dumps({"name": cfg["name"], **last}), flush=True)
             if fptt_mode:
                 optimizer.load_average()  # the paper's end-of-epoch W <- W̄
+            if scheduler is not None:
+                scheduler.step()
     summary = {
         "config": cfg,
         "command": f"python experiments/run.py {args.config}",
