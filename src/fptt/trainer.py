@@ -528,7 +528,9 @@ class Trainer:
                 except PoisonedCheckpointError:
                     raise
                 except FloatingPointError as error:  # the engine's, naming the batch and time steps
-                    raise FloatingPointError(f"{error}; {self._kept()}") from None
+                    offset = (f" (batches counted from batch {resumed_at} of the epoch, where this run resumed)"
+                              if resumed_at else "")
+                    raise FloatingPointError(f"epoch {epoch + 1}: {error}{offset}; {self._kept()}") from None
                 if self.stop_requested and batches.done < batches.remaining:
                     self.skip_batches += batches.done
                     self._save(self.run_dir / LAST, self.state(epoch, self.skip_batches))

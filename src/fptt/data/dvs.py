@@ -71,7 +71,7 @@ def check_npy_events(path: str | os.PathLike, columns: int = 4) -> tuple[int, ..
             offset = handle.tell()
     except EventFileError:
         raise
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, UnicodeDecodeError) as error:
+    except Exception as error:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EventFileError(f"{path}: not a valid .npy event file ({first})") from None
     if dtype.hasobject or dtype.kind not in "iuf" or dtype.fields is not None:
@@ -110,12 +110,13 @@ def events_to_frames(
     if len(events) == 0:
         return frames
     t = events["t"].astype(np.float64)
-    x = np.floor(events["x"].astype(np.float64) * spatial_factor).astype(np.int64)
-    y = (
-        np.floor(events["y"].astype(np.float64) * spatial_factor).astype(np.int64)
-        if "y" in names
-        else np.zeros(len(events), dtype=np.int64)
-    )
+    with np.errstate(invalid="ignore"):  # NaN/Inf coordinates cast to garbage and are dropped below
+        x = np.floor(events["x"].astype(np.float64) * spatial_factor).astype(np.int64)
+        y = (
+            np.floor(events["y"].astype(np.float64) * spatial_factor).astype(np.int64)
+            if "y" in names
+            else np.zeros(len(events), dtype=np.int64)
+        )
     p = (events["p"].astype(np.float64) > 0).astype(np.int64) if polarities > 1 else np.zeros(len(events), np.int64)
     timed = np.isfinite(t)  # a NaN/Inf time stamp has no bin: drop the event
     if not timed.any():
