@@ -336,3 +336,17 @@ def _train_adding_task_and_check():
     assert result.mse < 0.75 * 0.167 < before, (before, result)
     with optimizer.averaged():
         assert evaluate(model, test).mse < 0.75 * 0.167
+
+
+@pytest.mark.parametrize("batch, message", [
+    ((torch.zeros(2, 3, 3), torch.zeros(2, dtype=torch.long), torch.tensor([3, 2])), "variable-length"),
+    ((torch.zeros(2, 3, 3),), "pair \\(x, y\\)"),
+    (torch.zeros(2, 3, 3), "pair \\(x, y\\)"),
+])
+def test_batches_that_are_not_pairs_are_refused_with_what_was_received(batch, message):
+    model = _spiking_model()
+    optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=1e-2))
+    with pytest.raises(ValueError, match=message):
+        train_epoch(model, [batch], optimizer)
+    with pytest.raises(ValueError, match=message):
+        evaluate(model, [batch])

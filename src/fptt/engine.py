@@ -139,6 +139,20 @@ def _resolve_loss(loss: str, y: Tensor) -> str:
     return loss
 
 
+def _unpack(batch: Any, batch_index: int) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of one loader item; anything else is refused with what was received."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        raise ValueError(
+            f"batch {batch_index} has 3 items; the engines take (x, y) batches of equal-length sequences. "
+            "For variable-length data (pad_collate's (x, y, lengths)), bin every sample to the same length "
+            "(e.g. SHD(num_bins=...)) and use the default collate"
+        )
+    kind = f"a {type(batch).__name__} of {len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
+    raise ValueError(f"each batch must be a pair (x, y); batch {batch_index} is {kind}")
+
+
 def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int,
                  input_size: Optional[int] = None) -> None:
     """Shapes, dtypes and finiteness of one batch, checked once per batch (not per step)."""
@@ -413,7 +427,8 @@ def train_epoch(
     started = time.perf_counter()
     total = _loader_length(loader, max_batches)
     bar = _progress(loader, progress, total, description)
-    for batch_index, (x, y) in enumerate(bar):
+    for batch_index, batch in enumerate(bar):
+        x, y = _unpack(batch, batch_index)
         if max_batches is not None and batch_index >= max_batches:
             break
         _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
@@ -579,7 +594,8 @@ def evaluate(
     started = time.perf_counter()
     try:
         bar = _progress(loader, progress, _loader_length(loader, max_batches), description)
-        for batch_index, (x, y) in enumerate(bar):
+        for batch_index, batch in enumerate(bar):
+            x, y = _unpack(batch, batch_index)
             if max_batches is not None and batch_index >= max_batches:
                 break
             _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
