@@ -127,3 +127,23 @@ def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
     assert (tmp_path / "stream.json").is_file() and (tmp_path / "stream.png").is_file()
     with pytest.raises(ValueError, match="drift_at"):
         run_stream(steps=392, drift_at=2.0, progress=False)
+
+
+def test_step_weight_scales_the_update_and_must_not_be_negative():
+    torch.manual_seed(0)
+    model = SpikingRNN(2, 6, 4, initial_membrane="zero")
+    deltas = []
+    xs, ys = _stream(2)
+    for weight in (1.0, 0.25):
+        trained = SpikingRNN(2, 6, 4, initial_membrane="zero")
+        trained.load_state_dict(model.state_dict())
+        learner = OnlineLearner(trained, torch.optim.SGD(trained.parameters(), lr=0.1), k=2, batch_size=3)
+        before = [p.detach().clone() for p in trained.parameters()]
+        learner.observe(xs[0], ys[0], weight=weight)
+        learner.observe(xs[1], ys[1], weight=weight)
+        deltas.append([p.detach() - b for p, b in zip(trained.parameters(), before)])
+    assert any(d.abs().sum() > 0 for d in deltas[0])
+    for full, quarter in zip(*deltas):  # plain SGD: the update is linear in the loss
+        torch.testing.assert_close(quarter, 0.25 * full)
+    with pytest.raises(ValueError, match="weight must be a non-negative"):
+        learner.observe(xs[0], ys[0], weight=-1.0)

@@ -53,12 +53,15 @@ def run_stream(
     drift_at: float = 0.5,
     seed: int = 0,
     log_every_digits: int = 20,
+    weighting: str = "uniform",
     progress: bool = True,
     out: Optional[Path] = None,
 ) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures."""
     if steps < 196:
         raise ValueError(f"steps must cover at least one digit (196 steps), got {steps}")
+    if weighting not in ("uniform", "linear"):
+        raise ValueError(f"weighting must be 'uniform' or 'linear', got {weighting!r}")
     if not 0.0 <= drift_at <= 1.0:
         raise ValueError(f"drift_at must lie in [0, 1], got {drift_at}")
     torch.manual_seed(seed)
@@ -88,7 +91,8 @@ def run_stream(
         pixel_index = drift_permutation[position] if drifted else position
         x_t = pixels[order, pixel_index].unsqueeze(-1)
         y_t = labels[order]
-        output = learner.observe(x_t, y_t)
+        weight = (position + 1) / length if weighting == "linear" else 1.0
+        output = learner.observe(x_t, y_t, weight=weight)
         if position == length - 1:
             correct += int((output.argmax(-1) == y_t).sum())
             seen += streams
@@ -110,7 +114,7 @@ def run_stream(
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
-                   "drift_at": drift_at, "seed": seed, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / steps,
@@ -167,6 +171,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drift-at", type=float, default=0.5,
                         help="fraction of the stream after which the pixel permutation changes (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, digit order and permutation")
+    parser.add_argument("--weighting", choices=("uniform", "linear"), default="uniform",
+                        help="loss weight of pixel p of a digit: 1 (default) or (p+1)/196 as in the paper's S-MNIST")
     parser.add_argument("--log-every", type=positive_int, default=20,
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
@@ -181,7 +187,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     result = run_stream(
         steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
-        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, progress=not args.quiet,
+        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting, progress=not args.quiet,
         out=args.out,
     )
     if not args.quiet:

@@ -99,8 +99,16 @@ class OnlineLearner:
         """True when no partial window is pending (a checkpoint taken now resumes exactly)."""
         return self._steps_in_window == 0
 
-    def observe(self, x_t: Tensor, y_t: Optional[Tensor] = None, target_mask: Optional[Tensor] = None) -> Tensor:
-        """Consume one time step; returns the model's output for it (detached)."""
+    def observe(self, x_t: Tensor, y_t: Optional[Tensor] = None, target_mask: Optional[Tensor] = None,
+                weight: float = 1.0) -> Tensor:
+        """Consume one time step; returns the model's output for it (detached).
+
+        With a target ``y_t`` the step adds ``weight · L(v_t, y_t)`` to the current window's loss
+        (only for the streams in ``target_mask``, if given); the window's update uses the mean over
+        its steps with targets. ``weight`` plays the role of the batch engines' w_t, e.g.
+        ``(p + 1) / P`` at position p of a P-step item, so that late, informed predictions count more."""
+        if not weight >= 0.0:
+            raise ValueError(f"weight must be a non-negative number, got {weight!r}")
         if x_t.dim() != 2 or x_t.shape[0] != self.batch_size:
             raise ValueError(f"x_t must have shape ({self.batch_size}, features), got {tuple(x_t.shape)}")
         if self._steps_in_window == 0:
@@ -116,6 +124,8 @@ class OnlineLearner:
                 step_loss = self.loss_fn(output[target_mask], y_t[target_mask]) if bool(target_mask.any()) else None
             else:
                 step_loss = self.loss_fn(output, y_t)
+            if step_loss is not None and weight != 1.0:
+                step_loss = weight * step_loss
             if step_loss is not None:
                 self._window_loss = step_loss if self._window_loss is None else self._window_loss + step_loss
                 self._window_targets += 1
