@@ -45,7 +45,7 @@ def _model(hidden: int, seed: int, device: torch.device) -> SpikingRNN:
 
 
 def _adamax(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adamax(model.parameters(), lr=3e-3)
+    return torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)  # as fptt.trainer builds it
 
 
 def naive_fptt_sequence(model: SpikingRNN, x: torch.Tensor, y: torch.Tensor, inner: torch.optim.Optimizer,
