@@ -222,12 +222,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     log = _log_function(args.quiet)
     trainer = Trainer(config, run_dir, resume=bool(args.resume), progress=(not args.quiet) and sys.stderr.isatty(),
                       log=log)
+    finished = False
     try:
         summary = trainer.fit()
+        finished = True
     finally:
         if trainer.world_size > 1:
             import torch.distributed as dist
 
+            if finished:  # wait for rank 0's last writes: a rank leaving early can abort gloo peers
+                dist.barrier()
             dist.destroy_process_group()
     if summary["interrupted"]:
         return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED
