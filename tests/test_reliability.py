@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
+from .fuzzing import mutate
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
 from fptt.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
 from fptt.config import ConfigError, TrainConfig, resolve_config
@@ -470,17 +471,8 @@ def _good_checkpoint_bytes(folder: Path) -> bytes:
                       min_size=1, max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 2000)))
 def test_fuzz_mutated_checkpoints_load_or_raise_checkpoint_error(tmp_path, edits, cut):
-    data = bytearray(_good_checkpoint_bytes(tmp_path))
-    for position, value, kind in edits:
-        position %= len(data)
-        if kind == "set":
-            data[position] = value
-        elif kind == "insert":
-            data.insert(position, value)
-        else:
-            del data[position]
     path = tmp_path / "mutated.pt"
-    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+    path.write_bytes(mutate(_good_checkpoint_bytes(tmp_path), edits, cut))
     try:
         payload = load_checkpoint(path)
     except CheckpointError:

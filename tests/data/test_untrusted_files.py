@@ -19,6 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ..fuzzing import mutate
 from fptt.data import SHD, DVSGesture, EventFileError, IDXFormatError, SHDFormatError, events_to_frames, read_idx
 from fptt.data.dvs import check_npy_events
 
@@ -170,17 +171,8 @@ _GOOD_NPY = _npy(np.arange(40, dtype=np.int64).reshape(10, 4))
                       min_size=1, max_size=4),
        cut=st.one_of(st.none(), st.integers(0, 500)))
 def test_fuzz_mutated_npy_event_files_are_checked_before_loading(tmp_path, edits, cut):
-    data = bytearray(_GOOD_NPY)
-    for position, value, kind in edits:
-        position %= len(data)
-        if kind == "set":
-            data[position] = value
-        elif kind == "insert":
-            data.insert(position, value)
-        else:
-            del data[position]
     path = tmp_path / "0.npy"
-    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+    path.write_bytes(mutate(_GOOD_NPY, edits, cut))
     try:
         shape = check_npy_events(path)
     except EventFileError:
