@@ -340,7 +340,7 @@ def _demo_command(method: str, settings: dict[str, Any], run_dir: Path, seed: in
             "--batch-size", str(settings["batch_size"]), "--epochs", str(settings["rounds"]),
             "--max-batches", str(settings["batches"]), "--optimizer", settings["optimizer"],
             "--lr", str(settings["lr"]), "--norm", settings["norm"], "--readout-from", settings["readout_from"],
-            "--clip", "1", "--seed", str(seed), "--threads", "1", "--measure-memory",
+            "--clip", "1", "--schedule", "none", "--seed", str(seed), "--threads", "1", "--measure-memory",
             "--eval-batch-size", str(settings["eval_batch_size"]),
             "--max-eval-batches", str(settings["eval_batches"]),
             "--run-dir", str(run_dir / method), "--no-plots", "--quiet"]
