@@ -183,3 +183,13 @@ def test_plots_and_recorded_time_constants(tmp_path):
                  plot_spike_raster(model, x, tmp_path / "raster.png"),
                  plot_time_constants(model, x, tmp_path / "tau.png")):
         assert path.stat().st_size > 1000
+
+
+def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
+    from fptt.config import resolve_config
+
+    assert resolve_config({}, {"task": "smnist"}).schedule == "step"
+    assert resolve_config({}, {"task": "psmnist"}).schedule == "step"
+    assert resolve_config({}, {"task": "add"}).schedule == "none"
+    assert resolve_config({"schedule": "cosine"}, {"task": "smnist"}).schedule == "cosine"
+    assert resolve_config({}, {"task": "smnist", "schedule": "none"}).schedule == "none"
