@@ -357,6 +357,31 @@ class _StepInputs:
         return self.block[offset]
 
 
+def _method_windows(seq_len: int, method: str, k: Optional[int],
+                    update_points: Optional[int]) -> Iterable[tuple[int, int]]:
+    """The update windows of one sequence: the whole sequence for BPTT, single steps for online."""
+    if method == "bptt":
+        return ((0, seq_len),)
+    return iter_windows(seq_len, 1 if method == "online" else k, update_points)
+
+
+def _prepared_batches(batches: Iterable, model: nn.Module, loss: str, per_step_targets: bool,
+                      max_batches: Optional[int], device: torch.device,
+                      dtype: torch.dtype) -> Iterator[tuple[int, "_StepInputs", Tensor, "_LossFn"]]:
+    """``(batch_index, inputs, y, loss_fn)`` per batch, checked once per batch and moved to the
+    model's device; the loss function is resolved from the first batch's targets."""
+    loss_fn: Optional[_LossFn] = None
+    for batch_index, batch in enumerate(batches):
+        if max_batches is not None and batch_index >= max_batches:
+            return
+        x, y = _unpack(batch, batch_index)
+        _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
+        if loss_fn is None:
+            loss_fn = _LossFn(_resolve_loss(loss, y))
+        loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
+        yield batch_index, _StepInputs(x, device, dtype), y.to(device=device, non_blocking=True), loss_fn
+
+
 def _window_has_loss(seq_len: int, weighting: Weighting, start: int, stop: int, loss_steps: str) -> bool:
     if loss_steps == "window_end":
         return step_weight(stop - 1, seq_len, weighting) != 0.0
@@ -427,21 +452,10 @@ def train_epoch(
     started = time.perf_counter()
     total = _loader_length(loader, max_batches)
     bar = _progress(loader, progress, total, description)
-    for batch_index, batch in enumerate(bar):
-        x, y = _unpack(batch, batch_index)
-        if max_batches is not None and batch_index >= max_batches:
-            break
-        _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
-        if loss_fn is None:
-            loss_fn = _LossFn(_resolve_loss(loss, y))
-        loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
-        inputs = _StepInputs(x, device, dtype)
-        y = y.to(device=device, non_blocking=True)
+    for batch_index, inputs, y, loss_fn in _prepared_batches(bar, model, loss, per_step_targets, max_batches,
+                                                            device, dtype):
         seq_len = inputs.seq_len
-        if method == "bptt":
-            windows: Iterable[tuple[int, int]] = ((0, seq_len),)
-        else:
-            windows = iter_windows(seq_len, 1 if method == "online" else k, update_points)
+        windows = _method_windows(seq_len, method, k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         # all_finite stays 1 while every window loss is finite and drops to 0 at the first that is not;
@@ -558,10 +572,8 @@ def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Op
 def _nth_update_window(index: int, seq_len: int, method: str, k: Optional[int], update_points: Optional[int],
                        weighting: str, loss_steps: str) -> tuple[int, int]:
     """(start, stop) of the ``index``-th update of a sequence (error messages only)."""
-    if method == "bptt":
-        return 0, seq_len
     count = 0
-    for start, stop in iter_windows(seq_len, 1 if method == "online" else k, update_points):
+    for start, stop in _method_windows(seq_len, method, k, update_points):
         if _window_has_loss(seq_len, weighting, start, stop, loss_steps):
             if count == index:
                 return start, stop
@@ -594,16 +606,8 @@ def evaluate(
     started = time.perf_counter()
     try:
         bar = _progress(loader, progress, _loader_length(loader, max_batches), description)
-        for batch_index, batch in enumerate(bar):
-            x, y = _unpack(batch, batch_index)
-            if max_batches is not None and batch_index >= max_batches:
-                break
-            _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
-            if loss_fn is None:
-                loss_fn = _LossFn(_resolve_loss(loss, y))
-            loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
-            inputs = _StepInputs(x, device, dtype)
-            y = y.to(device=device, non_blocking=True)
+        for _, inputs, y, loss_fn in _prepared_batches(bar, model, loss, per_step_targets, max_batches,
+                                                       device, dtype):
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
             for t in range(inputs.seq_len):
