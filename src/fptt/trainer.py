@@ -469,9 +469,8 @@ class Trainer:
         batches = _Batches(self.train_loader(epoch), start, config.max_batches, self._should_stop,
                            every=config.checkpoint_every,
                            on_boundary=lambda done: self._save(self.run_dir / LAST, self.state(epoch, start + done)))
-        windows = {} if config.method == "bptt" else {"k": config.k, "update_points": config.update_points}
-        if config.method == "online":
-            windows = {}
+        windowed = config.method in ("fptt", "tbptt")  # bptt takes the whole sequence, online single steps
+        windows = {"k": config.k, "update_points": config.update_points} if windowed else {}
         meter = _MemoryMeter(self.optimizer) if config.measure_memory else None
         with meter.measuring() if meter is not None else nullcontext():
             metrics = train_epoch(
