@@ -23,6 +23,7 @@ import torch
 
 from .argtypes import positive_float, positive_int
 from .data import SequentialMNIST
+from .engine import step_weight
 from .models import SpikingRNN
 from .optim import FPTT
 from .streaming import OnlineLearner
@@ -91,8 +92,7 @@ def run_stream(
         pixel_index = drift_permutation[position] if drifted else position
         x_t = pixels[order, pixel_index].unsqueeze(-1)
         y_t = labels[order]
-        weight = (position + 1) / length if weighting == "linear" else 1.0
-        output = learner.observe(x_t, y_t, weight=weight)
+        output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # w_t of the batch engines
         if position == length - 1:
             correct += int((output.argmax(-1) == y_t).sum())
             seen += streams
