@@ -16,6 +16,7 @@ from fptt.neurons import (
     READOUTS,
     ALIFParameters,
     FixedReadout,
+    LinearReadout,
     LiquidReadout,
     LTCParameters,
     NeuronState,
@@ -249,7 +250,7 @@ def test_fixed_readout_decay_is_exp_of_minus_one_over_tau_init():
 
 
 def test_readout_registry_and_unknown_name():
-    assert READOUTS == {"liquid": LiquidReadout, "fixed": FixedReadout}
+    assert READOUTS == {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
     with pytest.raises(ValueError, match="liquid"):
         get_readout("softmax")
 

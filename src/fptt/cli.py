@@ -27,7 +27,17 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by SIGTERM after saving a checkp
 _NOT_CONFIG = {"command", "config", "resume", "quiet", "debug", "handler"}
 # what may change when resuming a run (everything else would break exact continuation)
 _RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots", "data_dir",
-              "checkpoint_every", "on_nonfinite"}
+              "checkpoint_every", "on_nonfinite", "eval_every", "stop_at"}
+
+
+def _chrono(text: str) -> float | str:
+    """``seq_len`` or a number > 2 (argparse type of ``--chrono-tau``)."""
+    if text == "seq_len":
+        return text
+    value = _positive_float(text)
+    if value <= 2:
+        raise argparse.ArgumentTypeError(f"must be > 2 or seq_len, got {text}")
+    return value
 
 
 class UsageError(Exception):
@@ -40,19 +50,38 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import EVAL_WITH, METHODS, MODELS, OPTIMIZERS, SCHEDULES, TASKS, WEIGHTINGS
+    from .config import (EVAL_WITH, INITIAL_STATES, METHODS, MODELS, NORMS, OPTIMIZERS, READOUTS, SCHEDULES,
+                         SYNAPSE_INITS, TASKS, WEIGHTINGS)
+    from .presets import PRESET_NAMES
 
     s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
     what = parser.add_argument_group("what to train")
     what.add_argument("--task", choices=TASKS, default=s, help="dataset / task (default smnist)")
+    what.add_argument("--preset", choices=PRESET_NAMES, default=s,
+                      help="the reference code's regime and hyperparameters for the task (docs/PRESETS.md); "
+                           "explicit flags still override it")
     what.add_argument("--model", choices=MODELS, default=s, help="spiking neuron of the hidden layers (default ltc)")
     what.add_argument("--method", choices=METHODS, default=s, help="training method (default fptt)")
     what.add_argument("--hidden", type=_positive_int, nargs="+", default=s, metavar="N",
                       help="hidden layer sizes, one int per layer (default per task, 128 or 256)")
-    what.add_argument("--readout", choices=("liquid", "fixed"), default=s, help="leaky readout form (default liquid)")
+    what.add_argument("--readout", choices=READOUTS, default=s,
+                      help="readout: leaky liquid (default), leaky fixed, or linear (no leak)")
     what.add_argument("--readout-from", choices=("spikes", "membrane"), default=s,
                       help="readout input: last layer's spikes or membrane potential")
-    what.add_argument("--norm", choices=("none", "layer"), default=s, help="normalisation of the input currents")
+    what.add_argument("--norm", choices=NORMS, default=s, help="normalisation of the input currents")
+    what.add_argument("--norm-scale", type=_positive_float, default=s, help="γ of the layer norm at init (default 1)")
+    what.add_argument("--threshold", type=_positive_float, default=s, help="baseline threshold b_0 (default 0.1)")
+    what.add_argument("--adaptation", type=float, default=s, help="threshold adaptation β (default 1.8; 0: none)")
+    what.add_argument("--fixed-threshold", action=argparse.BooleanOptionalAction, default=s,
+                      help="LTC without the adaptation gate (needs --adaptation 0)")
+    what.add_argument("--initial-state", choices=INITIAL_STATES, default=s,
+                      help="membrane at t = 0: random U(0, 1) (default) or zero")
+    what.add_argument("--synapse-init", choices=SYNAPSE_INITS, default=s,
+                      help="xavier (default) or torch_default (one nn.Linear over [x_t, s_{t-1}])")
+    what.add_argument("--gate-slopes", action=argparse.BooleanOptionalAction, default=s,
+                      help="learnable slopes of the LTC gate sigmoids")
+    what.add_argument("--chrono-tau", type=_chrono, default=s, metavar="TAU|seq_len",
+                      help="LTC gate-bias init with time constants ~ U(2, TAU) (seq_len: the sequence length)")
 
     fptt = parser.add_argument_group("FPTT and loss (SPEC §3)")
     fptt.add_argument("--alpha", type=_positive_float, default=s, help="regularizer strength α (default 0.1)")
@@ -97,6 +126,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--test-samples", type=_positive_int, default=s, help="adding task: test sequences")
     data.add_argument("--data-dir", default=s,
                       help="dataset root (default $FPTT_DATA; MNIST tasks fall back to the bundled MNIST-10k)")
+    data.add_argument("--fresh-data", action=argparse.BooleanOptionalAction, default=s,
+                      help="adding task: draw every training sequence anew (constant memory)")
     data.add_argument("--max-batches", type=_positive_int, default=s, help="at most N training batches per epoch")
     data.add_argument("--max-eval-batches", type=_positive_int, default=s, help="at most N evaluation batches")
     data.add_argument("--eval-batch-size", type=_positive_int, default=s, help="evaluation batch size")
@@ -108,6 +139,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--checkpoint-every", type=_positive_int, default=s, metavar="N",
                      help="also write checkpoint_last.pt every N training batches (a killed run loses at most N "
                           "batches; default: at the end of each epoch only)")
+    run.add_argument("--eval-every", type=_positive_int, default=s, metavar="N",
+                     help="evaluate W and W̄ every N training batches into curve.jsonl (a learning curve)")
+    run.add_argument("--stop-at", type=float, default=s, metavar="VALUE",
+                     help="stop once the evaluated mse <= VALUE (accuracy >= VALUE); checked at each curve point")
     run.add_argument("--measure-memory", action="store_true", default=s,
                      help="record the peak bytes autograd saves per update (SavedTensorMeter)")
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=s,
@@ -273,9 +308,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        score = (f"accuracy {metrics.accuracy:.4f}" if metrics.accuracy is not None else f"mse {metrics.mse:.4f}")
         print(f"{config.task} {config.method} (epoch {payload['epoch']}, {result['with']}) on {split}: "
-              f"{score}  loss {metrics.loss:.4f}  {metrics.samples} samples  {metrics.seconds:.1f}s")
+              f"loss {metrics.loss:.4f}  {metrics.samples} samples  {metrics.seconds:.1f}s")
+        # the score alone on the last line, for scripts: `fptt eval RUN | tail -1`
+        print(f"accuracy {metrics.accuracy:.6f}" if metrics.accuracy is not None else f"mse {metrics.mse:.6f}")
     return 0
 
 

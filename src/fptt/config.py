@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
+
 __all__ = [
     "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config",
@@ -26,6 +28,10 @@ OPTIMIZERS = ("adam", "adamax", "sgd")
 SCHEDULES = ("none", "step", "cosine")
 WEIGHTINGS = ("linear", "uniform", "last")
 LOSS_STEPS = ("every", "window_end")
+READOUTS = ("liquid", "fixed", "linear")
+NORMS = ("none", "layer")
+INITIAL_STATES = ("random", "zero")
+SYNAPSE_INITS = ("xavier", "torch_default")
 EVAL_WITH = ("average", "weights")
 ON_NONFINITE = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda")
@@ -62,17 +68,27 @@ class TrainConfig:
     batch_size: int = 128
     clip: Optional[float] = None
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop the run, or skip that update
-    # model
+    # model (SPEC §2; the "Per-task regimes" options are documented in fptt.neurons.cells.LTC)
     hidden: list[int] = field(default_factory=lambda: [128])
     readout: str = "liquid"
     readout_from: str = "spikes"
     norm: str = "none"
+    norm_scale: float = 1.0  # γ of the layer norm at init (0.1: currents of about ±0.1)
+    threshold: float = 0.1  # b_0, the baseline threshold
+    adaptation: float = 1.8  # β (0: no adaptation)
+    fixed_threshold: bool = False  # LTC without the ρ gate (needs adaptation 0)
+    initial_state: str = "random"  # u_0 ~ U(0, 1) ("random") or 0 ("zero")
+    synapse_init: str = "xavier"  # or "torch_default" (one nn.Linear over [x_t, s_{t-1}])
+    gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
+    chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
+    preset: Optional[str] = None  # a named regime of fptt.presets (recorded; its values are applied)
     # data
     seq_len: int = 200
     downsample: Optional[int] = None
     train_samples: int = 10_000
     test_samples: int = 1_000
     data_dir: Optional[str] = None
+    fresh_data: bool = False  # adding task: a new draw for every training sequence (lazy, constant memory)
     max_batches: Optional[int] = None
     max_eval_batches: Optional[int] = None
     eval_batch_size: Optional[int] = None
@@ -81,6 +97,8 @@ class TrainConfig:
     device: str = "auto"
     threads: Optional[int] = None
     checkpoint_every: Optional[int] = None  # also save checkpoint_last.pt every N training batches
+    eval_every: Optional[int] = None  # evaluate W and W̄ every N training batches (curve.jsonl)
+    stop_at: Optional[float] = None  # stop once the evaluated mse <= stop_at (or accuracy >= stop_at)
     run_dir: Optional[str] = None
     measure_memory: bool = False
     plots: bool = True
@@ -109,9 +127,9 @@ class TrainConfig:
         choices = {
             "task": TASKS, "model": MODELS, "method": METHODS, "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
-            "eval_with": EVAL_WITH, "readout": ("liquid", "fixed"),
-            "readout_from": ("spikes", "membrane"), "norm": ("none", "layer"),
-            "on_nonfinite": ON_NONFINITE,
+            "eval_with": EVAL_WITH, "readout": READOUTS,
+            "readout_from": ("spikes", "membrane"), "norm": NORMS,
+            "on_nonfinite": ON_NONFINITE, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -125,7 +143,7 @@ class TrainConfig:
             raise ConfigError(f"hidden must be one or more positive ints, got {self.hidden!r}")
         positive_ints = ["epochs", "batch_size", "seq_len", "train_samples", "test_samples"]
         optional_positive_ints = ["threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
-                                  "checkpoint_every"]
+                                  "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
             value = getattr(self, key)
             if value is None and key in optional_positive_ints:
@@ -141,7 +159,7 @@ class TrainConfig:
                 value = getattr(self, key)
                 if value is not None and value > self.seq_len:
                     raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
-        for key in ("alpha", "lr", "gamma"):
+        for key in ("alpha", "lr", "gamma", "threshold", "norm_scale"):
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
@@ -151,7 +169,19 @@ class TrainConfig:
             raise ConfigError(f"clip must be a positive finite number, got {self.clip!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an int, got {self.seed!r}")
-        for key in ("reset_lambda", "measure_memory", "plots", "distributed"):
+        if not _is_number(self.adaptation) or not 0 <= self.adaptation < math.inf:
+            raise ConfigError(f"adaptation (β) must be a finite number >= 0, got {self.adaptation!r}")
+        if self.fixed_threshold and self.adaptation != 0:
+            raise ConfigError("fixed_threshold has no adaptation: set adaptation to 0")
+        if self.chrono_tau is not None and self.chrono_tau != "seq_len" and not (
+                _is_number(self.chrono_tau) and 2 < self.chrono_tau < math.inf):
+            raise ConfigError(f"chrono_tau must be a number > 2 or 'seq_len', got {self.chrono_tau!r}")
+        if self.stop_at is not None and not (_is_number(self.stop_at) and self.stop_at >= 0):
+            raise ConfigError(f"stop_at must be a number >= 0, got {self.stop_at!r}")
+        if self.preset is not None and self.preset not in PRESET_NAMES:
+            raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
+        for key in ("reset_lambda", "measure_memory", "plots", "distributed", "fixed_threshold", "gate_slopes",
+                    "fresh_data"):
             if not isinstance(getattr(self, key, False), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.load_average_each_epoch is not None and not isinstance(self.load_average_each_epoch, bool):
@@ -169,17 +199,7 @@ def _is_number(value: Any) -> bool:
 
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
-# Defaults that depend on the task (SPEC §4, the authors' reference hyperparameters), applied
-# below a config file and the command line.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "add": {"lr": 3e-3, "optimizer": "adam", "batch_size": 128, "hidden": [128],
-            "readout_from": "membrane", "epochs": 10},
-    # step lr decay (x0.1 at half and three quarters of the epochs): FPTT k=1 at a constant lr fell
-    # back mid-run in docs/RESULTS.md, and the authors decay too
-    "smnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0, "schedule": "step"},
-    "psmnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0, "schedule": "step"},
-    "dvsgesture": {"optimizer": "adamax", "lr": 3e-3, "hidden": [512], "schedule": "cosine"},
-}
+# Task defaults and presets live in fptt.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
 
 
 def check_keys(values: Mapping[str, Any], where: str) -> None:
@@ -231,15 +251,33 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return normalised
 
 
+_WINDOW_KEYS = ("k", "update_points")
+
+
 def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
                    flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
-    """Defaults < task defaults < config file < explicit flags; validated."""
+    """Defaults < task defaults < preset (``preset`` from the file or the flags) < config file <
+    explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
+    defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
+    when the file or the flags give either of them, so that every method runs on a task's defaults."""
     file_values = dict(file_values or {})
     flag_values = dict(flag_values or {})
     check_keys(flag_values, "command line")
     task = flag_values.get("task", file_values.get("task", TrainConfig.task))
+    preset = flag_values.get("preset", file_values.get("preset"))
+    defaults: dict[str, Any] = dict(TASK_DEFAULTS.get(task, {}))
+    if preset is not None:
+        try:
+            defaults.update(preset_values(preset, task))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))
+    explicit_window = any(key in file_values or key in flag_values for key in _WINDOW_KEYS)
+    if method == "online" or explicit_window:  # a window given by the user replaces the default one
+        for key in _WINDOW_KEYS:
+            defaults.pop(key, None)
     values: dict[str, Any] = {}
-    values.update(TASK_DEFAULTS.get(task, {}))
+    values.update(defaults)
     values.update(file_values)
     values.update(flag_values)
     if values.get("task") is None:

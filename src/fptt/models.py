@@ -54,7 +54,8 @@ class SpikingRNN(nn.Module):
         hidden_sizes: one int per recurrent spiking layer (an int means one layer).
         output_size: readout units (classes, or regression outputs).
         neuron: ``"ltc"`` (default), ``"alif"`` or ``"lif"``.
-        readout: ``"liquid"`` (default, the paper's) or ``"fixed"``.
+        readout: ``"liquid"`` (default, the paper's S-MNIST readout), ``"fixed"`` or ``"linear"``
+            (v_t = W_o x_t + c_o, no leak: with ``readout_from="membrane"`` the adding-task readout).
         readout_from: ``"spikes"`` (default, z_t = W_o s_t) or ``"membrane"`` (z_t = W_o u_t, what
             the authors' adding-task code reads out).
         surrogate: spike function name, config dict or :class:`~fptt.surrogate.Surrogate`.

@@ -57,6 +57,7 @@ __all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "load_
            "resolve_device", "default_eval_split", "default_run_dir", "peak_rss_mb"]
 
 METRICS = "metrics.jsonl"
+CURVE = "curve.jsonl"  # learning-curve points every eval_every batches
 SUMMARY = "summary.json"
 CONFIG = "config.json"
 
@@ -96,9 +97,11 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
         if split not in ("train", "test", "heldout"):
             raise ConfigError(f"the adding task has splits train and test, got {split!r}")
         train = split == "train"
-        # the test set is a different, fixed draw: seed offset far from the training seed
+        # the test set is a different, fixed draw: seed offset far from the training seed;
+        # fresh_data draws each training sequence when it is read (constant memory)
         return data.AddingTask(config.seq_len, config.train_samples if train else config.test_samples,
-                               seed=config.seed if train else config.seed + 1_000_003)
+                               seed=config.seed if train else config.seed + 1_000_003,
+                               lazy=train and config.fresh_data)
     if config.task in ("smnist", "psmnist"):
         try:
             return data.SequentialMNIST(split=split, root=config.data_dir, permute=config.task == "psmnist",
@@ -146,10 +149,27 @@ def _check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
             raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
 
 
-def build_model(config: TrainConfig, input_size: int, output_size: int) -> SpikingRNN:
-    """The :class:`SpikingRNN` that ``config`` describes."""
+def build_model(config: TrainConfig, input_size: int, output_size: int,
+                seq_len: Optional[int] = None) -> SpikingRNN:
+    """The :class:`SpikingRNN` that ``config`` describes (``seq_len`` resolves ``chrono_tau="seq_len"``).
+
+    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF; ``fixed_threshold``
+    is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
+    options: dict[str, Any] = dict(
+        norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
+        initial_membrane=config.initial_state, synapse_init=config.synapse_init,
+    )
+    if config.model != "lif":
+        options["adaptation_strength"] = config.adaptation
+    if config.model == "ltc":
+        chrono = seq_len if config.chrono_tau == "seq_len" and seq_len is not None else config.chrono_tau
+        chrono = config.seq_len if chrono == "seq_len" else chrono
+        options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
+                       chrono_tau=None if chrono is None else float(max(chrono, 3)))
+    elif config.gate_slopes or config.chrono_tau is not None:
+        raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
     return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
-                      readout=config.readout, readout_from=config.readout_from, norm=config.norm)
+                      readout=config.readout, readout_from=config.readout_from, **options)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -216,9 +236,9 @@ class _Batches:
     count (``max_batches``) and stops at a batch boundary once a stop is requested."""
 
     def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool],
-                 every: Optional[int] = None, on_boundary: Optional[Callable[[int], None]] = None) -> None:
+                 on_boundary: Optional[Callable[[int], None]] = None) -> None:
         self.loader, self.skip, self.limit, self.stop = loader, skip, limit, stop
-        self.every, self.on_boundary = every, on_boundary  # e.g. a checkpoint every N batches
+        self.on_boundary = on_boundary  # called between batches (checkpoints, learning-curve points)
         self.done = 0
         total = len(loader) if limit is None else min(len(loader), limit)
         self.remaining = max(total - skip, 0)
@@ -230,10 +250,12 @@ class _Batches:
         for index, batch in enumerate(self.loader):
             if index < self.skip:
                 continue
-            if self.done >= self.remaining or (self.done > 0 and self.stop()):
+            if self.done >= self.remaining:
                 return
-            if self.on_boundary is not None and self.every and self.done and self.done % self.every == 0:
+            if self.done and self.on_boundary is not None:
                 self.on_boundary(self.done)  # after `done` batches were trained, before the next
+            if self.done > 0 and self.stop():
+                return
             self.done += 1
             yield batch
 
@@ -335,6 +357,10 @@ class Trainer:
         self.stop_signal: Optional[str] = None  # "SIGINT" or "SIGTERM" once one asked for a stop
         self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
         self.history: list[dict[str, Any]] = []
+        self.curve: list[dict[str, Any]] = []  # eval_every points (curve.jsonl)
+        self.target_reached = False  # stop_at met
+        self.train_seconds = 0.0  # training time of the completed epochs
+        self.epoch_started = time.perf_counter()
         self.best: Optional[float] = None
         self.start_epoch = 0
         self.skip_batches = 0
@@ -345,7 +371,8 @@ class Trainer:
         self.eval_set = build_dataset(config, self.eval_split)
         _check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
         self.input_size, self.output_size = _dataset_shape(self.train_set)
-        self.model = build_model(config, self.input_size, self.output_size).to(self.device)
+        seq_len = int(self.train_set[0][0].shape[0])
+        self.model = build_model(config, self.input_size, self.output_size, seq_len).to(self.device)
         self.train_model: nn.Module = self.model
         if self.world_size > 1 or self.config.distributed:
             from .distributed import DistributedModel
@@ -415,6 +442,7 @@ class Trainer:
             "rng": get_rng_state(),
             "config": self.config.to_dict(),
             "history": self.history,
+            "curve": self.curve,
             "best": self.best,
             "model_shape": {"input_size": self.input_size, "output_size": self.output_size},
             "saved_tensor_peak_bytes": self.saved_tensor_peak,
@@ -432,6 +460,8 @@ class Trainer:
         self.start_epoch = int(payload["epoch"])
         self.skip_batches = int(payload.get("batches_done", 0))
         self.history = list(payload.get("history", []))
+        self.curve = list(payload.get("curve", []))
+        self.train_seconds = sum(row["train"]["seconds"] for row in self.history)
         self.best = payload.get("best")
         self.saved_tensor_peak = int(payload.get("saved_tensor_peak_bytes", 0))
         set_rng_state(payload["rng"])
@@ -466,9 +496,9 @@ class Trainer:
     def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
         config = self.config
         start = self.skip_batches
-        batches = _Batches(self.train_loader(epoch), start, config.max_batches, self._should_stop,
-                           every=config.checkpoint_every,
-                           on_boundary=lambda done: self._save(self.run_dir / LAST, self.state(epoch, start + done)))
+        batches = _Batches(self.train_loader(epoch), start, config.max_batches,
+                           lambda: self._should_stop() or self.target_reached,
+                           on_boundary=lambda done: self._between_batches(epoch, start + done))
         windowed = config.method in ("fptt", "tbptt")  # bptt takes the whole sequence, online single steps
         windows = {"k": config.k, "update_points": config.update_points} if windowed else {}
         meter = _MemoryMeter(self.optimizer) if config.measure_memory else None
@@ -482,6 +512,43 @@ class Trainer:
         if meter is not None:
             self.saved_tensor_peak = max(self.saved_tensor_peak, meter.meter.peak)
         return metrics, batches
+
+    def _between_batches(self, epoch: int, done: int) -> None:
+        """After ``done`` batches of ``epoch``: a checkpoint every ``checkpoint_every`` batches, a
+        learning-curve point every ``eval_every``."""
+        config = self.config
+        if config.eval_every and done % config.eval_every == 0:
+            self._curve_point(epoch, done)
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            self._save(self.run_dir / LAST, self.state(epoch, done))
+
+    def _curve_point(self, epoch: int, done: int, evaluated: Optional[EpochMetrics] = None) -> None:
+        """Evaluate the current weights W and (FPTT) the running average W̄ on the evaluation split,
+        append the point to ``curve.jsonl`` and check ``stop_at``. ``evaluated``: the epoch-end
+        evaluation already made with ``eval_with``, reused."""
+        batches_per_epoch = len(self.train_loader(epoch)) if self.config.max_batches is None else min(
+            len(self.train_loader(epoch)), self.config.max_batches)
+        fptt = isinstance(self.optimizer, FPTT)
+        scores: dict[str, Optional[float]] = {"weights": None, "average": None}
+        for with_ in ("weights", "average") if fptt else ("weights",):
+            if evaluated is not None and (with_ == self.config.eval_with or not fptt):
+                metrics = evaluated
+            else:
+                metrics = self.evaluate(with_=with_)
+            scores[with_] = metrics.accuracy if metrics.accuracy is not None else metrics.mse
+        metric = "accuracy" if (evaluated or metrics).accuracy is not None else "mse"
+        point = {"batch": epoch * batches_per_epoch + done, "epoch": epoch + 1, "metric": metric, **scores,
+                 "train_seconds": self.train_seconds + time.perf_counter() - self.epoch_started}
+        self.curve.append(point)
+        if self.is_main:
+            with (self.run_dir / CURVE).open("a") as handle:
+                handle.write(json.dumps(point) + "\n")
+        watched = scores["average"] if fptt and self.config.eval_with == "average" else scores["weights"]
+        target = self.config.stop_at
+        if target is not None and watched is not None and (watched >= target if metric == "accuracy" else watched <= target):
+            if not self.target_reached:
+                self.log(f"stop_at reached: {metric} {watched:.4g} after {point['batch']} batches")
+            self.target_reached = True
 
     @contextmanager
     def _sigint(self) -> Iterator[None]:
@@ -518,6 +585,7 @@ class Trainer:
             write_text_atomic(self.run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
             # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
             write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
+            write_text_atomic(self.run_dir / CURVE, "".join(json.dumps(point) + "\n" for point in self.curve))
         started = time.perf_counter()
         interrupted = False
         with self._sigint():
@@ -526,6 +594,7 @@ class Trainer:
                      f"run dir {self.run_dir}")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
+                self.epoch_started = time.perf_counter()
                 try:
                     train_metrics, batches = self._train_one_epoch(epoch)
                 except PoisonedCheckpointError:
@@ -542,6 +611,9 @@ class Trainer:
                     interrupted = True
                     break
                 self.skip_batches = 0
+                if config.eval_every:  # the epoch's last point, before any W ← W̄
+                    self._curve_point(epoch, resumed_at + batches.done)
+                self.train_seconds += train_metrics.seconds
                 if config.method == "fptt" and config.averaging:
                     self.optimizer.load_average()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -566,6 +638,9 @@ class Trainer:
                 if improved:
                     self._save(self.run_dir / BEST, payload)
                 self.log(self._epoch_line(row))
+                if self.target_reached:
+                    self.log(f"stopped after epoch {epoch + 1}: stop_at {config.stop_at} reached")
+                    break
                 if self._should_stop():  # Ctrl-C during evaluation: the epoch is complete and saved
                     interrupted = epoch + 1 < config.epochs
                     break

@@ -10,11 +10,11 @@ from .functional import (
     liquid_readout_step,
     ltc_step,
 )
-from .readout import READOUTS, FixedReadout, LiquidReadout, Readout, get_readout
+from .readout import READOUTS, FixedReadout, LinearReadout, LiquidReadout, Readout, get_readout
 
 __all__ = [
     "LTC", "ALIF", "LIF", "SpikingCell", "NEURONS", "get_neuron",
     "NeuronState", "LTCParameters", "ALIFParameters",
     "ltc_step", "alif_step", "lif_step", "fixed_readout_step", "liquid_readout_step",
-    "Readout", "FixedReadout", "LiquidReadout", "READOUTS", "get_readout",
+    "Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout",
 ]

@@ -21,6 +21,9 @@ __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_
 
 InitialMembrane = Literal["random", "zero"]
 Norm = Literal["none", "layer"]
+SynapseInit = Literal["xavier", "torch_default"]
+NORMS: tuple[str, ...] = ("none", "layer")
+SYNAPSE_INITS: tuple[str, ...] = ("xavier", "torch_default")
 
 
 def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
@@ -33,12 +36,17 @@ def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
 
 
-def _make_norm(norm: str, size: int) -> nn.Module:
+def _make_norm(norm: str, size: int, scale: float) -> nn.Module:
+    """Identity, or a layer norm N(z) = γ ⊙ (z − mean(z)) / sqrt(var(z) + ε) + δ over the neurons
+    with γ initialised to ``scale`` and δ to 0. Its statistics are those of the current step and
+    sample only, so it acts the same in training, evaluation and on a stream of any length."""
     if norm == "none":
         return nn.Identity()
     if norm == "layer":
-        return nn.LayerNorm(size)
-    raise ValueError(f"unknown norm {norm!r}; choose 'none' or 'layer'")
+        layer = nn.LayerNorm(size)
+        nn.init.constant_(layer.weight, scale)
+        return layer
+    raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
 
 
 class SpikingCell(nn.Module):
@@ -61,6 +69,8 @@ class SpikingCell(nn.Module):
         reset: Optional[Reset] = None,
         initial_membrane: InitialMembrane = "random",
         norm: Norm = "none",
+        norm_scale: float = 1.0,
+        synapse_init: SynapseInit = "xavier",
     ) -> None:
         super().__init__()
         if input_size <= 0 or hidden_size <= 0:
@@ -69,6 +79,10 @@ class SpikingCell(nn.Module):
             raise ValueError(f"adaptation_strength (β) must be >= 0, got {adaptation_strength}")
         if initial_membrane not in ("random", "zero"):
             raise ValueError(f"initial_membrane must be 'random' or 'zero', got {initial_membrane!r}")
+        if synapse_init not in SYNAPSE_INITS:
+            raise ValueError(f"synapse_init must be one of {SYNAPSE_INITS}, got {synapse_init!r}")
+        if not norm_scale > 0:
+            raise ValueError(f"norm_scale (γ at init) must be positive, got {norm_scale}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.recurrent = recurrent
@@ -79,14 +93,30 @@ class SpikingCell(nn.Module):
         if self.reset not in ("zero", "subtract"):
             raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
         self.initial_membrane = initial_membrane
+        self.synapse_init = synapse_init
         self.input_weight = nn.Linear(input_size, hidden_size)
-        self.input_norm = _make_norm(norm, hidden_size)
+        self.input_norm = _make_norm(norm, hidden_size, norm_scale)
         self.recurrent_weight = nn.Linear(hidden_size, hidden_size, bias=False) if recurrent else None
-        self.recurrent_norm = _make_norm(norm, hidden_size) if recurrent else None
-        nn.init.xavier_uniform_(self.input_weight.weight)
-        nn.init.zeros_(self.input_weight.bias)
+        self.recurrent_norm = _make_norm(norm, hidden_size, norm_scale) if recurrent else None
+        self._init_synapses()
+
+    def _init_synapses(self) -> None:
+        """``"xavier"``: W_x Xavier-uniform, c_x = 0, W_r orthogonal. ``"torch_default"``: PyTorch's
+        default init of *one* ``nn.Linear(I + H, H)`` over [x_t, s_{t-1}] (the authors' adding-task
+        layer): every entry of W_x, W_r and c_x ~ U(−1/√(I+H), 1/√(I+H))."""
+        if self.synapse_init == "xavier":
+            nn.init.xavier_uniform_(self.input_weight.weight)
+            nn.init.zeros_(self.input_weight.bias)
+            if self.recurrent_weight is not None:
+                nn.init.orthogonal_(self.recurrent_weight.weight)
+            return
+        fan_in = self.input_size + (self.hidden_size if self.recurrent_weight is not None else 0)
+        bound = 1.0 / fan_in ** 0.5
+        tensors = [self.input_weight.weight, self.input_weight.bias]
         if self.recurrent_weight is not None:
-            nn.init.orthogonal_(self.recurrent_weight.weight)
+            tensors.append(self.recurrent_weight.weight)
+        for tensor in tensors:
+            nn.init.uniform_(tensor, -bound, bound)
 
     def input_current(self, x: Tensor, spikes: Tensor) -> Tensor:
         """d_t = N_x(W_x x_t + c_x) + N_r(W_r s_{t-1})."""
@@ -140,22 +170,55 @@ class LTC(SpikingCell):
     The rates α_t = σ(W_m [d_t, u_{t-1}] + c_m) and ρ_t = σ(W_a [d_t, b_{t-1}] + c_a) are computed
     by ``membrane_rate`` and ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised).
     Default reset to zero, β = 1.8, b_0 = 0.1.
+
+    Options (SPEC §2, "Per-task regimes"):
+
+    * ``fixed_threshold=True`` (needs ``adaptation_strength=0``) turns adaptation off entirely: no
+      ρ gate is built, b keeps its initial value and the threshold is the fixed b_0 (with
+      ``baseline_threshold=0.5``, the authors' adding-task neuron). With β = 0 alone the ρ gate is
+      still computed (b_t evolves but never reaches the output), as in the authors' code.
+    * ``gate_slopes=True``: learnable slopes k (one scalar per gate, initialised to 1, as the
+      authors' ``sigmoid_beta``): α_t = σ(k_m (W_m [d_t, u_{t-1}] + c_m)), likewise ρ_t.
+    * ``chrono_tau=τ_max``: gate biases set so that at init, for zero gate input, α = 1/τ_m and
+      ρ = 1 − 1/τ_a with τ_m, τ_a ~ U(2, τ_max) per neuron, i.e. c_m = −log(τ_m − 1) and
+      c_a = log(τ_a − 1): memory spans up to τ_max steps from the first update (the "chrono"
+      initialisation of Tallec & Ollivier 2018, applied to the liquid gates). Without it c = 0
+      and every neuron starts with α = ρ = 1/2.
     """
 
     default_reset: Reset = "zero"
 
-    def __init__(self, input_size: int, hidden_size: int, **options) -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, gate_slopes: bool = False,
+                 chrono_tau: Optional[float] = None, fixed_threshold: bool = False, **options) -> None:
         super().__init__(input_size, hidden_size, **options)
+        if fixed_threshold and self.adaptation_strength != 0:
+            raise ValueError("fixed_threshold=True has no adaptation: set adaptation_strength=0 "
+                             f"(got {self.adaptation_strength})")
+        self.fixed_threshold = bool(fixed_threshold)
+        if chrono_tau is not None and not chrono_tau > 2:
+            raise ValueError(f"chrono_tau (the longest initial time constant, in steps) must be > 2, got {chrono_tau}")
+        self.chrono_tau = chrono_tau
         self.membrane_rate = nn.Linear(2 * hidden_size, hidden_size)
-        self.adaptation_rate = nn.Linear(2 * hidden_size, hidden_size)
+        adaptive = not self.fixed_threshold
+        self.adaptation_rate = nn.Linear(2 * hidden_size, hidden_size) if adaptive else None
         for layer in (self.membrane_rate, self.adaptation_rate):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            if layer is not None:
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        if chrono_tau is not None:
+            with torch.no_grad():
+                self.membrane_rate.bias.copy_(-torch.log(torch.empty(hidden_size).uniform_(2.0, chrono_tau) - 1.0))
+                if self.adaptation_rate is not None:
+                    self.adaptation_rate.bias.copy_(torch.log(torch.empty(hidden_size).uniform_(2.0, chrono_tau) - 1.0))
+        self.membrane_slope = nn.Parameter(torch.ones(())) if gate_slopes else None
+        self.adaptation_slope = nn.Parameter(torch.ones(())) if gate_slopes and adaptive else None
 
     def parameters_tuple(self) -> LTCParameters:
+        adaptation = self.adaptation_rate
         return LTCParameters(
             self.membrane_rate.weight, self.membrane_rate.bias,
-            self.adaptation_rate.weight, self.adaptation_rate.bias,
+            None if adaptation is None else adaptation.weight, None if adaptation is None else adaptation.bias,
+            self.membrane_slope, self.adaptation_slope,
         )
 
     def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:

@@ -6,7 +6,7 @@ Discrete time, step ``t``; ``d_t`` is the input current computed by the layer's 
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +42,20 @@ class NeuronState(NamedTuple):
 
 
 class LTCParameters(NamedTuple):
-    """Parameters of the liquid time constants: W_m (H×2H), c_m (H), W_a (H×2H), c_a (H)."""
+    """Parameters of the liquid time constants: W_m (H×2H), c_m (H), W_a (H×2H), c_a (H).
+
+    ``adaptation_weight``/``adaptation_bias`` are ``None`` when adaptation is off (β = 0: the
+    ρ gate is not computed and b keeps its initial value). ``membrane_slope``/``adaptation_slope``
+    are the optional slopes k of the gate sigmoids, σ(k · (W [d, x] + c)) (scalar or (H,);
+    ``None`` means k = 1, the plain sigmoid).
+    """
 
     membrane_weight: Tensor
     membrane_bias: Tensor
-    adaptation_weight: Tensor
-    adaptation_bias: Tensor
+    adaptation_weight: Optional[Tensor]
+    adaptation_bias: Optional[Tensor]
+    membrane_slope: Optional[Tensor] = None
+    adaptation_slope: Optional[Tensor] = None
 
 
 class ALIFParameters(NamedTuple):
@@ -107,6 +115,12 @@ def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
 
 
+def _rate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, slope: Optional[Tensor]) -> Tensor:
+    """σ(k (W [d, x] + c)), with k = 1 when ``slope`` is None."""
+    gate = _gate(current, own, weight, bias)
+    return torch.sigmoid(gate if slope is None else slope * gate)
+
+
 def ltc_step(
     current: Tensor,
     state: NeuronState,
@@ -129,14 +143,23 @@ def ltc_step(
         u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
 
     ``baseline_threshold`` is b_0, ``adaptation_strength`` is β (β = 0 disables adaptation).
+    With ``params.adaptation_weight`` None (adaptation off, β must be 0) ρ_t is not computed and
+    b_t = b_{t-1}: the threshold is the fixed b_0 (the authors' adding-task regime, b_0 = 0.5).
+    With gate slopes k (``params.membrane_slope``/``adaptation_slope``) the rates are
+    α_t = σ(k_m (W_m [d_t, u_{t-1}] + c_m)) and ρ_t = σ(k_a (W_a [d_t, b_{t-1}] + c_a)).
     Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
     _check_reset(reset)
     membrane, adaptation, spikes = state
-    membrane_rate = torch.sigmoid(_gate(current, membrane, params.membrane_weight, params.membrane_bias))
-    adaptation_decay = torch.sigmoid(_gate(current, adaptation, params.adaptation_weight, params.adaptation_bias))
-    # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
-    adaptation = torch.lerp(spikes, adaptation, adaptation_decay)
+    membrane_rate = _rate(current, membrane, params.membrane_weight, params.membrane_bias, params.membrane_slope)
+    if params.adaptation_weight is not None:
+        adaptation_decay = _rate(current, adaptation, params.adaptation_weight, params.adaptation_bias,
+                                 params.adaptation_slope)
+        # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
+        adaptation = torch.lerp(spikes, adaptation, adaptation_decay)
+    elif adaptation_strength != 0:
+        raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
+                         "(params.adaptation_weight is None)")
     threshold = baseline_threshold + adaptation_strength * adaptation
     membrane = torch.lerp(membrane, current, membrane_rate)
     spikes = spike_fn(membrane - threshold)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .functional import fixed_readout_step, liquid_readout_step
 
-__all__ = ["Readout", "FixedReadout", "LiquidReadout", "READOUTS", "get_readout"]
+__all__ = ["Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout"]
 
 
 class Readout(nn.Module):
@@ -77,10 +77,24 @@ class LiquidReadout(Readout):
         return liquid_readout_step(current, membrane, self.rate.weight, self.rate.bias)
 
 
-READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout}
+class LinearReadout(Readout):
+    """v_t = z_t = W_o x_t + c_o: no leak, no state (the authors' adding-task readout, read from the
+    last layer's membrane u_t). W_o is Xavier-normal, c_o PyTorch's default, as in their code.
+    The returned state is v_t itself, so the readout speaks the same protocol as the leaky ones."""
+
+    def __init__(self, input_size: int, output_size: int) -> None:
+        super().__init__(input_size, output_size)
+        self.weight.reset_parameters()
+        nn.init.xavier_normal_(self.weight.weight)
+
+    def integrate(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, Tensor]:
+        return current, current
 
 
-def get_readout(name: Literal["liquid", "fixed"]) -> type[Readout]:
+READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
+
+
+def get_readout(name: Literal["liquid", "fixed", "linear"]) -> type[Readout]:
     if name not in READOUTS:
         raise ValueError(f"unknown readout {name!r}; choose one of {sorted(READOUTS)}")
     return READOUTS[name]
