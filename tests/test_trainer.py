@@ -193,3 +193,74 @@ def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
     assert resolve_config({}, {"task": "add"}).schedule == "none"
     assert resolve_config({"schedule": "cosine"}, {"task": "smnist"}).schedule == "cosine"
     assert resolve_config({}, {"task": "smnist", "schedule": "none"}).schedule == "none"
+
+
+# ------------------------------------------------------------------ presets, learning curves, stop_at
+def test_preset_values_sit_between_task_defaults_and_the_config_file():
+    from fptt.presets import PRESETS, TASK_DEFAULTS, preset_values
+
+    plain = resolve_config({}, {"task": "add"})
+    assert plain.preset is None and plain.epochs == TASK_DEFAULTS["add"]["epochs"]
+    paper = resolve_config({}, {"task": "add", "preset": "paper"})
+    assert paper.preset == "paper" and paper.train_samples == PRESETS["paper"]["add"]["train_samples"]
+    assert (paper.fixed_threshold, paper.threshold, paper.initial_state, paper.readout) == (True, 0.5, "zero", "linear")
+    from_file = resolve_config({"preset": "paper", "alpha": 0.3}, {"task": "add"})
+    assert from_file.alpha == 0.3, "a config file overrides the preset"
+    flagged = resolve_config({"alpha": 0.3}, {"task": "add", "preset": "paper", "alpha": 0.2})
+    assert flagged.alpha == 0.2, "explicit flags override everything"
+    assert preset_values("paper", "add") is not preset_values("paper", "add")
+    with pytest.raises(ConfigError, match="no setting for task"):
+        resolve_config({}, {"task": "mnist1d", "preset": "paper"})
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_values("best", "add")
+
+
+@pytest.mark.parametrize("method", ["fptt", "bptt", "tbptt", "online"])
+def test_every_method_runs_on_the_adding_preset(tmp_path, method):
+    config = resolve_config({}, {"task": "add", "preset": "paper", "method": method, "seq_len": 20,
+                                 "hidden": [8], "batch_size": 8, "max_batches": 2, "test_samples": 16,
+                                 "plots": False})
+    assert config.update_points == (None if method == "online" else 10)
+    summary = Trainer(config, tmp_path / method, log=None).fit()
+    assert summary["epochs_completed"] == 1
+
+
+def test_an_explicit_window_replaces_the_presets_window():
+    config = resolve_config({}, {"task": "add", "preset": "paper", "k": 5})
+    assert (config.k, config.update_points) == (5, None)
+
+
+@pytest.mark.parametrize("task", ["smnist", "psmnist"])
+def test_mnist_paper_preset_builds_the_reference_network(task):
+    from fptt.trainer import build_model
+
+    config = resolve_config({}, {"task": task, "preset": "paper"})
+    model = build_model(config, 1, 10)
+    assert model.hidden_sizes == (256, 256) and config.batch_size == 512 and config.optimizer == "adamax"
+    assert config.milestones == [10, 30, 50, 75, 90] and config.k == 1
+    layer = model.layers[0]
+    assert layer.membrane_slope is not None and float(layer.input_norm.weight.detach()[0]) == pytest.approx(0.1)
+
+
+def test_learning_curve_records_weights_and_average_every_n_batches(tmp_path):
+    config = _tiny(epochs=2, max_batches=4, eval_every=2)
+    trainer = Trainer(config, tmp_path / "run", log=None)
+    trainer.fit()
+    points = [json.loads(line) for line in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    assert [p["batch"] for p in points] == [2, 4, 6, 8]
+    assert all(p["metric"] == "mse" and p["weights"] >= 0 and p["average"] >= 0 for p in points)
+    assert points[1]["weights"] != points[1]["average"], "W and W̄ differ during training"
+    # the epoch-end point reuses nothing stale: the average it reports is the epoch's evaluation
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert points[1]["average"] == pytest.approx(rows[0]["eval"]["mse"], rel=1e-6)
+    assert load_checkpoint(tmp_path / "run" / LAST)["curve"] == points
+
+
+def test_stop_at_ends_the_run_once_the_target_is_met(tmp_path):
+    config = _tiny(epochs=3, max_batches=4, eval_every=1, stop_at=10.0)  # any MSE meets it
+    summary = Trainer(config, tmp_path / "run", log=None).fit()
+    points = [json.loads(line) for line in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    assert summary["epochs_completed"] == 1 and not summary["interrupted"]
+    assert [p["batch"] for p in points] == [1], "stopped at the first point that met the target"
+    never = Trainer(_tiny(epochs=2, max_batches=2, eval_every=1, stop_at=0.0), tmp_path / "b", log=None).fit()
+    assert never["epochs_completed"] == 2

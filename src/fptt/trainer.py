@@ -611,7 +611,7 @@ class Trainer:
                     interrupted = True
                     break
                 self.skip_batches = 0
-                if config.eval_every:  # the epoch's last point, before any W ← W̄
+                if config.eval_every and not self.target_reached:  # the epoch's last point, before any W ← W̄
                     self._curve_point(epoch, resumed_at + batches.done)
                 self.train_seconds += train_metrics.seconds
                 if config.method == "fptt" and config.averaging:
