@@ -29,12 +29,14 @@ RESULTS = ROOT / "experiments" / "results" / "adding"
 RUNS = ROOT / "runs" / "adding"
 FPTT = str(Path(sys.executable).with_name("fptt"))
 
-# (T, method, seed, max_batches): the budget each run was given on our 2-core machine (the
-# issue's 2,000 iterations did not fit in one session at T = 1000: 1.4 s per iteration)
+# (T, method, seed, max_batches): the issue's budget is 2,000 iterations (or MSE <= 0.001). On our
+# 2 cores (1.4 s per iteration at T = 1000) the first seed of each length gets it, the other runs
+# get less: compare methods at equal iterations on the curves, not by their final points.
 PLAN: list[tuple[int, str, int, int]] = [
-    (200, "fptt", 0, 1000), (1000, "fptt", 0, 400), (200, "bptt", 0, 1000), (200, "tbptt", 0, 1000),
-    (1000, "bptt", 0, 400), (200, "online", 0, 300), (200, "fptt", 1, 1000), (1000, "tbptt", 0, 400),
-    (200, "fptt", 2, 1000), (1000, "fptt", 1, 400), (500, "fptt", 0, 300),
+    (1000, "fptt", 0, 2000), (200, "fptt", 0, 2000), (200, "bptt", 0, 2000), (200, "tbptt", 0, 2000),
+    (1000, "bptt", 0, 600), (200, "online", 0, 1000), (1000, "tbptt", 0, 600), (200, "fptt", 1, 2000),
+    (200, "fptt", 2, 2000), (1000, "fptt", 1, 600), (1000, "fptt", 2, 600), (500, "fptt", 0, 600),
+    (1000, "online", 0, 100),
 ]
 
 # the authors' training logs (SPEC §4): first iteration below each MSE level

@@ -129,6 +129,13 @@ def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
         run_stream(steps=392, drift_at=2.0, progress=False)
 
 
+def test_the_stream_runs_with_the_smnist_preset_regime():
+    from fptt.stream_demo import run_stream
+
+    result = run_stream(steps=196, streams=2, hidden=8, log_every_digits=1, progress=False, preset="paper")
+    assert result["updates"] == 196 and result["config"]["preset"] == "paper"
+
+
 def test_step_weight_scales_the_update_and_must_not_be_negative():
     torch.manual_seed(0)
     model = SpikingRNN(2, 6, 4, initial_membrane="zero")

@@ -26,6 +26,7 @@ from .data import SequentialMNIST
 from .engine import step_weight
 from .models import SpikingRNN
 from .optim import FPTT
+from .presets import PRESET_NAMES
 from .streaming import OnlineLearner
 
 __all__ = ["run_stream", "main"]
@@ -57,8 +58,14 @@ def run_stream(
     weighting: str = "uniform",
     progress: bool = True,
     out: Optional[Path] = None,
+    preset: Optional[str] = None,
 ) -> dict:
-    """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures."""
+    """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
+
+    ``preset``: build the network and the inner optimizer from the S-MNIST regime of
+    :mod:`fptt.presets` (``"paper"``: layer-normalised currents with γ = 0.1, learnable gate
+    slopes, Adamax, clip 1) with ``hidden`` neurons, ``lr`` and ``alpha``; by default a plain LTC
+    layer with Adam."""
     if steps < 196:
         raise ValueError(f"steps must cover at least one digit (196 steps), got {steps}")
     if weighting not in ("uniform", "linear"):
@@ -71,8 +78,17 @@ def run_stream(
     length = pixels.shape[1]
     generator = torch.Generator().manual_seed(seed)
     drift_permutation = torch.randperm(length, generator=generator)
-    model = SpikingRNN(1, hidden, 10, neuron="ltc")
-    optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=lr), alpha=alpha, beta=0.5)
+    if preset is None:
+        model = SpikingRNN(1, hidden, 10, neuron="ltc")
+        optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=lr), alpha=alpha, beta=0.5)
+    else:
+        from .config import resolve_config
+        from .trainer import build_model, build_optimizer
+
+        config = resolve_config({}, {"task": "smnist", "preset": preset, "hidden": [hidden], "lr": lr,
+                                     "alpha": alpha, "method": "fptt"})
+        model = build_model(config, 1, 10)
+        optimizer = build_optimizer(config, model)
     learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
     order = torch.randint(0, len(pixels), (streams,), generator=generator)
     drift_step = int(drift_at * steps)
@@ -114,7 +130,7 @@ def run_stream(
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
-                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / steps,
@@ -173,6 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, digit order and permutation")
     parser.add_argument("--weighting", choices=("uniform", "linear"), default="uniform",
                         help="loss weight of pixel p of a digit: 1 (default) or (p+1)/196 as in the paper's S-MNIST")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                        help="the S-MNIST regime of fptt.presets (normalised currents, gate slopes, Adamax, clip 1)")
     parser.add_argument("--log-every", type=positive_int, default=20,
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
@@ -188,7 +206,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
     result = run_stream(
         steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
         drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting, progress=not args.quiet,
-        out=args.out,
+        out=args.out, preset=args.preset,
     )
     if not args.quiet:
         print(json.dumps({key: value for key, value in result.items() if key != "curve"}, indent=1))
