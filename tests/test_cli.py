@@ -171,11 +171,13 @@ def test_bench_forwards_its_arguments():
     assert "fptt bench memory" in done.stdout and "--quick" in done.stdout
 
 
-def test_demo_quick_runs(tmp_path):
+@pytest.mark.parametrize("task", ["add", "smnist"])
+def test_demo_quick_runs(tmp_path, task):
     run = tmp_path / "demo"
-    done = fptt("demo", "--quick", "--run-dir", str(run), timeout=300)
+    done = fptt("demo", "--quick", "--task", task, "--run-dir", str(run), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| FPTT |" in done.stdout and "| BPTT |" in done.stdout
+    assert ("test MSE" if task == "add" else "held-out accuracy") in done.stdout
     result = json.loads((run / "demo.json").read_text())
     fptt_run, bptt_run = result["summaries"]["fptt"], result["summaries"]["bptt"]
     # the point of FPTT: one window of activations per update instead of the whole sequence

@@ -203,21 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_stream_arguments(stream)
     stream.set_defaults(handler=_cmd_stream, debug=False)
 
-    demo = commands.add_parser("demo", help="FPTT vs BPTT on the bundled MNIST-10k, in a few minutes", description=(
-        "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT on "
-        "MNIST-10k at 196 steps, then print accuracy, memory and time side by side and plot the "
-        "learning curves."))
-    demo.add_argument("--quick", action="store_true", help="a tiny budget (seconds): checks that everything runs")
-    demo.add_argument("--run-dir", help="output folder (default runs/demo-<timestamp>)")
-    demo.add_argument("--rounds", type=_positive_int, help="evaluation rounds (each round = --batches batches)")
-    demo.add_argument("--batches", type=_positive_int, help="training batches per round")
-    demo.add_argument("--hidden", type=_positive_int, help="LTC neurons")
-    demo.add_argument("--batch-size", type=_positive_int, help="batch size")
-    demo.add_argument("--seed", type=int, default=0, help="seed (same initial weights for both methods)")
-    demo.add_argument("--lr", type=_positive_float, help="learning rate (Adamax)")
-    demo.add_argument("--optimizer", choices=("adam", "adamax", "sgd"), help="inner optimizer")
-    demo.add_argument("--norm", choices=("none", "layer"), help="normalisation of the input currents")
-    demo.add_argument("--readout-from", choices=("spikes", "membrane"), help="readout input")
+    demo = commands.add_parser("demo", help="FPTT vs BPTT side by side in a few minutes (adding task or MNIST-10k)",
+                               description=(
+        "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT, then print "
+        "accuracy, memory and time side by side and plot the learning curves. Default: the adding task at "
+        "T = 200; --task smnist: the bundled MNIST-10k at 196 steps."))
+    from .demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo, _positive_int, _positive_float)
     _add_common(demo)
     demo.set_defaults(handler=_cmd_demo)
     return parser
@@ -352,133 +345,10 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 # Demo budgets: LTC network on MNIST-10k at 196 steps (14×14), FPTT (k = 1) vs BPTT, both
 # trained in parallel child processes with one thread each (on a busy 2-core machine two torch
 # threads per process are several times slower than one). Chosen by measurement, see docs/CLI.md.
-DEMO_DEFAULTS = {"rounds": 5, "batches": 50, "hidden": 128, "batch_size": 64, "eval_batches": 4,
-                 "eval_batch_size": 500, "lr": 3e-3, "norm": "layer", "readout_from": "spikes",
-                 "optimizer": "adamax"}
-DEMO_QUICK = {"rounds": 1, "batches": 1, "hidden": 16, "batch_size": 16, "eval_batches": 1,
-              "eval_batch_size": 32}
-
-
-def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings = dict(DEMO_DEFAULTS)
-    if args.quick:
-        settings.update(DEMO_QUICK)
-    for key in ("rounds", "batches", "hidden", "batch_size", "lr", "norm", "readout_from", "optimizer"):
-        value = getattr(args, key, None)
-        if value is not None:
-            settings[key] = value
-    return settings
-
-
-def _demo_command(method: str, settings: dict[str, Any], run_dir: Path, seed: int) -> list[str]:
-    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14",
-            "--model", "ltc", "--method", method, "--hidden", str(settings["hidden"]),
-            "--batch-size", str(settings["batch_size"]), "--epochs", str(settings["rounds"]),
-            "--max-batches", str(settings["batches"]), "--optimizer", settings["optimizer"],
-            "--lr", str(settings["lr"]), "--norm", settings["norm"], "--readout-from", settings["readout_from"],
-            "--clip", "1", "--schedule", "none", "--seed", str(seed), "--threads", "1", "--measure-memory",
-            "--eval-batch-size", str(settings["eval_batch_size"]),
-            "--max-eval-batches", str(settings["eval_batches"]),
-            "--run-dir", str(run_dir / method), "--no-plots", "--quiet"]
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import subprocess
-    import time
-    from datetime import datetime
+    from .demo import run_demo
 
-    settings = _demo_settings(args)
-    run_dir = Path(args.run_dir or Path("runs") / f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
-    heldout = settings["eval_batches"] * settings["eval_batch_size"]
-    say(f"fptt demo: LTC SNN ({settings['hidden']} neurons, {settings['norm']} norm) on MNIST-10k "
-        f"(bundled MNIST test split: 8,000 train / 2,000 held out), 196 steps per digit (14×14, pixel by pixel)")
-    say(f"  FPTT (k=1: 196 updates per batch) and BPTT (1 update per batch), same initial weights, "
-        f"{settings['rounds']} rounds × {settings['batches']} batches of {settings['batch_size']}, "
-        f"held-out accuracy on {min(heldout, 2000)} digits after each round; run dir {run_dir}")
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    source = str(Path(__file__).resolve().parents[1])
-    environment["PYTHONPATH"] = source + (os.pathsep + environment["PYTHONPATH"] if environment.get("PYTHONPATH") else "")
-    methods = ("fptt", "bptt")
-    started = time.perf_counter()
-    children = {method: subprocess.Popen(_demo_command(method, settings, run_dir, args.seed), env=environment,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                for method in methods}
-    seen = {method: 0 for method in methods}
-    try:
-        while True:
-            running = [method for method, child in children.items() if child.poll() is None]
-            for method in methods:
-                rows = _read_rows(run_dir / method / "metrics.jsonl")
-                for row in rows[seen[method]:]:
-                    say(f"  {method.upper():4s} round {row['epoch']}/{settings['rounds']}: "
-                        f"held-out accuracy {row['eval']['accuracy']:.3f}, train loss {row['train']['loss']:.3f}, "
-                        f"{row['train']['seconds']:.0f}s")
-                seen[method] = len(rows)
-            if not running:
-                break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        for child in children.values():
-            child.terminate()
-        raise
-    wall = time.perf_counter() - started
-    failed = {method: child for method, child in children.items() if child.returncode != 0}
-    if failed:
-        for method, child in failed.items():
-            output = (child.stdout.read() if child.stdout else "").strip().splitlines()
-            print(f"fptt demo: {method} training failed (exit {child.returncode}): "
-                  f"{output[-1] if output else 'no output'}", file=sys.stderr)
-        return 1
-    summaries = {method: json.loads((run_dir / method / "summary.json").read_text()) for method in methods}
-    histories = {method: _read_rows(run_dir / method / "metrics.jsonl") for method in methods}
-    table = _demo_table(summaries, histories)
-    result = {"settings": settings, "seed": args.seed, "wall_seconds": wall, "summaries": summaries, "table": table}
-    (run_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    (run_dir / "demo.md").write_text(table + "\n")
-    say("")
-    say(table)
-    try:
-        from .plots import plot_learning_curves
-
-        png = plot_learning_curves({method.upper(): rows for method, rows in histories.items()},
-                                   run_dir / "learning_curves.png",
-                                   title=f"MNIST-10k, 196 steps, LTC {settings['hidden']}: FPTT vs BPTT",
-                                   x_label=f"round ({settings['batches']} batches of {settings['batch_size']})")
-        say(f"learning curves: {png}")
-    except ImportError:
-        say("learning curves skipped: matplotlib is not installed (pip install 'fptt[plot]')")
-    say(f"demo wall time {wall:.0f}s (both methods trained in parallel, one thread each)")
-    return 0
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written
-            break
-    return rows
-
-
-def _demo_table(summaries: dict[str, dict], histories: dict[str, list]) -> str:
-    header = ("| method | held-out accuracy (best / last) | saved activations per update (MiB) | "
-              "peak process RSS (MiB) | updates | train time (s) |")
-    lines = [header, "| --- | --- | --- | --- | --- | --- |"]
-    for method, summary in summaries.items():
-        rows = histories[method]
-        accuracies = [row["eval"]["accuracy"] for row in rows]
-        saved = summary.get("saved_tensor_peak_bytes") or 0
-        updates = sum(row["train"]["updates"] for row in rows)
-        lines.append(f"| {method.upper()} | {max(accuracies):.3f} / {accuracies[-1]:.3f} | {saved / 2**20:.2f} | "
-                     f"{summary['peak_rss_mb']:.0f} | {updates} | {summary['train_seconds']:.0f} |")
-    return "\n".join(lines)
+    return run_demo(args)
 
 
 # ---------------------------------------------------------------------------------- entry

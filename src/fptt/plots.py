@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["record_activity", "plot_learning_curves", "plot_spike_raster", "plot_time_constants"]
+__all__ = ["record_activity", "plot_learning_curves", "plot_curves", "plot_spike_raster", "plot_time_constants"]
 
 
 def _pyplot():
@@ -44,7 +44,8 @@ def record_activity(model: torch.nn.Module, x: Tensor) -> dict[str, list[Tensor]
                 if isinstance(rate_layer, torch.nn.Linear):
                     current = layer.input_current(layer_input, layer_state.spikes)
                     gate = rate_layer(torch.cat([current, layer_state.membrane], dim=-1))
-                    rates[index].append(torch.sigmoid(gate)[0].cpu())
+                    slope = getattr(layer, "membrane_slope", None)  # σ(k (W [d, u] + c)) with gate slopes
+                    rates[index].append(torch.sigmoid(gate if slope is None else slope * gate)[0].cpu())
                 layer_input, layer_state = layer(layer_input, layer_state)
                 spikes[index].append(layer_input[0].cpu())
                 layer_states.append(layer_state)
@@ -57,6 +58,41 @@ def record_activity(model: torch.nn.Module, x: Tensor) -> dict[str, list[Tensor]
         }
     finally:
         model.train(was_training)
+
+
+def plot_curves(axis: Any, curves: Mapping[str, Sequence[tuple[float, float]]], *, title: str = "",
+                x_label: str = "iteration", y_label: str = "held-out MSE", log: bool = True,
+                chance: float | None = None, colours: Mapping[str, str] | None = None) -> None:
+    """Draw ``{label: [(x, y), ...]}`` on ``axis`` (learning curves from ``curve.jsonl`` points),
+    with an optional dotted chance level; log y axis by default."""
+    for label, points in curves.items():
+        colour = (colours or {}).get(label.split()[0].lower())
+        axis.plot([p[0] for p in points], [p[1] for p in points], "-", color=colour, alpha=0.85, label=label)
+    if chance is not None:
+        axis.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.3g})")
+    if log:
+        axis.set_yscale("log")
+    axis.set_title(title, fontsize=9)
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(y_label)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+
+
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` (folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    _pyplot().close(figure)
+    return path
+
+
+def new_figure(columns: int = 1, width: float = 5.5, height: float = 4.0) -> tuple[Any, list[Any]]:
+    """A figure with ``columns`` axes side by side (Agg backend)."""
+    figure, axes = _pyplot().subplots(1, columns, figsize=(width * columns, height), squeeze=False)
+    return figure, list(axes[0])
 
 
 def _series(history: Sequence[Mapping[str, Any]], part: str, key: str) -> tuple[list[int], list[float]]:
