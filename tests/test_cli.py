@@ -181,7 +181,9 @@ def test_demo_quick_runs(tmp_path, task):
     result = json.loads((run / "demo.json").read_text())
     fptt_run, bptt_run = result["summaries"]["fptt"], result["summaries"]["bptt"]
     # the point of FPTT: one window of activations per update instead of the whole sequence
-    assert 0 < fptt_run["saved_tensor_peak_bytes"] * 20 < bptt_run["saved_tensor_peak_bytes"]
+    # (quick add: windows of 2 steps out of 20; quick smnist: k = 1 out of 196 steps)
+    factor = 5 if task == "add" else 20
+    assert 0 < fptt_run["saved_tensor_peak_bytes"] * factor < bptt_run["saved_tensor_peak_bytes"]
     assert (run / "learning_curves.png").is_file()
     # same initial weights for both methods
     first = torch.load(run / "fptt" / "checkpoint_last.pt", weights_only=True)["config"]
