@@ -64,19 +64,21 @@ def run_one(job: tuple[int, str, int, int]) -> str:
     if (out / "summary.json").is_file():
         return f"skip {name} (done)"
     run_dir = RUNS / name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     argv = command(*job)
     started = time.perf_counter()
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        return f"FAILED {name}: {result.stderr.strip().splitlines()[-1:]}"
+    if not (run_dir / "summary.json").is_file():  # else: finished by an earlier runner, only collect it
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            return f"FAILED {name}: {result.stderr.strip().splitlines()[-1:]}"
     out.mkdir(parents=True, exist_ok=True)
     for file in ("config.json", "curve.jsonl", "metrics.jsonl", "summary.json"):
         shutil.copy2(run_dir / file, out / file)
     shown = ["fptt"] + argv[1:argv.index("--threads")]
-    (out / "command.txt").write_text(" ".join(shown) + f"\n# wall {time.perf_counter() - started:.0f} s, "
-                                     "1 thread per run, 2 runs at a time on 2 cores\n")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (out / "command.txt").write_text(" ".join(shown) + f"\n# wall {summary['wall_seconds']:.0f} s, 1 thread per "
+                                     "run, 2-4 runs at a time on 2 cores (times are comparable only loosely)\n")
     return f"done {name} in {time.perf_counter() - started:.0f} s"
 
 
