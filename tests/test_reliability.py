@@ -45,7 +45,9 @@ def _model(seed=0, features=3, outputs=5):
 
 def _tiny(**overrides) -> TrainConfig:
     values = dict(task="add", seq_len=12, train_samples=64, test_samples=32, batch_size=16, hidden=[8],
-                  epochs=1, max_batches=4, plots=False, threads=1)
+                  epochs=1, max_batches=4, plots=False, threads=1, k=1, loss_steps="every")
+    if "update_points" in overrides:  # one window setting at a time
+        values.pop("k")
     values.update(overrides)
     return resolve_config({}, values)
 

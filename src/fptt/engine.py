@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .optim import FPTT
-from .state import detach_state
+from .window import ON_NONFINITE, WindowUpdate
 
 __all__ = [
     "METHODS",
@@ -59,7 +59,6 @@ Weighting = Literal["linear", "uniform", "last"]
 METHODS: tuple[str, ...] = ("fptt", "bptt", "tbptt", "online")
 WEIGHTINGS: tuple[str, ...] = ("linear", "uniform", "last")
 LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse")
-ON_NONFINITE: tuple[str, ...] = ("stop", "skip")
 
 
 @dataclass
@@ -246,20 +245,13 @@ def _check_protocol(model: nn.Module) -> None:
             )
 
 
-def _check_optimizer(method: str, optimizer: torch.optim.Optimizer, clip_grad_norm: Optional[float]) -> None:
+def _check_optimizer(method: str, optimizer: torch.optim.Optimizer) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if method == "fptt" and not isinstance(optimizer, FPTT):
         raise TypeError("method='fptt' needs an FPTT optimizer: wrap yours, e.g. FPTT(torch.optim.Adam(...))")
     if method != "fptt" and isinstance(optimizer, FPTT):
         raise TypeError(f"method={method!r} trains without FPTT's regularizer: pass the plain inner optimizer")
-    if method == "fptt" and clip_grad_norm is not None:
-        raise ValueError(
-            "with method='fptt' set clipping on the optimizer, FPTT(..., clip_grad_norm=c), so that it "
-            "clips the combined gradient (loss + regularizer) as in SPEC §3"
-        )
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
 
 
 class _Accumulator:
@@ -429,16 +421,14 @@ def train_epoch(
     Returns the :class:`EpochMetrics` of the pass.
     """
     _check_protocol(model)
-    _check_optimizer(method, optimizer, clip_grad_norm)
+    _check_optimizer(method, optimizer)
     if loss_steps not in ("every", "window_end"):
         raise ValueError(f"loss_steps must be 'every' or 'window_end', got {loss_steps!r}")
     if method == "online":
         if (k not in (None, 1)) or update_points is not None:
             raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
-    if on_nonfinite not in ON_NONFINITE:
-        raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
-    skip_nonfinite = on_nonfinite == "skip"
-    skipped_updates = 0
+    window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite)
+    skip_nonfinite = window.skip_nonfinite
     first_skipped: Optional[str] = None
     nonfinite_batches = 0
     device = _model_device(model)
@@ -446,9 +436,6 @@ def train_epoch(
     model.train()
     accumulator = _Accumulator()
     loss_fn: Optional[_LossFn] = None
-    updates = 0
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    set_sync = getattr(model, "set_gradient_sync", None)
     started = time.perf_counter()
     total = _loader_length(loader, max_batches)
     bar = _progress(loader, progress, total, description)
@@ -458,24 +445,13 @@ def train_epoch(
         windows = _method_windows(seq_len, method, k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
-        # all_finite stays 1 while every window loss is finite and drops to 0 at the first that is not;
-        # finite_prefix counts the updates before it (three scalar kernels per update, read once per
-        # batch): the batch-end check names the first bad update without a per-update host sync
-        all_finite = torch.ones((), dtype=dtype, device=device)
-        finite_prefix = torch.zeros((), dtype=dtype, device=device)
-        batch_updates = 0
         output = None
         for start, stop in windows:
-            state = detach_state(state)
-            window_loss: Optional[Tensor] = None
+            state = window.begin(state)
             # DistributedModel: only the last step of a window that will back-propagate syncs
-            sync_step = -1
-            if set_sync is not None and _window_has_loss(seq_len, weighting, start, stop, loss_steps):
-                sync_step = stop - 1
+            sync_step = stop - 1 if _window_has_loss(seq_len, weighting, start, stop, loss_steps) else -1
             for t in range(start, stop):
-                if set_sync is not None:
-                    set_sync(t == sync_step)
-                output, state = model.step(inputs[t], state)
+                output, state = window.step(inputs[t], state, sync=t == sync_step)
                 if rate_sum is not None:
                     rate_sum += _firing_rate(model, state)
                 if loss_steps == "window_end" and t != stop - 1:
@@ -483,37 +459,20 @@ def train_epoch(
                 weight = step_weight(t, seq_len, weighting)
                 if weight == 0.0:
                     continue
-                term = weight * loss_fn(output, _step_target(y, t, per_step_targets))
-                window_loss = term if window_loss is None else window_loss + term
-            if window_loss is None:
-                continue  # nothing to learn from in this window (e.g. "last" weighting, early windows)
-            if loss_steps == "every" and stop - start != 1:
-                window_loss = window_loss / (stop - start)
-            optimizer.zero_grad(set_to_none=True)
-            window_loss.backward()
-            if skip_nonfinite:
-                if not _loss_and_gradients_finite(window_loss, parameters):
-                    optimizer.zero_grad(set_to_none=True)
-                    skipped_updates += 1
-                    if first_skipped is None:
-                        first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
-                    continue
-            else:
-                finite_prefix.add_(all_finite.mul_(torch.isfinite(window_loss.detach())))
-                batch_updates += 1
-            if clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
-            optimizer.step()
-            updates += 1
-        if not skip_nonfinite and batch_updates and not bool(all_finite):
-            first = int(finite_prefix)
+                window.add(weight * loss_fn(output, _step_target(y, t, per_step_targets)))
+            skipped_before = window.skipped
+            window.close(stop - start if loss_steps == "every" and stop - start != 1 else 1)
+            if window.skipped != skipped_before and first_skipped is None:
+                first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
+        first = window.first_nonfinite()
+        if first is not None:
             start, stop = _nth_update_window(first, seq_len, method, k, update_points, weighting, loss_steps)
             raise FloatingPointError(
                 f"non-finite loss in batch {batch_index} at update {first + 1} of the batch (time steps "
                 f"{start}..{stop - 1}, method={method}); lower the learning rate, enable gradient clipping, "
                 "check the inputs for extreme values, or train with on_nonfinite='skip'"
             )
-        bad_parameter = _first_nonfinite_parameter(model, parameters)
+        bad_parameter = _first_nonfinite_parameter(model, window.parameters)
         if bad_parameter is not None:
             raise FloatingPointError(
                 f"parameter {bad_parameter} became NaN/Inf during batch {batch_index} (method={method}): a "
@@ -537,19 +496,13 @@ def train_epoch(
     if skip_nonfinite and accumulator.samples == 0 and nonfinite_batches:
         raise FloatingPointError(f"every one of the {nonfinite_batches} batches gave a non-finite final loss; "
                                  "nothing was learnt (check the inputs and the learning rate)")
-    metrics = accumulator.result(kind, updates, time.perf_counter() - started, device, skipped_updates)
-    if skipped_updates or nonfinite_batches:
+    metrics = accumulator.result(kind, window.updates, time.perf_counter() - started, device, window.skipped)
+    if window.skipped or nonfinite_batches:
         metrics.extra.update(nonfinite_batches=nonfinite_batches, first_skipped=first_skipped)
-        warnings.warn(f"{skipped_updates} update(s) skipped for a non-finite loss or gradient (first: "
+        warnings.warn(f"{window.skipped} update(s) skipped for a non-finite loss or gradient (first: "
                       f"{first_skipped}); {nonfinite_batches} batch(es) with a non-finite final loss left out "
                       "of the metrics", RuntimeWarning, stacklevel=2)
     return metrics
-
-
-def _loss_and_gradients_finite(loss: Tensor, parameters: list[Tensor]) -> bool:
-    """Whether the loss and every gradient are finite (one host sync)."""
-    values = [loss.detach().reshape(())] + [p.grad.detach().sum() for p in parameters if p.grad is not None]
-    return bool(torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all())
 
 
 def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Optional[str]:
