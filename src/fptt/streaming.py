@@ -1,12 +1,13 @@
 """Learning from a stream: one time step in, a prediction out, an FPTT update every k steps.
 
 :class:`OnlineLearner` drives any stateful model (:mod:`fptt.models`) over a batch of endless
-streams. It holds the live network state, detaches it at every window boundary (every ``k``
-steps), accumulates the loss of the targets it is given inside the window and, at the window's
-end, back-propagates through that window only and steps the optimizer (an :class:`~fptt.optim.FPTT`
-for the paper's method, or any plain optimizer for the naive online baseline). Nothing grows
-with the number of steps seen: the autograd graph spans at most one window and the loss history
-is a bounded ring buffer.
+streams. It is stream bookkeeping (live state, per-stream reset, ring buffer of losses, exact
+``state_dict``) around the same :class:`~fptt.window.WindowUpdate` that the batch engines use:
+the state is detached at every window boundary (every ``k`` steps), the loss of the targets given
+inside the window is accumulated and, at the window's end, back-propagated through that window
+only, with the same non-finite policy (stop | skip), clipping and DDP gradient sync as
+:func:`fptt.engine.train_epoch`. Nothing grows with the number of steps seen: the autograd graph
+spans at most one window and the loss history is a bounded ring buffer.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .state import detach_state, map_state, select_batch, state_tensors
+from .state import map_state, select_batch, state_tensors
+from .window import WindowUpdate
 
 __all__ = ["OnlineLearner"]
 
@@ -45,6 +47,12 @@ class OnlineLearner:
         batch_size: number of parallel streams.
         clip_grad_norm: total-norm clipping for plain optimizers (for FPTT set it on the wrapper).
         history: length of the ring buffer of per-update losses (``learner.history``).
+        on_nonfinite: ``"stop"`` (default: a NaN/Inf window loss raises ``FloatingPointError``
+            naming the stream step) or ``"skip"`` (that update is dropped and counted in
+            ``learner.skipped``), as in :func:`fptt.engine.train_epoch`.
+
+    Under DDP (a :class:`~fptt.distributed.DistributedModel`) every rank closes every window with
+    one all-reduce; a rank that saw no target in a window contributes a zero gradient.
 
     ``observe(x_t, y_t=None, target_mask=None)`` consumes one step ``x_t`` (streams, features) and
     returns the detached prediction; ``y_t`` (optional) is a target for that step and
@@ -63,6 +71,7 @@ class OnlineLearner:
         history: int = 1000,
         device: Optional[torch.device | str] = None,
         dtype: Optional[torch.dtype] = None,
+        on_nonfinite: str = "stop",
     ) -> None:
         for name in ("init_state", "step"):
             if not callable(getattr(model, name, None)):
@@ -73,10 +82,7 @@ class OnlineLearner:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if history <= 0:
             raise ValueError(f"history must be positive, got {history}")
-        from .optim import FPTT
-
-        if clip_grad_norm is not None and isinstance(optimizer, FPTT):
-            raise ValueError("set clipping on the FPTT wrapper (FPTT(..., clip_grad_norm=c)) so it clips the combined gradient")
+        self.window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite)
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = _resolve_loss(loss)
@@ -89,10 +95,19 @@ class OnlineLearner:
         self.state = model.init_state(batch_size, device=self.device, dtype=self.dtype)
         self.history: deque[float] = deque(maxlen=history)
         self.steps = 0
-        self.updates = 0
-        self._window_loss: Optional[Tensor] = None
+        self._updates_before = 0  # updates restored from a state_dict
         self._window_targets = 0
         self._steps_in_window = 0
+
+    @property
+    def updates(self) -> int:
+        """Updates applied so far (a resumed learner counts those before the checkpoint)."""
+        return self._updates_before + self.window.updates
+
+    @property
+    def skipped(self) -> int:
+        """Updates dropped for a NaN/Inf (``on_nonfinite="skip"``)."""
+        return self.window.skipped
 
     @property
     def at_window_boundary(self) -> bool:
@@ -112,9 +127,10 @@ class OnlineLearner:
         if x_t.dim() != 2 or x_t.shape[0] != self.batch_size:
             raise ValueError(f"x_t must have shape ({self.batch_size}, features), got {tuple(x_t.shape)}")
         if self._steps_in_window == 0:
-            self.state = detach_state(self.state)
+            self.state = self.window.begin(self.state)
         self.model.train()
-        output, self.state = self.model.step(x_t.to(self.device, self.dtype), self.state)
+        last = self._steps_in_window == self.k - 1
+        output, self.state = self.window.step(x_t.to(self.device, self.dtype), self.state, sync=last)
         if y_t is not None:
             y_t = y_t.to(self.device)
             if target_mask is not None:
@@ -127,7 +143,7 @@ class OnlineLearner:
             if step_loss is not None and weight != 1.0:
                 step_loss = weight * step_loss
             if step_loss is not None:
-                self._window_loss = step_loss if self._window_loss is None else self._window_loss + step_loss
+                self.window.add(step_loss)
                 self._window_targets += 1
         self.steps += 1
         self._steps_in_window += 1
@@ -136,20 +152,15 @@ class OnlineLearner:
         return output.detach()
 
     def _close_window(self) -> None:
-        if self._window_loss is not None:
-            loss = self._window_loss / self._window_targets
-            if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(f"non-finite loss at stream step {self.steps}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-            self.optimizer.step()
-            self.updates += 1
-            self.history.append(float(loss.detach()))
-        self._window_loss = None
+        applied = self.window.close(max(self._window_targets, 1))
         self._window_targets = 0
         self._steps_in_window = 0
+        if self.window.first_nonfinite() is not None:
+            raise FloatingPointError(
+                f"non-finite loss in the update of stream time steps {self.steps - self.k}..{self.steps - 1} "
+                "(counted from 0); lower the learning rate, enable gradient clipping, or use on_nonfinite='skip'")
+        if applied:
+            self.history.append(float(self.window.last_loss))
 
     def reset_streams(self, mask: Tensor) -> None:
         """Restart the state of the streams where ``mask`` (streams,) is true; others are untouched."""
@@ -175,6 +186,7 @@ class OnlineLearner:
             "network_state": [tensor.detach().clone() for tensor in state_tensors(self.state)],
             "steps": self.steps,
             "updates": self.updates,
+            "skipped": self.skipped,
             "history": list(self.history),
             "rng": torch.get_rng_state(),
         }
@@ -188,8 +200,9 @@ class OnlineLearner:
         leaves = iter(saved)
         self.state = map_state(lambda _template: next(leaves).to(self.device), self.state)
         self.steps = int(state["steps"])
-        self.updates = int(state["updates"])
+        self._updates_before = int(state["updates"]) - self.window.updates
+        self.window.skipped = int(state.get("skipped", 0))
         self.history.clear()
         self.history.extend(state["history"])
         torch.set_rng_state(state["rng"])
-        self._window_loss, self._window_targets, self._steps_in_window = None, 0, 0
+        self.window.loss, self._window_targets, self._steps_in_window = None, 0, 0
