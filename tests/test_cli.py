@@ -218,3 +218,26 @@ def test_stream_refuses_a_stream_shorter_than_one_digit(capsys):
 
     assert main(["stream", "--steps", "100", "--quiet"]) == 2
     assert "at least one digit" in capsys.readouterr().err
+
+
+def test_the_parser_and_help_do_not_import_torch():
+    code = ("import sys, fptt.cli; fptt.cli.build_parser().format_help(); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
+    from fptt import vocabulary
+    from fptt.config import MODELS, TASKS
+    from fptt.data import DATASET_NAMES
+    from fptt.engine import METHODS, WEIGHTINGS
+    from fptt.neurons import NEURONS, READOUTS
+
+    assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
+    assert MODELS is vocabulary.NEURONS and tuple(NEURONS) == vocabulary.NEURONS
+    assert tuple(READOUTS) == vocabulary.READOUTS
+    assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
+    with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):
+        vocabulary.check_registry("neuron", ("ltc",), vocabulary.NEURONS)

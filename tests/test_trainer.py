@@ -190,7 +190,8 @@ def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
 
     assert resolve_config({}, {"task": "smnist"}).schedule == "step"
     assert resolve_config({}, {"task": "psmnist"}).schedule == "step"
-    assert resolve_config({}, {"task": "add"}).schedule == "none"
+    assert resolve_config({}, {"task": "add"}).schedule == "cosine"  # the short default run decays too
+    assert resolve_config({}, {"task": "add", "preset": "paper"}).schedule == "none"
     assert resolve_config({"schedule": "cosine"}, {"task": "smnist"}).schedule == "cosine"
     assert resolve_config({}, {"task": "smnist", "schedule": "none"}).schedule == "none"
 

@@ -1,38 +1,54 @@
 """fptt: online training of spiking neural networks with Forward Propagation Through Time.
 
 Axis convention: sequences are batch first, ``(batch, time, features)``.
-"""
-from importlib.metadata import PackageNotFoundError, version
 
-from . import neurons, surrogate
-from .engine import EpochMetrics, evaluate, train_epoch
-from .models import NetworkState, SpikingRNN
-from .optim import FPTT
-from .state import detach_state, map_state, state_to
-from .streaming import OnlineLearner
-from .config import TrainConfig
-from .trainer import Trainer, fit
+The public names below are imported on first use (PEP 562), so that ``import fptt.cli`` and
+``fptt --help`` do not pay for importing torch; ``from fptt import FPTT`` works as usual.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("fptt")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = [
-    "__version__",
-    "FPTT",
-    "train_epoch",
-    "evaluate",
-    "EpochMetrics",
-    "OnlineLearner",
-    "Trainer",
-    "TrainConfig",
-    "fit",
-    "SpikingRNN",
-    "NetworkState",
-    "neurons",
-    "surrogate",
-    "detach_state",
-    "map_state",
-    "state_to",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "FPTT": "optim",
+    "train_epoch": "engine",
+    "evaluate": "engine",
+    "EpochMetrics": "engine",
+    "OnlineLearner": "streaming",
+    "WindowUpdate": "window",
+    "Trainer": "trainer",
+    "fit": "trainer",
+    "TrainConfig": "config",
+    "SpikingRNN": "models",
+    "NetworkState": "models",
+    "detach_state": "state",
+    "map_state": "state",
+    "state_to": "state",
+    "preset_values": "presets",
+}
+_SUBMODULES = ("neurons", "surrogate")
+
+__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'fptt' has no attribute {name!r}")
+    globals()[name] = value  # cached: the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

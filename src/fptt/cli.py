@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
@@ -50,8 +49,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import (EVAL_WITH, INITIAL_STATES, METHODS, MODELS, NORMS, OPTIMIZERS, READOUTS, SCHEDULES,
-                         SYNAPSE_INITS, TASKS, WEIGHTINGS)
+    from .vocabulary import (EVAL_WITH, INITIAL_STATES, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULES,
+                             SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
     s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
@@ -60,7 +59,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--preset", choices=PRESET_NAMES, default=s,
                       help="the reference code's regime and hyperparameters for the task (docs/PRESETS.md); "
                            "explicit flags still override it")
-    what.add_argument("--model", choices=MODELS, default=s, help="spiking neuron of the hidden layers (default ltc)")
+    what.add_argument("--model", choices=NEURONS, default=s, help="spiking neuron of the hidden layers (default ltc)")
     what.add_argument("--method", choices=METHODS, default=s, help="training method (default fptt)")
     what.add_argument("--hidden", type=_positive_int, nargs="+", default=s, metavar="N",
                       help="hidden layer sizes, one int per layer (default per task, 128 or 256)")

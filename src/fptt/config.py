@@ -15,25 +15,15 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
+from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
+                         READOUT_INPUTS, READOUTS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
 
 __all__ = [
     "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config",
 ]
 
-TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10")
-MODELS = ("ltc", "alif", "lif")
-METHODS = ("fptt", "bptt", "tbptt", "online")
-OPTIMIZERS = ("adam", "adamax", "sgd")
-SCHEDULES = ("none", "step", "cosine")
-WEIGHTINGS = ("linear", "uniform", "last")
-LOSS_STEPS = ("every", "window_end")
-READOUTS = ("liquid", "fixed", "linear")
-NORMS = ("none", "layer")
-INITIAL_STATES = ("random", "zero")
-SYNAPSE_INITS = ("xavier", "torch_default")
-EVAL_WITH = ("average", "weights")
-ON_NONFINITE = ("stop", "skip")
+MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -128,7 +118,7 @@ class TrainConfig:
             "task": TASKS, "model": MODELS, "method": METHODS, "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
             "eval_with": EVAL_WITH, "readout": READOUTS,
-            "readout_from": ("spikes", "membrane"), "norm": NORMS,
+            "readout_from": READOUT_INPUTS, "norm": NORMS,
             "on_nonfinite": ON_NONFINITE, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
         }
         for key, allowed in choices.items():

@@ -28,8 +28,6 @@ adding-task setting with K update points); the default ``"every"`` uses all step
 from __future__ import annotations
 
 import math
-import resource
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -39,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .measure import peak_rss_mb
 from .optim import FPTT
-from .window import ON_NONFINITE, WindowUpdate
+from .vocabulary import LOSS_STEPS, LOSSES, METHODS, WEIGHTINGS
+from .window import WindowUpdate
 
 __all__ = [
     "METHODS",
@@ -56,9 +56,6 @@ __all__ = [
 
 Method = Literal["fptt", "bptt", "tbptt", "online"]
 Weighting = Literal["linear", "uniform", "last"]
-METHODS: tuple[str, ...] = ("fptt", "bptt", "tbptt", "online")
-WEIGHTINGS: tuple[str, ...] = ("linear", "uniform", "last")
-LOSSES: tuple[str, ...] = ("auto", "cross_entropy", "mse")
 
 
 @dataclass
@@ -225,9 +222,7 @@ def _firing_rate(model: nn.Module, state: Any) -> Optional[Tensor]:
 def _peak_memory_mb(device: torch.device) -> Optional[float]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    if sys.platform.startswith("linux"):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
-    return None
+    return peak_rss_mb()
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -422,8 +417,8 @@ def train_epoch(
     """
     _check_protocol(model)
     _check_optimizer(method, optimizer)
-    if loss_steps not in ("every", "window_end"):
-        raise ValueError(f"loss_steps must be 'every' or 'window_end', got {loss_steps!r}")
+    if loss_steps not in LOSS_STEPS:
+        raise ValueError(f"loss_steps must be one of {LOSS_STEPS}, got {loss_steps!r}")
     if method == "online":
         if (k not in (None, 1)) or update_points is not None:
             raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")

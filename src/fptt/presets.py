@@ -77,7 +77,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         # the authors' budget: a fresh batch of 128 per iteration, up to 2,000 iterations (pass
         # --max-batches to cap), evaluated every 25 on a fixed held-out set of 512; stop at 0.001
-        "add": {**ADD_REGIME, "epochs": 1, "train_samples": 2000 * 128, "eval_every": 25, "stop_at": 0.001},
+        "add": {**ADD_REGIME, "epochs": 1, "train_samples": 2000 * 128, "eval_every": 25, "stop_at": 0.001,
+                "schedule": "none"},
         "smnist": dict(_MNIST_PAPER),
         "psmnist": dict(_MNIST_PAPER),
         # no SHD script is published with the paper: the S-MNIST regime, one layer, 100 bins

@@ -19,30 +19,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from .argtypes import positive_float, positive_int
-from .data import SequentialMNIST
-from .engine import step_weight
-from .models import SpikingRNN
-from .optim import FPTT
 from .presets import PRESET_NAMES
-from .streaming import OnlineLearner
+
+# torch and the library are imported inside the functions: `fptt --help` builds this module's
+# parser without paying for them
 
 __all__ = ["run_stream", "main"]
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_stream(
@@ -66,6 +49,15 @@ def run_stream(
     :mod:`fptt.presets` (``"paper"``: layer-normalised currents with γ = 0.1, learnable gate
     slopes, Adamax, clip 1) with ``hidden`` neurons, ``lr`` and ``alpha``; by default a plain LTC
     layer with Adam."""
+    import torch
+
+    from .data import SequentialMNIST
+    from .engine import step_weight
+    from .measure import rss_mb
+    from .models import SpikingRNN
+    from .optim import FPTT
+    from .streaming import OnlineLearner
+
     if steps < 196:
         raise ValueError(f"steps must cover at least one digit (196 steps), got {steps}")
     if weighting not in ("uniform", "linear"):
@@ -115,7 +107,7 @@ def run_stream(
             digit_count += 1
             if digit_count % log_every_digits == 0:
                 curve.append({
-                    "step": step + 1, "accuracy": correct / seen, "rss_mb": _rss_mb(),
+                    "step": step + 1, "accuracy": correct / seen, "rss_mb": rss_mb(),
                     "seconds": time.perf_counter() - started, "drifted": drifted,
                     "recent_loss": sum(learner.history) / max(len(learner.history), 1),
                 })
@@ -201,6 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> dict:
     """Run :func:`run_stream` with parsed :func:`add_arguments` options; prints the figures."""
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_stream(

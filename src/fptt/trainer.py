@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import signal
 import sys
 import threading
@@ -38,7 +37,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -46,15 +45,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .build import (build_dataset, build_model, build_optimizer, build_scheduler, check_datasets, dataset_shape,
+                    default_eval_split, load_run, resolve_device)
 from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          set_rng_state, write_text_atomic)
 from .config import ConfigError, TrainConfig
 from .engine import EpochMetrics, evaluate, train_epoch
-from .models import SpikingRNN
+from .measure import peak_rss_mb, per_update
 from .optim import FPTT
 
-__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "load_run", "build_dataset", "build_model", "build_optimizer", "build_scheduler",
-           "resolve_device", "default_eval_split", "default_run_dir", "peak_rss_mb"]
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir",
+           # builders, from fptt.build (kept importable from here for existing code)
+           "build_dataset", "build_model", "build_optimizer", "build_scheduler", "load_run", "resolve_device",
+           "default_eval_split"]
 
 METRICS = "metrics.jsonl"
 CURVE = "curve.jsonl"  # learning-curve points every eval_every batches
@@ -62,155 +65,9 @@ SUMMARY = "summary.json"
 CONFIG = "config.json"
 
 
-# ---------------------------------------------------------------------------------- builders
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available else CPU; ``cuda`` without a GPU is a :class:`ConfigError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name} was asked for but CUDA is not available "
-                              "(no GPU or a CPU-only torch build); use --device cpu or auto")
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return device
-    return torch.device(name)
-
-
-def _uses_bundled_mnist(config: TrainConfig) -> bool:
-    from .data import data_root
-
-    return config.task in ("smnist", "psmnist") and data_root(config.data_dir) is None
-
-
-def default_eval_split(config: TrainConfig) -> str:
-    """``heldout`` for the bundled MNIST-10k, ``test`` otherwise."""
-    return "heldout" if _uses_bundled_mnist(config) else "test"
-
-
-def build_dataset(config: TrainConfig, split: str) -> Dataset:
-    """The dataset of ``config.task`` for ``split`` (``train``, ``test`` or ``heldout``)."""
-    from . import data
-
-    if config.task == "add":
-        if split not in ("train", "test", "heldout"):
-            raise ConfigError(f"the adding task has splits train and test, got {split!r}")
-        train = split == "train"
-        # the test set is a different, fixed draw: seed offset far from the training seed;
-        # fresh_data draws each training sequence when it is read (constant memory)
-        return data.AddingTask(config.seq_len, config.train_samples if train else config.test_samples,
-                               seed=config.seed if train else config.seed + 1_000_003,
-                               lazy=train and config.fresh_data)
-    if config.task in ("smnist", "psmnist"):
-        try:
-            return data.SequentialMNIST(split=split, root=config.data_dir, permute=config.task == "psmnist",
-                                        downsample=config.downsample)
-        except data.DatasetNotFoundError:
-            raise
-        except ValueError as error:  # e.g. a split the source does not have
-            raise ConfigError(str(error)) from None
-    get_dataset = getattr(data, "get_dataset", None)
-    if get_dataset is None:
-        raise ConfigError(f"task {config.task!r} needs fptt.data.get_dataset, which this installation lacks")
-    try:
-        return get_dataset(config.task, split, root=config.data_dir)
-    except data.DatasetNotFoundError:
-        raise
-    except ValueError as error:  # e.g. a split the dataset does not have
-        raise ConfigError(str(error)) from None
-
-
-def _dataset_shape(dataset: Dataset) -> tuple[int, int]:
-    """(input_size, output_size) of a dataset; regression targets give one output."""
-    x, y = dataset[0]
-    input_size = getattr(dataset, "input_size", None) or int(x.shape[-1])
-    classes = getattr(dataset, "num_classes", None)
-    if torch.is_tensor(y) and y.is_floating_point():  # regression target
-        classes = None
-    return int(input_size), int(classes) if classes else 1
-
-
-def _check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
-    """Refuse empty splits, and windows longer than the sequences, before anything is trained."""
-    for split, dataset in datasets.items():
-        try:
-            size = len(dataset)  # type: ignore[arg-type]
-        except TypeError:  # an iterable dataset: its length is unknown
-            continue
-        if size == 0:
-            raise ConfigError(f"the {split} split of task {config.task!r} is empty: nothing to train or evaluate on")
-    train = datasets["train"]
-    x, _ = train[0]
-    seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
-    for key in ("k", "update_points"):
-        value = getattr(config, key)
-        if seq_len is not None and value is not None and config.method != "bptt" and value > seq_len:
-            raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
-
-
-def build_model(config: TrainConfig, input_size: int, output_size: int,
-                seq_len: Optional[int] = None) -> SpikingRNN:
-    """The :class:`SpikingRNN` that ``config`` describes (``seq_len`` resolves ``chrono_tau="seq_len"``).
-
-    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF; ``fixed_threshold``
-    is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
-    options: dict[str, Any] = dict(
-        norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
-        initial_membrane=config.initial_state, synapse_init=config.synapse_init,
-    )
-    if config.model != "lif":
-        options["adaptation_strength"] = config.adaptation
-    if config.model == "ltc":
-        chrono = seq_len if config.chrono_tau == "seq_len" and seq_len is not None else config.chrono_tau
-        chrono = config.seq_len if chrono == "seq_len" else chrono
-        options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
-                       chrono_tau=None if chrono is None else float(max(chrono, 3)))
-    elif config.gate_slopes or config.chrono_tau is not None:
-        raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
-    return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
-                      readout=config.readout, readout_from=config.readout_from, **options)
-
-
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam/Adamax/SGD (momentum 0.9); wrapped in :class:`FPTT` for ``method="fptt"``.
-
-    ``foreach=True`` on every device (PyTorch's default on CUDA; on CPU its default is the
-    per-parameter loop): one code path everywhere, identical results. On our shared 2-core CPU the
-    difference in step time was within the noise (−4 % to +7 % over three interleaved runs)."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adam":
-        inner = torch.optim.Adam(parameters, lr=config.lr, foreach=True)
-    elif config.optimizer == "adamax":
-        inner = torch.optim.Adamax(parameters, lr=config.lr, foreach=True)
-    else:
-        inner = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, foreach=True)
-    if config.method != "fptt":
-        return inner
-    return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
-                clip_grad_norm=config.clip)
-
-
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """None, MultiStepLR (``milestones``, default half and three quarters of the epochs) or cosine."""
-    if config.schedule == "none":
-        return None
-    if config.schedule == "step":
-        milestones = config.milestones or sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-
-
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.task}-{config.method}-{stamp}"
-
-
-def peak_rss_mb() -> Optional[float]:
-    """The process's peak resident memory so far (Linux ``ru_maxrss``), in MiB."""
-    if not sys.platform.startswith("linux"):
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def seed_everything(seed: int) -> None:
@@ -258,33 +115,6 @@ class _Batches:
                 return
             self.done += 1
             yield batch
-
-
-class _MemoryMeter:
-    """Peak bytes autograd saved for one update (SavedTensorMeter reset at each optimizer step)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        from .bench.memory import SavedTensorMeter
-
-        self.meter = SavedTensorMeter()
-        self.optimizer = optimizer
-
-    @contextmanager
-    def measuring(self) -> Iterator[None]:
-        original = self.optimizer.step
-        meter = self.meter
-
-        def step_and_reset(*args, **kwargs):
-            result = original(*args, **kwargs)
-            meter.reset()
-            return result
-
-        self.optimizer.step = step_and_reset  # type: ignore[method-assign]
-        try:
-            with meter:
-                yield
-        finally:
-            del self.optimizer.step  # back to the class's method
 
 
 class PoisonedCheckpointError(FloatingPointError):
@@ -369,8 +199,8 @@ class Trainer:
         self.train_set = build_dataset(config, "train")
         self.eval_split = default_eval_split(config)
         self.eval_set = build_dataset(config, self.eval_split)
-        _check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
-        self.input_size, self.output_size = _dataset_shape(self.train_set)
+        check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
+        self.input_size, self.output_size = dataset_shape(self.train_set)
         seq_len = int(self.train_set[0][0].shape[0])
         self.model = build_model(config, self.input_size, self.output_size, seq_len).to(self.device)
         self.train_model: nn.Module = self.model
@@ -501,8 +331,7 @@ class Trainer:
                            on_boundary=lambda done: self._between_batches(epoch, start + done))
         windowed = config.method in ("fptt", "tbptt")  # bptt takes the whole sequence, online single steps
         windows = {"k": config.k, "update_points": config.update_points} if windowed else {}
-        meter = _MemoryMeter(self.optimizer) if config.measure_memory else None
-        with meter.measuring() if meter is not None else nullcontext():
+        with per_update(self.optimizer) if config.measure_memory else nullcontext() as meter:
             metrics = train_epoch(
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
@@ -510,7 +339,7 @@ class Trainer:
                 on_nonfinite=config.on_nonfinite, **windows,
             )
         if meter is not None:
-            self.saved_tensor_peak = max(self.saved_tensor_peak, meter.meter.peak)
+            self.saved_tensor_peak = max(self.saved_tensor_peak, meter.peak)
         return metrics, batches
 
     def _between_batches(self, epoch: int, done: int) -> None:
@@ -703,18 +532,3 @@ class Trainer:
 def fit(config: TrainConfig, run_dir: Optional[str | Path] = None, **options: Any) -> dict[str, Any]:
     """``Trainer(config, run_dir, **options).fit()``."""
     return Trainer(config, run_dir, **options).fit()
-
-
-def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
-    """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
-    from .checkpoint import find_checkpoint
-
-    checkpoint_path = find_checkpoint(path, which)
-    payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
-    config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
-    shape = payload.get("model_shape") or {}
-    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
-    model.load_state_dict(payload["model"])
-    optimizer = build_optimizer(config, model)
-    optimizer.load_state_dict(payload["optimizer"])
-    return config, model, optimizer, payload

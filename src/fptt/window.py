@@ -37,10 +37,9 @@ from torch import Tensor, nn
 
 from .optim import FPTT
 from .state import detach_state
+from .vocabulary import ON_NONFINITE
 
-__all__ = ["WindowUpdate", "ON_NONFINITE"]
-
-ON_NONFINITE: tuple[str, ...] = ("stop", "skip")
+__all__ = ["WindowUpdate"]
 
 
 class WindowUpdate:

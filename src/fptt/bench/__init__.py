@@ -1,4 +1,5 @@
-"""Measurement tools used by the benchmarks and the tests."""
-from .memory import SavedTensorMeter
+"""The benchmarks behind ``fptt bench memory | speed`` (their measurement tools are in
+:mod:`fptt.measure`; ``fptt.bench.SavedTensorMeter`` is kept as an alias for existing code)."""
+from ..measure import SavedTensorMeter
 
 __all__ = ["SavedTensorMeter"]

@@ -1,116 +1,29 @@
-"""Deterministic activation-memory accounting through ``saved_tensors_hooks``.
+"""Memory vs sequence length: the benchmark behind ``fptt bench memory`` (SPEC §4, first claim).
 
-Autograd keeps, for the backward pass, the tensors that forward operations save. Their total size
-is the part of training memory that grows with the length of the graph (BPTT: O(T); FPTT: O(k)).
-:class:`SavedTensorMeter` counts those bytes exactly, independent of the allocator and of other
-processes, which makes it usable in tests, where RSS or wall time would be noisy.
+The measurement tools (:class:`~fptt.measure.SavedTensorMeter`, the RSS readers) live in
+:mod:`fptt.measure`; this module only runs the benchmark.
 """
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
-from torch import Tensor
 
-__all__ = ["SavedTensorMeter"]
+from ..measure import SavedTensorMeter, per_update, reset_peak_rss, status_kb
+from .common import check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
 
-
-def _held_by_caller(tensor: Tensor) -> bool:
-    """True for leaves that require grad (parameters) and views of them: saving them costs nothing."""
-    root = tensor._base if tensor._base is not None else tensor
-    return root.is_leaf and root.requires_grad
-
-
-class SavedTensorMeter:
-    """Context manager counting the bytes autograd saves for backward.
-
-    Only *activation* memory is counted: a saved tensor that is a leaf requiring grad (a
-    parameter) or a view of one is storage the caller holds anyway, and is skipped unless
-    ``count_parameters=True``.
-
-    ``meter.bytes`` is the running total since the last :meth:`reset`; ``meter.peak`` the largest
-    total seen at a :meth:`reset` (call it at each update, e.g. after ``optimizer.step()``), so
-    ``peak`` is the largest graph any single update had to keep.
-
-    >>> with SavedTensorMeter() as meter:
-    ...     loss = model(x).sum(); loss.backward()
-    >>> meter.bytes
-    """
-
-    def __init__(self, count_parameters: bool = False) -> None:
-        self.count_parameters = bool(count_parameters)
-        self.bytes = 0
-        self.peak = 0
-        self._hooks: Any = None
-
-    def _pack(self, tensor: Tensor) -> Tensor:
-        if self.count_parameters or not _held_by_caller(tensor):
-            self.bytes += tensor.numel() * tensor.element_size()
-        return tensor
-
-    @staticmethod
-    def _unpack(tensor: Tensor) -> Tensor:
-        return tensor
-
-    def reset(self) -> int:
-        """Close the current update: fold ``bytes`` into ``peak``, return it, and start from zero."""
-        counted = self.bytes
-        self.peak = max(self.peak, counted)
-        self.bytes = 0
-        return counted
-
-    def __enter__(self) -> "SavedTensorMeter":
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._hooks.__exit__(*exc_info)
-        self.peak = max(self.peak, self.bytes)
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory vs sequence length (issue 6, benchmark 1)
-# ---------------------------------------------------------------------------------------------
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Optional, Sequence  # noqa: E402
-
-from .common import (  # noqa: E402
-    check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs,
-)
-
-__all__ += ["measure_update_cycle", "run_memory_benchmark", "main"]
+__all__ = ["SavedTensorMeter", "measure_update_cycle", "run_memory_benchmark", "main"]
 
 FULL_LENGTHS = (100, 300, 1000, 3000, 10000)
 QUICK_LENGTHS = (10, 20, 40)
-
-
-def _status_kb(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's resident high-water mark (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def measure_update_cycle(config: dict) -> dict:
@@ -142,28 +55,19 @@ def measure_update_cycle(config: dict) -> dict:
     warm_x = torch.rand(batch, 2, 1)
     train_epoch(model, [(warm_x, y)], optimizer, method=train_method, k=None if method == "bptt" else 1)
 
-    meter = SavedTensorMeter()
-    original_step = optimizer.step
-
-    def step_and_reset(*args, **kwargs):
-        result = original_step(*args, **kwargs)
-        meter.reset()
-        return result
-
-    optimizer.step = step_and_reset  # type: ignore[method-assign]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         rss_source = "torch.cuda.max_memory_allocated"
     else:
-        reset = _reset_peak_rss()
-        before_kb = _status_kb("VmRSS") or 0
+        reset = reset_peak_rss()
+        before_kb = status_kb("VmRSS") or 0
         before = before_kb * 1024
         maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         rss_source = "VmHWM after clear_refs" if reset else "ru_maxrss"
     started = time.perf_counter()
-    with meter:
+    with per_update(optimizer) as meter:
         metrics = train_epoch(model, [(x, y)], optimizer, method=train_method,
                               k=None if method == "bptt" else k)
     seconds = time.perf_counter() - started
@@ -171,7 +75,7 @@ def measure_update_cycle(config: dict) -> dict:
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        hwm_kb = _status_kb("VmHWM") if reset else None
+        hwm_kb = status_kb("VmHWM") if reset else None
         peak = hwm_kb * 1024 if hwm_kb is not None else max(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, maxrss_before) * 1024
     input_bytes = x.numel() * x.element_size()

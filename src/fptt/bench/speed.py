@@ -32,7 +32,7 @@ from .common import (
     check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
     synchronize, write_outputs,
 )
-from .memory import SavedTensorMeter
+from ..measure import SavedTensorMeter
 
 __all__ = ["run_speed_benchmark", "naive_fptt_sequence", "main"]
 

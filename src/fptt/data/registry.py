@@ -5,6 +5,8 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from ..vocabulary import TASKS, check_registry
+
 __all__ = ["get_dataset", "DATASET_NAMES"]
 
 ADD_TEST_SEED_OFFSET = 1_000_003
@@ -17,7 +19,7 @@ def _adding(split: str, **kwargs: Any) -> Dataset:
         raise ValueError(f"the adding task has splits 'train' and 'test', got {split!r}")
     kwargs.pop("root", None)  # generated in memory
     seed = int(kwargs.pop("seed", 0))
-    # the same convention as fptt.trainer: the test set is a fixed draw far from the training seed
+    # the test set is a fixed draw far from the training seed (fptt.build.build_dataset comes here too)
     return AddingTask(seed=seed if split == "train" else seed + ADD_TEST_SEED_OFFSET, **kwargs)
 
 
@@ -77,6 +79,7 @@ _REGISTRY: dict[str, Callable[..., Dataset]] = {
     "nmnist": _nmnist,
 }
 DATASET_NAMES = tuple(_REGISTRY)
+check_registry("dataset", DATASET_NAMES, TASKS)
 
 
 def get_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ..surrogate import SurrogateSpec, get_surrogate
+from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
+from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input"]
@@ -22,8 +24,6 @@ __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_
 InitialMembrane = Literal["random", "zero"]
 Norm = Literal["none", "layer"]
 SynapseInit = Literal["xavier", "torch_default"]
-NORMS: tuple[str, ...] = ("none", "layer")
-SYNAPSE_INITS: tuple[str, ...] = ("xavier", "torch_default")
 
 
 def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
@@ -77,8 +77,8 @@ class SpikingCell(nn.Module):
             raise ValueError(f"input_size and hidden_size must be positive, got {input_size}, {hidden_size}")
         if adaptation_strength < 0:
             raise ValueError(f"adaptation_strength (β) must be >= 0, got {adaptation_strength}")
-        if initial_membrane not in ("random", "zero"):
-            raise ValueError(f"initial_membrane must be 'random' or 'zero', got {initial_membrane!r}")
+        if initial_membrane not in INITIAL_STATES:
+            raise ValueError(f"initial_membrane must be one of {INITIAL_STATES}, got {initial_membrane!r}")
         if synapse_init not in SYNAPSE_INITS:
             raise ValueError(f"synapse_init must be one of {SYNAPSE_INITS}, got {synapse_init!r}")
         if not norm_scale > 0:
@@ -90,8 +90,8 @@ class SpikingCell(nn.Module):
         self.baseline_threshold = float(baseline_threshold)
         self.adaptation_strength = float(adaptation_strength)
         self.reset = reset or self.default_reset
-        if self.reset not in ("zero", "subtract"):
-            raise ValueError(f"reset must be 'zero' or 'subtract', got {self.reset!r}")
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         self.initial_membrane = initial_membrane
         self.synapse_init = synapse_init
         self.input_weight = nn.Linear(input_size, hidden_size)
@@ -287,6 +287,7 @@ class LIF(ALIF):
 
 
 NEURONS: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
+check_registry("neuron", tuple(NEURONS), NEURON_NAMES)
 
 
 def get_neuron(name: str) -> type[SpikingCell]:

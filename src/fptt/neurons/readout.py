@@ -7,6 +7,8 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from ..vocabulary import READOUTS as READOUT_NAMES
+from ..vocabulary import check_registry
 from .functional import fixed_readout_step, liquid_readout_step
 
 __all__ = ["Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout"]
@@ -92,6 +94,7 @@ class LinearReadout(Readout):
 
 
 READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
+check_registry("readout", tuple(READOUTS), READOUT_NAMES)
 
 
 def get_readout(name: Literal["liquid", "fixed", "linear"]) -> type[Readout]:

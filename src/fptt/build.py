@@ -1,0 +1,164 @@
+"""Builders: configuration → dataset, model, optimizer, scheduler (and a run's saved model back).
+
+One place for every caller: the :class:`~fptt.trainer.Trainer` (``fptt train``), ``fptt eval``,
+``fptt stream --preset``, ``fptt demo`` and the experiment scripts build their objects here, from a
+:class:`~fptt.config.TrainConfig`, so that a run, its evaluation and its experiments cannot differ
+in how a model is made.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .checkpoint import find_checkpoint, load_checkpoint
+from .config import ConfigError, TrainConfig
+from .models import SpikingRNN
+from .optim import FPTT
+
+__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "build_model",
+           "build_optimizer", "build_scheduler", "load_run"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; ``cuda`` without a GPU is a :class:`ConfigError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} was asked for but CUDA is not available "
+                              "(no GPU or a CPU-only torch build); use --device cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return device
+    return torch.device(name)
+
+
+def _uses_bundled_mnist(config: TrainConfig) -> bool:
+    from .data import data_root
+
+    return config.task in ("smnist", "psmnist") and data_root(config.data_dir) is None
+
+
+def default_eval_split(config: TrainConfig) -> str:
+    """``heldout`` for the bundled MNIST-10k, ``test`` otherwise."""
+    return "heldout" if _uses_bundled_mnist(config) else "test"
+
+
+def build_dataset(config: TrainConfig, split: str) -> Dataset:
+    """The dataset of ``config.task`` for ``split`` (``train``, ``test`` or ``heldout``), through the
+    registry :func:`fptt.data.get_dataset` (which fixes, e.g., the adding task's test seed)."""
+    from . import data
+
+    if config.task == "add":
+        train = split == "train"
+        # fresh_data draws each training sequence when it is read (constant memory)
+        options: dict[str, Any] = dict(seq_len=config.seq_len, seed=config.seed, lazy=train and config.fresh_data,
+                                       num_samples=config.train_samples if train else config.test_samples)
+    elif config.task in ("smnist", "psmnist"):
+        options = dict(root=config.data_dir, downsample=config.downsample)
+    else:
+        options = dict(root=config.data_dir)
+    try:
+        return data.get_dataset(config.task, split, **options)
+    except data.DatasetNotFoundError:
+        raise
+    except ValueError as error:  # e.g. a split the source does not have
+        raise ConfigError(str(error)) from None
+
+
+def dataset_shape(dataset: Dataset) -> tuple[int, int]:
+    """(input_size, output_size) of a dataset; regression targets give one output."""
+    x, y = dataset[0]
+    input_size = getattr(dataset, "input_size", None) or int(x.shape[-1])
+    classes = getattr(dataset, "num_classes", None)
+    if torch.is_tensor(y) and y.is_floating_point():  # regression target
+        classes = None
+    return int(input_size), int(classes) if classes else 1
+
+
+def check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
+    """Refuse empty splits, and windows longer than the sequences, before anything is trained."""
+    for split, dataset in datasets.items():
+        try:
+            size = len(dataset)  # type: ignore[arg-type]
+        except TypeError:  # an iterable dataset: its length is unknown
+            continue
+        if size == 0:
+            raise ConfigError(f"the {split} split of task {config.task!r} is empty: nothing to train or evaluate on")
+    train = datasets["train"]
+    x, _ = train[0]
+    seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
+    for key in ("k", "update_points"):
+        value = getattr(config, key)
+        if seq_len is not None and value is not None and config.method != "bptt" and value > seq_len:
+            raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
+
+
+def build_model(config: TrainConfig, input_size: int, output_size: int,
+                seq_len: Optional[int] = None) -> SpikingRNN:
+    """The :class:`SpikingRNN` that ``config`` describes (``seq_len`` resolves ``chrono_tau="seq_len"``).
+
+    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF; ``fixed_threshold``
+    is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
+    options: dict[str, Any] = dict(
+        norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
+        initial_membrane=config.initial_state, synapse_init=config.synapse_init,
+    )
+    if config.model != "lif":
+        options["adaptation_strength"] = config.adaptation
+    if config.model == "ltc":
+        chrono = seq_len if config.chrono_tau == "seq_len" and seq_len is not None else config.chrono_tau
+        chrono = config.seq_len if chrono == "seq_len" else chrono
+        options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
+                       chrono_tau=None if chrono is None else float(max(chrono, 3)))
+    elif config.gate_slopes or config.chrono_tau is not None:
+        raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
+    return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
+                      readout=config.readout, readout_from=config.readout_from, **options)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam/Adamax/SGD (momentum 0.9); wrapped in :class:`FPTT` for ``method="fptt"``.
+
+    ``foreach=True`` on every device (PyTorch's default on CUDA; on CPU its default is the
+    per-parameter loop): one code path everywhere, identical results. On our shared 2-core CPU the
+    difference in step time was within the noise (−4 % to +7 % over three interleaved runs)."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        inner = torch.optim.Adam(parameters, lr=config.lr, foreach=True)
+    elif config.optimizer == "adamax":
+        inner = torch.optim.Adamax(parameters, lr=config.lr, foreach=True)
+    else:
+        inner = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, foreach=True)
+    if config.method != "fptt":
+        return inner
+    return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
+                clip_grad_norm=config.clip)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    """None, MultiStepLR (``milestones``, default half and three quarters of the epochs) or cosine."""
+    if config.schedule == "none":
+        return None
+    if config.schedule == "step":
+        milestones = config.milestones or sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+    """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
+    checkpoint_path = find_checkpoint(path, which)
+    payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
+    config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
+    shape = payload.get("model_shape") or {}
+    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
+    model.load_state_dict(payload["model"])
+    optimizer = build_optimizer(config, model)
+    optimizer.load_state_dict(payload["optimizer"])
+    return config, model, optimizer, payload

@@ -1,0 +1,36 @@
+"""Every named choice of the library, defined once (no torch import: the command line builds its
+parser from these without loading the library).
+
+The registries that implement them are keyed by these names and check it at import:
+:data:`fptt.neurons.NEURONS` (``NEURONS``), :data:`fptt.neurons.READOUTS` (``READOUTS``),
+:func:`fptt.data.get_dataset` (``TASKS``); the engines and :class:`~fptt.config.TrainConfig`
+validate against the tuples here.
+"""
+from __future__ import annotations
+
+__all__ = ["TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
+           "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES",
+           "EVAL_WITH", "check_registry"]
+
+TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist")
+NEURONS = ("ltc", "alif", "lif")
+READOUTS = ("liquid", "fixed", "linear")
+READOUT_INPUTS = ("spikes", "membrane")
+NORMS = ("none", "layer")
+SYNAPSE_INITS = ("xavier", "torch_default")
+INITIAL_STATES = ("random", "zero")
+RESETS = ("zero", "subtract")
+METHODS = ("fptt", "bptt", "tbptt", "online")
+WEIGHTINGS = ("linear", "uniform", "last")
+LOSSES = ("auto", "cross_entropy", "mse")
+LOSS_STEPS = ("every", "window_end")
+ON_NONFINITE = ("stop", "skip")
+OPTIMIZERS = ("adam", "adamax", "sgd")
+SCHEDULES = ("none", "step", "cosine")
+EVAL_WITH = ("average", "weights")
+
+
+def check_registry(kind: str, registered: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """Raise ``RuntimeError`` if a registry's keys differ from its vocabulary (a library defect)."""
+    if tuple(registered) != tuple(names):
+        raise RuntimeError(f"the {kind} registry {tuple(registered)} differs from fptt.vocabulary {tuple(names)}")
