@@ -18,7 +18,7 @@ TIMING_KEYS = {"seconds", "peak_memory_mb"}
 
 def _tiny(**overrides) -> TrainConfig:
     values = dict(task="add", seq_len=12, train_samples=64, test_samples=32, batch_size=16, hidden=[8],
-                  epochs=2, max_batches=2, plots=False)
+                  epochs=2, max_batches=2, plots=False, schedule_unit="epoch")
     values.update(overrides)
     return resolve_config({}, values)
 
@@ -190,8 +190,8 @@ def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
 
     assert resolve_config({}, {"task": "smnist"}).schedule == "step"
     assert resolve_config({}, {"task": "psmnist"}).schedule == "step"
-    assert resolve_config({}, {"task": "add"}).schedule == "cosine"  # the short default run decays too
-    assert resolve_config({}, {"task": "add", "preset": "paper"}).schedule == "none"
+    add = resolve_config({}, {"task": "add"})
+    assert (add.schedule, add.schedule_unit) == ("cosine", "batch")
     assert resolve_config({"schedule": "cosine"}, {"task": "smnist"}).schedule == "cosine"
     assert resolve_config({}, {"task": "smnist", "schedule": "none"}).schedule == "none"
 
@@ -265,3 +265,30 @@ def test_stop_at_ends_the_run_once_the_target_is_met(tmp_path):
     assert [p["batch"] for p in points] == [1], "stopped at the first point that met the target"
     never = Trainer(_tiny(epochs=2, max_batches=2, eval_every=1, stop_at=0.0), tmp_path / "b", log=None).fit()
     assert never["epochs_completed"] == 2
+
+
+def test_a_per_batch_schedule_steps_after_every_batch_and_resumes_exactly(tmp_path):
+    import math
+
+    config = _tiny(epochs=2, max_batches=4, schedule="cosine", schedule_unit="batch", checkpoint_every=1)
+    straight = Trainer(config, tmp_path / "a", log=None)
+    straight.fit()
+    assert straight.scheduler.last_epoch == 8  # 2 epochs x 4 batches
+    lr = straight.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.0, abs=1e-12)  # cosine to 0 over the 8 batches
+    interrupted = Trainer(config, tmp_path / "b", log=None)
+    calls = {"n": 0}
+    original = interrupted._between_batches
+
+    def stop_after_three(epoch, done):
+        original(epoch, done)
+        calls["n"] += 1
+        if calls["n"] == 3:  # after batch 3 of epoch 1: lr = 3e-3 (1 + cos(3π/8)) / 2
+            assert interrupted.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * (1 + math.cos(3 * math.pi / 8)) / 2)
+            interrupted.stop_requested = True
+
+    interrupted._between_batches = stop_after_three
+    assert interrupted.fit()["interrupted"]
+    resumed = Trainer(config, tmp_path / "b", resume=True, log=None).fit()
+    assert resumed["epochs_completed"] == 2
+    _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))

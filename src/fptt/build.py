@@ -141,14 +141,18 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
                 clip_grad_norm=config.clip)
 
 
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """None, MultiStepLR (``milestones``, default half and three quarters of the epochs) or cosine."""
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batches_per_epoch: int = 1):
+    """None, MultiStepLR (``milestones``, default half and three quarters of the run) or cosine
+    annealing to 0 over the run. ``schedule_unit="epoch"``: the run is ``epochs`` steps (one per
+    epoch); ``"batch"``: ``epochs × batches_per_epoch`` steps (one per training batch), and
+    ``milestones`` count batches."""
     if config.schedule == "none":
         return None
+    steps = config.epochs * (batches_per_epoch if config.schedule_unit == "batch" else 1)
     if config.schedule == "step":
-        milestones = config.milestones or sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
+        milestones = config.milestones or sorted({max(1, steps // 2), max(1, (3 * steps) // 4)})
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
 def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:

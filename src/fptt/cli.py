@@ -29,10 +29,12 @@ _RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batc
               "checkpoint_every", "on_nonfinite", "eval_every", "stop_at"}
 
 
-def _chrono(text: str) -> float | str:
-    """``seq_len`` or a number > 2 (argparse type of ``--chrono-tau``)."""
+def _chrono(text: str) -> float | str | None:
+    """``seq_len``, ``none`` (zero gate biases) or a number > 2 (argparse type of ``--chrono-tau``)."""
     if text == "seq_len":
         return text
+    if text == "none":
+        return None
     value = _positive_float(text)
     if value <= 2:
         raise argparse.ArgumentTypeError(f"must be > 2 or seq_len, got {text}")
@@ -49,8 +51,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (EVAL_WITH, INITIAL_STATES, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULES,
-                             SYNAPSE_INITS, TASKS, WEIGHTINGS)
+    from .vocabulary import (EVAL_WITH, INITIAL_STATES, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+                             SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
     s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
@@ -79,8 +81,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="xavier (default) or torch_default (one nn.Linear over [x_t, s_{t-1}])")
     what.add_argument("--gate-slopes", action=argparse.BooleanOptionalAction, default=s,
                       help="learnable slopes of the LTC gate sigmoids")
-    what.add_argument("--chrono-tau", type=_chrono, default=s, metavar="TAU|seq_len",
-                      help="LTC gate-bias init with time constants ~ U(2, TAU) (seq_len: the sequence length)")
+    what.add_argument("--chrono-tau", type=_chrono, default=s, metavar="TAU|seq_len|none",
+                      help="LTC gate-bias init with time constants ~ U(2, TAU) (seq_len: the sequence length; "
+                           "none: zero biases)")
 
     fptt = parser.add_argument_group("FPTT and loss (SPEC §3)")
     fptt.add_argument("--alpha", type=_positive_float, default=s, help="regularizer strength α (default 0.1)")
@@ -102,7 +105,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=s, help="inner optimizer (default per task)")
     opt.add_argument("--lr", type=_positive_float, default=s, help="learning rate (default 3e-3)")
-    opt.add_argument("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule, stepped per epoch")
+    opt.add_argument("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule (default per task)")
+    opt.add_argument("--schedule-unit", choices=SCHEDULE_UNITS, default=s,
+                     help="step the schedule after every epoch (default) or every training batch")
     opt.add_argument("--milestones", type=_positive_int, nargs="+", default=s, metavar="EPOCH",
                      help="epochs at which --schedule step multiplies the lr by --gamma")
     opt.add_argument("--gamma", type=_positive_float, default=s, help="step schedule factor (default 0.1)")

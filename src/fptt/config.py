@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
 from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
-                         READOUT_INPUTS, READOUTS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
+                         READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
 
 __all__ = [
     "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     schedule: str = "none"
+    schedule_unit: str = "epoch"  # step the lr schedule after every "epoch" or every training "batch"
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     epochs: int = 10
@@ -119,7 +120,7 @@ class TrainConfig:
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
             "eval_with": EVAL_WITH, "readout": READOUTS,
             "readout_from": READOUT_INPUTS, "norm": NORMS,
-            "on_nonfinite": ON_NONFINITE, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
+            "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -210,7 +210,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
-        self.scheduler = build_scheduler(config, self.optimizer)
+        self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch(0))
         if resume:
             self._resume()
 
@@ -342,10 +342,17 @@ class Trainer:
             self.saved_tensor_peak = max(self.saved_tensor_peak, meter.peak)
         return metrics, batches
 
+    def batches_per_epoch(self, epoch: int) -> int:
+        """Training batches of one epoch (``max_batches`` caps it)."""
+        count = len(self.train_loader(epoch))
+        return count if self.config.max_batches is None else min(count, self.config.max_batches)
+
     def _between_batches(self, epoch: int, done: int) -> None:
-        """After ``done`` batches of ``epoch``: a checkpoint every ``checkpoint_every`` batches, a
-        learning-curve point every ``eval_every``."""
+        """After ``done`` batches of ``epoch``: an lr step (``schedule_unit="batch"``), a checkpoint
+        every ``checkpoint_every`` batches, a learning-curve point every ``eval_every``."""
         config = self.config
+        if self.scheduler is not None and config.schedule_unit == "batch":
+            self.scheduler.step()
         if config.eval_every and done % config.eval_every == 0:
             self._curve_point(epoch, done)
         if config.checkpoint_every and done % config.checkpoint_every == 0:
@@ -355,8 +362,7 @@ class Trainer:
         """Evaluate the current weights W and (FPTT) the running average W̄ on the evaluation split,
         append the point to ``curve.jsonl`` and check ``stop_at``. ``evaluated``: the epoch-end
         evaluation already made with ``eval_with``, reused."""
-        batches_per_epoch = len(self.train_loader(epoch)) if self.config.max_batches is None else min(
-            len(self.train_loader(epoch)), self.config.max_batches)
+        batches_per_epoch = self.batches_per_epoch(epoch)
         fptt = isinstance(self.optimizer, FPTT)
         scores: dict[str, Optional[float]] = {"weights": None, "average": None}
         for with_ in ("weights", "average") if fptt else ("weights",):
@@ -440,13 +446,15 @@ class Trainer:
                     interrupted = True
                     break
                 self.skip_batches = 0
+                if self.scheduler is not None and config.schedule_unit == "batch":
+                    self.scheduler.step()  # for the epoch's last batch (the others stepped between batches)
                 if config.eval_every and not self.target_reached:  # the epoch's last point, before any W ← W̄
                     self._curve_point(epoch, resumed_at + batches.done)
                 self.train_seconds += train_metrics.seconds
                 if config.method == "fptt" and config.averaging:
                     self.optimizer.load_average()
                 lr = self.optimizer.param_groups[0]["lr"]
-                if self.scheduler is not None:
+                if self.scheduler is not None and config.schedule_unit == "epoch":
                     self.scheduler.step()
                 eval_metrics = self.evaluate()
                 row = {"epoch": epoch + 1, "lr": lr, "train": _metrics_dict(train_metrics),

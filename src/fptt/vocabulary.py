@@ -9,7 +9,7 @@ validate against the tuples here.
 from __future__ import annotations
 
 __all__ = ["TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
-           "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES",
+           "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS",
            "EVAL_WITH", "check_registry"]
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist")
@@ -27,6 +27,7 @@ LOSS_STEPS = ("every", "window_end")
 ON_NONFINITE = ("stop", "skip")
 OPTIMIZERS = ("adam", "adamax", "sgd")
 SCHEDULES = ("none", "step", "cosine")
+SCHEDULE_UNITS = ("epoch", "batch")
 EVAL_WITH = ("average", "weights")
 
 
