@@ -241,3 +241,25 @@ def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
     assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
     with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):
         vocabulary.check_registry("neuron", ("ltc",), vocabulary.NEURONS)
+
+
+def test_eval_exports_the_averaged_weights_as_a_plain_state_dict(tmp_path):
+    from fptt.build import build_model
+    from fptt.config import TrainConfig
+
+    run = tmp_path / "run"
+    done = fptt("train", "--task", "add", "--seq-len", "10", "--train-samples", "32", "--test-samples", "16",
+                "--batch-size", "16", "--hidden", "8", "--epochs", "1", "--no-plots", "--quiet", "--run-dir", str(run),
+                "--no-load-average-each-epoch")
+    assert done.returncode == 0, done.stderr
+    export = tmp_path / "model_average.pt"
+    evaluated = fptt("eval", str(run), "--export", str(export))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.strip().splitlines()[-1].startswith("mse ")
+    saved = json.loads(Path(f"{export}.config.json").read_text())
+    assert saved["weights"] == "average"
+    model = build_model(TrainConfig.from_dict(saved["config"]), saved["input_size"], saved["output_size"])
+    model.load_state_dict(torch.load(export, weights_only=True))
+    checkpoint = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, checkpoint["model_average"][name])

@@ -292,3 +292,28 @@ def test_a_per_batch_schedule_steps_after_every_batch_and_resumes_exactly(tmp_pa
     resumed = Trainer(config, tmp_path / "b", resume=True, log=None).fit()
     assert resumed["epochs_completed"] == 2
     _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))
+
+
+def test_the_averaged_model_loads_into_a_fresh_model_without_the_optimizer(tmp_path):
+    from fptt.build import build_model, load_model
+
+    trainer = Trainer(_tiny(epochs=1, load_average_each_epoch=False), tmp_path / "run", log=None)
+    trainer.fit()
+    average = trainer.optimizer.averaged_state_dict(trainer.model)
+    assert any(not torch.equal(average[name], value) for name, value in trainer.model.state_dict().items()), \
+        "W̄ differs from W after training without the end-of-epoch copy"
+    config, model, payload, used = load_model(tmp_path / "run")
+    assert used == "average" and payload["model_average"] is not None
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, average[name]), name
+    _, weights_model, _, used = load_model(tmp_path / "run", weights="weights")
+    assert used == "weights" and all(torch.equal(v, trainer.model.state_dict()[n])
+                                     for n, v in weights_model.state_dict().items())
+    # an older checkpoint without model_average: rebuilt from the optimizer's state
+    checkpoint = load_checkpoint(tmp_path / "run" / LAST)
+    checkpoint.pop("model_average")
+    save_checkpoint(tmp_path / "old.pt", checkpoint)
+    _, old_model, _, used = load_model(tmp_path / "old.pt")
+    assert used == "average" and all(torch.equal(v, average[n]) for n, v in old_model.state_dict().items())
+    fresh = build_model(config, 2, 1)
+    fresh.load_state_dict(average)  # a plain state_dict, no optimizer involved

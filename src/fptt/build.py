@@ -20,7 +20,7 @@ from .models import SpikingRNN
 from .optim import FPTT
 
 __all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "build_model",
-           "build_optimizer", "build_scheduler", "load_run"]
+           "build_optimizer", "build_scheduler", "load_run", "load_model"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,3 +166,27 @@ def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tupl
     optimizer = build_optimizer(config, model)
     optimizer.load_state_dict(payload["optimizer"])
     return config, model, optimizer, payload
+
+
+def load_model(path: str | Path, device: str = "cpu", which: str = "last",
+               weights: str = "average") -> tuple[TrainConfig, SpikingRNN, dict, str]:
+    """The model of a saved run (folder or checkpoint file) with its running average W̄
+    (``weights="average"``, FPTT runs) or its last weights W (``"weights"``), for inference.
+
+    Reads the checkpoint's ``model_average`` (a plain state_dict): no optimizer is built. Older
+    checkpoints without it fall back to the optimizer's state. Returns ``(config, model, payload,
+    used)`` with ``used`` the weights actually loaded (``"weights"`` for a run without W̄)."""
+    if weights not in ("average", "weights"):
+        raise ValueError(f"weights must be 'average' or 'weights', got {weights!r}")
+    checkpoint_path = find_checkpoint(path, which)
+    payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
+    config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
+    if weights == "average" and config.method == "fptt" and payload.get("model_average") is None:
+        config, model, optimizer, payload = load_run(path, device=device, which=which)
+        model.load_state_dict(optimizer.averaged_state_dict(model))
+        return config, model, payload, "average"
+    shape = payload.get("model_shape") or {}
+    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
+    average = payload.get("model_average") if weights == "average" else None
+    model.load_state_dict(average if average is not None else payload["model"])
+    return config, model, payload, "average" if average is not None else "weights"

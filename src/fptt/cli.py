@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     evaluate.add_argument("--data-dir", help="dataset root, if it moved since training")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--export", metavar="FILE",
+                          help="also save the evaluated weights (W̄ by default) as a plain state_dict to FILE")
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
@@ -278,29 +280,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from .build import build_dataset, default_eval_split, load_model
     from .engine import evaluate
-    from .optim import FPTT
-    from .trainer import build_dataset, default_eval_split, evaluation_rng, load_run
+    from .trainer import evaluation_rng
 
     try:
-        config, model, optimizer, payload = load_run(args.path, device=args.device, which=args.which)
+        config, model, payload, used = load_model(args.path, device=args.device, which=args.which,
+                                                  weights=args.with_)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
+    if args.with_ == "average" and used != "average" and not args.quiet:
+        print(f"note: a {config.method} run has no running average; evaluating the weights", file=sys.stderr)
+    if args.export:
+        _export(model, config, payload, used, Path(args.export))
+        if not args.quiet:
+            print(f"exported the {'averaged weights W̄' if used == 'average' else 'weights W'} to {args.export} "
+                  f"(a plain state_dict; config in {args.export}.config.json)", file=sys.stderr)
     if args.data_dir:
         config.data_dir = args.data_dir
     split = args.split or default_eval_split(config)
     dataset = build_dataset(config, split)
     size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)
     loader = DataLoader(dataset, batch_size=size, shuffle=False)
-    use_average = isinstance(optimizer, FPTT) and args.with_ == "average"
-    if args.with_ == "average" and not isinstance(optimizer, FPTT) and not args.quiet:
-        print(f"note: a {config.method} run has no running average; evaluating the weights", file=sys.stderr)
     device = next(model.parameters()).device
-    with optimizer.averaged() if use_average else _null(), evaluation_rng(config.seed, device):
+    with evaluation_rng(config.seed, device):
         metrics = evaluate(model, loader, max_batches=args.max_batches,
                            progress=(not args.quiet) and sys.stderr.isatty())
-    result = {"checkpoint_epoch": payload["epoch"], "split": split,
-              "with": "average" if use_average else "weights", **metrics.to_dict()}
+    result = {"checkpoint_epoch": payload["epoch"], "split": split, "with": used, **metrics.to_dict()}
     result.pop("extra", None)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -312,10 +318,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _null():
-    from contextlib import nullcontext
+def _export(model, config, payload: dict, used: str, path: Path) -> None:
+    """Write ``model``'s weights as a plain state_dict to ``path`` and what rebuilds the model
+    (config and shape) to ``path.config.json``: ``build_model(TrainConfig.from_dict(c["config"]),
+    c["input_size"], c["output_size"]).load_state_dict(torch.load(path))``."""
+    import torch
 
-    return nullcontext()
+    from .checkpoint import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    shape = payload.get("model_shape") or {}
+    write_text_atomic(Path(f"{path}.config.json"), json.dumps(
+        {"config": config.to_dict(), "weights": used, **shape}, indent=2) + "\n")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -503,6 +503,17 @@ class FPTT(Optimizer):
                 if ps:
                     torch._foreach_copy_(ps, backup)
 
+    def averaged_state_dict(self, model: torch.nn.Module) -> dict[str, Tensor]:
+        """``model.state_dict()`` with every parameter this optimizer averages replaced by ``W̄``
+        (copies; buffers and parameters it does not hold are the model's own). Save it and load it
+        into a fresh model for inference, without the optimizer::
+
+            torch.save(optimizer.averaged_state_dict(model), "model_average.pt")
+            fresh.load_state_dict(torch.load("model_average.pt"))
+        """
+        with self.averaged():
+            return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """Inner optimizer's state dict plus an ``"fptt"`` entry holding ``W̄``, ``λ``.

@@ -265,6 +265,9 @@ class Trainer:
         """The checkpoint payload after ``epoch`` completed epochs (+ ``batches_done`` of the next)."""
         return {
             "model": self.model.state_dict(),
+            # W̄ as a plain model state_dict: `fptt eval` and exports read it without the optimizer
+            "model_average": (self.optimizer.averaged_state_dict(self.model)
+                              if isinstance(self.optimizer, FPTT) else None),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": epoch,
