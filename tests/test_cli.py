@@ -263,3 +263,14 @@ def test_eval_exports_the_averaged_weights_as_a_plain_state_dict(tmp_path):
     checkpoint = torch.load(run / "checkpoint_last.pt", weights_only=True)
     for name, value in model.state_dict().items():
         assert torch.equal(value, checkpoint["model_average"][name])
+
+
+def test_training_works_without_matplotlib_and_says_the_plots_were_skipped(tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None\n"  # `import matplotlib` now raises ImportError
+            "from fptt.cli import main\n"
+            f"sys.exit(main(['train', '--task', 'add', '--seq-len', '20', '--train-samples', '16', '--test-samples', '8', "
+            f"'--batch-size', '8', '--hidden', '4', '--epochs', '1', '--run-dir', {str(tmp_path / 'run')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "plots skipped: matplotlib is not installed" in done.stdout
+    assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "plots").exists()

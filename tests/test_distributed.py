@@ -1,6 +1,7 @@
 """Two CPU processes (gloo): FPTT under DistributedDataParallel equals one process on the whole batch."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -10,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fptt import FPTT, SpikingRNN, train_epoch
+from fptt import FPTT, OnlineLearner, SpikingRNN, train_epoch
 from fptt.distributed import DistributedModel, is_main_process, world_size
 
 WORLD = 2
@@ -44,14 +45,31 @@ def _snapshot(model, optimizer):
 
 def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))  # a deadlock fails the test, not the suite
     try:
         assert world_size() == WORLD and is_main_process() == (rank == 0)
         model, optimizer = _model_and_optimizer()
         shard = BATCH // WORLD
         local = [(x[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]) for x, y in _data()]
-        train_epoch(DistributedModel(model), local, optimizer, method="fptt", k=k)
+        wrapped = DistributedModel(model)
+        # the protocol attributes reach the engine's checks under DDP
+        assert wrapped.input_size == 3 and wrapped.output_size == 4 and wrapped.hidden_sizes == (6, 5)
+        bad = [(local[0][0][:, :, :2], local[0][1])]
+        try:
+            train_epoch(wrapped, bad, optimizer, method="fptt", k=k)
+            raise AssertionError("a batch with 2 features was accepted by a 3-input model")
+        except ValueError as error:
+            assert "2 features per step but the model expects 3" in str(error)
+        train_epoch(wrapped, local, optimizer, method="fptt", k=k)
         torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"rank{rank}.pt"))
+        # a stream where only rank 0 has targets in the first window: every rank still takes part
+        # in each window's all-reduce (no deadlock) and the weights stay identical
+        learner = OnlineLearner(wrapped, optimizer, k=2, batch_size=2)
+        for t in range(6):
+            learner.observe(torch.rand(2, 3, dtype=torch.float64), torch.tensor([1, 2]) if rank == 0 or t >= 2 else None)
+        assert learner.updates == 3
+        torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"stream{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -71,9 +89,12 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process_on_the_whole_batch(
     train_epoch(model, _data(), optimizer, method="fptt", k=k)
     single = _snapshot(model, optimizer)
 
+    streams = [torch.load(tmp_path / f"stream{rank}.pt", weights_only=True) for rank in range(WORLD)]
     for key in ("params", "averages", "lambdas"):
         for a, b in zip(ranks[0][key], ranks[1][key]):
             assert torch.equal(a, b), f"{key} differ across ranks"
+        for a, b in zip(streams[0][key], streams[1][key]):
+            assert torch.equal(a, b), f"{key} differ across ranks after the stream"
         for a, b in zip(ranks[0][key], single[key]):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
     assert any(not torch.equal(a, b) for a, b in zip(single["averages"], single["lambdas"]))
@@ -101,7 +122,7 @@ def test_fptt_train_under_torchrun_writes_once_from_rank_zero_and_resumes(tmp_pa
     run_dir = tmp_path / "run"
     first = _torchrun_train(run_dir, "--task", "add", "--seq-len", "12", "--train-samples", "128",
                             "--test-samples", "32", "--batch-size", "16", "--hidden", "6", "--epochs", "1",
-                            "--threads", "1", "--run-dir", str(run_dir), "--no-plots")
+                            "--k", "1", "--threads", "1", "--run-dir", str(run_dir), "--no-plots")
     assert first.count("epoch 1/1") == 1  # only rank 0 logs
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1

@@ -292,8 +292,8 @@ def _start(*args: str) -> subprocess.Popen:
 
 def _wait_for_start(child: subprocess.Popen) -> None:
     line = child.stdout.readline()
-    assert line.startswith(("fptt train:", "resuming")), line + child.stderr.read()
-    if line.startswith("resuming"):
+    assert line.startswith(("fptt train:", "resuming")) or "no checkpoint yet" in line, line + child.stderr.read()
+    if not line.startswith("fptt train:"):
         line = child.stdout.readline()
         assert line.startswith("fptt train:"), line + child.stderr.read()
 
@@ -355,9 +355,9 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     progress = []
     try:
         for kill in range(KILLS):
-            if (run / LAST).is_file():
+            if (run / "config.json").is_file():  # --resume: from the last checkpoint, or from the start
                 child = _start("--resume", str(run))
-            else:  # killed before its first checkpoint: start again
+            else:
                 child = _start(*KILL_RUN, "--run-dir", str(run))
             try:
                 _wait_for_start(child)
@@ -395,6 +395,38 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         if "resumed_at_batch" not in b:  # a resumed epoch's train metrics cover the batches after the resume
             assert a["train"] == b["train"]
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")], "stale temporaries were removed"
+
+
+def test_sigkill_during_start_up_leaves_a_run_that_resume_restarts_and_finishes(tmp_path):
+    """Killed at random moments before its first checkpoint (while importing torch, building the
+    data and the model, or in the first batch): config.json is already there and whole, and
+    --resume restarts the run from the beginning; the result equals an uninterrupted run."""
+    short = [*KILL_RUN[:KILL_RUN.index("--epochs")], "--epochs", "1", *KILL_RUN[KILL_RUN.index("--epochs") + 2:]]
+    reference = _start(*short, "--quiet", "--run-dir", str(tmp_path / "straight"))
+    run = tmp_path / "killed"
+    rng = random.Random(int(os.environ.get("FPTT_KILL_SEED", "9")))
+    try:
+        child = _start(*short, "--run-dir", str(run))
+        deadline = time.monotonic() + 60
+        while not (run / "config.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.3))  # some moment during start-up
+        child.kill()
+        child.wait(timeout=30)
+        assert not (run / LAST).is_file(), "the kill came after the first checkpoint: make it earlier"
+        assert json.loads((run / "config.json").read_text())["seed"] == 5  # whole, not torn
+        resumed = subprocess.run([sys.executable, "-m", "fptt.cli", "train", "--resume", str(run)],
+                                 capture_output=True, text=True, timeout=180, env=_env())
+        assert resumed.returncode == 0, resumed.stderr
+        assert "no checkpoint yet" in resumed.stdout and "from the beginning" in resumed.stdout
+        assert reference.wait(timeout=180) == 0, reference.stderr.read()
+    finally:
+        for process in (reference, child):
+            if process.poll() is None:
+                process.kill()
+    straight, killed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    for key in ("model", "optimizer", "epoch", "batches_done"):
+        _assert_equal_nested(straight[key], killed[key], key)
 
 
 # ---------------------------------------------------------------------------------- 4. untrusted checkpoints

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
+
+from .files import atomic_write, write_text_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",
            "remove_stale_temporaries", "write_text_atomic", "CheckpointError", "CHECKPOINT_FORMAT", "LAST", "BEST"]
@@ -65,44 +66,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Temporary file in ``path``'s folder, ``write`` into it, flush, fsync, ``os.replace``, fsync
-    the folder: a crash at any moment leaves either the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:  # pragma: no cover - platforms without directory fsync
-        pass
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus ``format``) to ``path`` atomically; returns the path."""
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    return _atomic_write(Path(path), lambda handle: torch.save(payload, handle))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (``config.json``, ``summary.json``, ...)."""
-    data = text.encode("utf-8")
-    return _atomic_write(Path(path), lambda handle: handle.write(data))
+    return atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
 
 def find_checkpoint(run_dir_or_file: str | os.PathLike, which: str = "last") -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -230,7 +231,7 @@ def _log_function(quiet: bool):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, load_config_file, resolve_config
+    from .config import TrainConfig, default_run_dir, load_config_file, resolve_config, save_config
 
     flags = {key: value for key, value in vars(args).items() if key not in _NOT_CONFIG}
     if args.resume:
@@ -250,7 +251,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         file_values = load_config_file(args.config) if args.config else {}
         config = resolve_config(file_values, flags)
-        run_dir = None
+        # config.json first, before torch is even imported: a run killed at any later moment can be
+        # resumed (from its last checkpoint, or from the beginning if it has none)
+        run_dir = Path(config.run_dir or default_run_dir(config))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 writes the run's files
+            save_config(config, run_dir)
     from .trainer import Trainer
 
     log = _log_function(args.quiet)

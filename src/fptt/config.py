@@ -19,12 +19,13 @@ from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOSS_STEPS, METHODS, NEURONS
                          READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
 
 __all__ = [
-    "TrainConfig", "ConfigError", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
+    "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config",
 ]
 
 MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
+CONFIG_FILE = "config.json"  # in every run folder: enough to rebuild the model and to resume
 
 
 class ConfigError(ValueError):
@@ -191,6 +192,22 @@ def _is_number(value: Any) -> bool:
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 # Task defaults and presets live in fptt.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """``runs/<task>-<method>-<timestamp>``."""
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.task}-{config.method}-{stamp}"
+
+
+def save_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
+    """Write ``run_dir/config.json`` atomically (the first file of a run: with it, ``--resume``
+    can always restart or continue the run)."""
+    from .files import write_text_atomic
+
+    return write_text_atomic(Path(run_dir) / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def check_keys(values: Mapping[str, Any], where: str) -> None:

@@ -101,10 +101,11 @@ class DistributedModel(nn.Module):
         return self.module(x, state)
 
     def __getattr__(self, name: str) -> Any:
+        """Every public attribute of the wrapped model (``input_size``, ``output_size``,
+        ``firing_rates``, ...), so that the engines' checks see the model itself under DDP."""
         try:
             return super().__getattr__(name)
         except AttributeError:
-            module = super().__getattr__("module")
-            if name in ("firing_rates", "output_size", "spike_counts"):
-                return getattr(module, name)
-            raise
+            if name.startswith("_"):
+                raise
+            return getattr(super().__getattr__("module"), name)

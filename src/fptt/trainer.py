@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -49,7 +48,7 @@ from .build import (build_dataset, build_model, build_optimizer, build_scheduler
                     default_eval_split, load_run, resolve_device)
 from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          set_rng_state, write_text_atomic)
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig, default_run_dir, save_config
 from .engine import EpochMetrics, evaluate, train_epoch
 from .measure import peak_rss_mb, per_update
 from .optim import FPTT
@@ -62,12 +61,6 @@ __all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "defau
 METRICS = "metrics.jsonl"
 CURVE = "curve.jsonl"  # learning-curve points every eval_every batches
 SUMMARY = "summary.json"
-CONFIG = "config.json"
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.task}-{config.method}-{stamp}"
 
 
 def seed_everything(seed: int) -> None:
@@ -283,8 +276,10 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.run_dir / LAST
-        if not path.is_file():
-            raise ConfigError(f"cannot resume: {path} does not exist")
+        if not path.is_file():  # killed before its first checkpoint: nothing was trained for good
+            self.log(f"{self.run_dir} has no checkpoint yet (stopped before the first one): "
+                     "starting this run from the beginning")
+            return
         payload = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -420,7 +415,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.run_dir)  # left by a process killed while saving
             # atomic: a kill at any moment leaves a config.json that --resume can read
-            write_text_atomic(self.run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
+            save_config(config, self.run_dir)
             # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
             write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
             write_text_atomic(self.run_dir / CURVE, "".join(json.dumps(point) + "\n" for point in self.curve))
@@ -524,19 +519,23 @@ class Trainer:
         }
 
     def make_plots(self) -> list[Path]:
-        """Learning curves, spike raster/rates and (LTC) time constants into ``run_dir/plots``."""
-        try:
-            from . import plots
-        except ImportError as error:  # pragma: no cover - matplotlib missing
-            self.log(f"plots skipped: {error}")
-            return []
+        """Learning curves, spike raster/rates and (LTC) time constants into ``run_dir/plots``.
+
+        matplotlib is an optional extra: without it the plots are skipped with a one-line note and
+        the run is otherwise complete."""
+        from . import plots
+
         folder = self.run_dir / "plots"
-        written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
-                                              title=f"{self.config.task} {self.config.method}")]
-        x, _ = self.eval_set[0]
-        written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
-        if self.config.model == "ltc":
-            written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
+        try:
+            written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
+                                                  title=f"{self.config.task} {self.config.method}")]
+            x, _ = self.eval_set[0]
+            written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
+            if self.config.model == "ltc":
+                written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
+        except ImportError as error:  # matplotlib (the "plot" extra) is not installed
+            self.log(f"plots skipped: {error.name or 'matplotlib'} is not installed (pip install 'fptt[plot]')")
+            return []
         return written
 
 
