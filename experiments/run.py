@@ -19,11 +19,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from fptt import FPTT, SpikingRNN, evaluate, train_epoch
-from fptt.bench import SavedTensorMeter
-from fptt.data import AddingTask, SequentialMNIST
+from fptt import evaluate, train_epoch
+from fptt.build import build_dataset, build_model, build_optimizer, build_scheduler, dataset_shape
+from fptt.config import TrainConfig
+from fptt.measure import per_update
 
 DEFAULTS = {
     "task": "add",            # add | smnist | psmnist
@@ -57,16 +58,20 @@ DEFAULTS = {
 }
 
 
-def build_data(cfg: dict):
-    if cfg["task"] == "add":
-        train = AddingTask(seq_len=cfg["seq_len"], num_samples=cfg["train_samples"], seed=cfg["seed"])
-        test = AddingTask(seq_len=cfg["seq_len"], num_samples=cfg["test_samples"], seed=10_000 + cfg["seed"])
-        return train, test, 2, 1
-    permute = cfg["task"] == "psmnist"
-    kwargs = {"permute": permute, "downsample": cfg["downsample"]}
-    train = SequentialMNIST(split="train", **kwargs)
-    test = SequentialMNIST(split="heldout", **kwargs)
-    return train, test, 1, 10
+def train_config(cfg: dict) -> TrainConfig:
+    """The study's config as a :class:`~fptt.config.TrainConfig` (the library's dataclass
+    defaults, not the task defaults: the study ran the generic v0.1 LTC network), so that the
+    data, model and optimizer come from :mod:`fptt.build` like every other run."""
+    return TrainConfig.from_dict({
+        "task": cfg["task"], "seq_len": cfg["seq_len"], "downsample": cfg["downsample"],
+        "train_samples": cfg["train_samples"], "test_samples": cfg["test_samples"], "model": cfg["neuron"],
+        "hidden": list(cfg["hidden"]), "readout": cfg["readout"], "readout_from": cfg["readout_from"],
+        "norm": cfg["norm"], "method": cfg["method"], "k": cfg["k"], "update_points": cfg["update_points"],
+        "weighting": cfg["weighting"], "loss_steps": cfg["loss_steps"], "optimizer": cfg["optimizer"],
+        "lr": cfg["lr"], "alpha": cfg["alpha"], "beta": cfg["beta"], "clip": cfg["clip"],
+        "schedule": "step" if cfg["lr_milestones"] else "none", "milestones": list(cfg["lr_milestones"]),
+        "batch_size": cfg["batch_size"], "epochs": cfg["epochs"], "seed": cfg["seed"],
+    }, where="experiment config")
 
 
 def main(argv=None) -> dict:
@@ -81,16 +86,14 @@ def main(argv=None) -> dict:
     cfg = {**DEFAULTS, **user, "name": user.get("name", args.config.stem)}
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
-    train_set, test_set, input_size, output_size = build_data(cfg)
-    model = SpikingRNN(
-        input_size, cfg["hidden"], output_size, neuron=cfg["neuron"], readout=cfg["readout"],
-        readout_from=cfg["readout_from"], norm=cfg["norm"],
-    )
-    inner_class = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}[cfg["optimizer"]]
-    inner = inner_class(model.parameters(), lr=cfg["lr"])
-    fptt_mode = cfg["method"] == "fptt"
-    optimizer = FPTT(inner, alpha=cfg["alpha"], beta=cfg["beta"], clip_grad_norm=cfg["clip"]) if fptt_mode else inner
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], 0.1) if cfg["lr_milestones"] else None
+    config = train_config(cfg)
+    train_set = build_dataset(config, "train")
+    test_set = build_dataset(config, "test" if config.task == "add" else "heldout")
+    input_size, output_size = dataset_shape(train_set)
+    model = build_model(config, input_size, output_size)
+    optimizer = build_optimizer(config, model)
+    fptt_mode = config.method == "fptt"
+    scheduler = build_scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(cfg["seed"])
     train_loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=True, generator=generator, drop_last=True)
     test_loader = DataLoader(test_set, batch_size=500)
@@ -104,15 +107,7 @@ def main(argv=None) -> dict:
     updates = 0
     last = None
     started = time.perf_counter()
-    with SavedTensorMeter() as meter:
-        inner_step = optimizer.step
-
-        def counted_step(*step_args, **step_kwargs):
-            result = inner_step(*step_args, **step_kwargs)
-            meter.reset()  # meter.peak = the largest graph kept by a single update
-            return result
-
-        optimizer.step = counted_step
+    with per_update(optimizer) as meter:  # meter.peak = the largest graph kept by a single update
         for epoch in range(cfg["epochs"]):
             iterator = iter(train_loader)
             for chunk_start in range(0, batches_per_epoch, eval_every):

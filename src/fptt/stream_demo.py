@@ -54,8 +54,8 @@ def run_stream(
     from .data import SequentialMNIST
     from .engine import step_weight
     from .measure import rss_mb
-    from .models import SpikingRNN
-    from .optim import FPTT
+    from .build import build_model, build_optimizer
+    from .config import resolve_config
     from .streaming import OnlineLearner
 
     if steps < 196:
@@ -70,17 +70,15 @@ def run_stream(
     length = pixels.shape[1]
     generator = torch.Generator().manual_seed(seed)
     drift_permutation = torch.randperm(length, generator=generator)
-    if preset is None:
-        model = SpikingRNN(1, hidden, 10, neuron="ltc")
-        optimizer = FPTT(torch.optim.Adam(model.parameters(), lr=lr), alpha=alpha, beta=0.5)
+    # the network and optimizer come from a TrainConfig through the library's builders, like every run
+    flags = {"task": "smnist", "hidden": [hidden], "lr": lr, "alpha": alpha, "method": "fptt"}
+    if preset is None:  # a plain LTC layer with Adam (no normalisation, no clipping)
+        flags.update(optimizer="adam", clip=None, norm="none")
     else:
-        from .config import resolve_config
-        from .trainer import build_model, build_optimizer
-
-        config = resolve_config({}, {"task": "smnist", "preset": preset, "hidden": [hidden], "lr": lr,
-                                     "alpha": alpha, "method": "fptt"})
-        model = build_model(config, 1, 10)
-        optimizer = build_optimizer(config, model)
+        flags["preset"] = preset
+    config = resolve_config({}, flags)
+    model = build_model(config, 1, 10)
+    optimizer = build_optimizer(config, model)
     learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
     order = torch.randint(0, len(pixels), (streams,), generator=generator)
     drift_step = int(drift_at * steps)
