@@ -1,6 +1,7 @@
 """Shared plumbing of the benchmarks: machine description, timing helpers, JSON/Markdown/PNG output."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import torch
 
 __all__ = [
+    "benchmark_parser",
     "machine_info",
     "median",
     "interleaved",
@@ -157,3 +159,13 @@ def write_outputs(out_dir: str | Path, name: str, payload: dict[str, Any], markd
     Path(files["json"]).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     Path(files["markdown"]).write_text(markdown + "\n")
     return files
+
+
+def benchmark_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick``, ``--out``, ``--device``, ``--threads``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--quick", action="store_true", help="one small configuration, a few seconds")
+    parser.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    return parser

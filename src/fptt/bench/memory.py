@@ -5,7 +5,6 @@ The measurement tools (:class:`~fptt.measure.SavedTensorMeter`, the RSS readers)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -18,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..measure import SavedTensorMeter, per_update, reset_peak_rss, status_kb
-from .common import check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
+from .common import benchmark_parser, check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
 
 __all__ = ["SavedTensorMeter", "measure_update_cycle", "run_memory_benchmark", "main"]
 
@@ -288,11 +287,7 @@ def rerender(json_path: str | Path) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """``fptt bench memory`` / ``python benchmarks/memory.py``."""
-    parser = argparse.ArgumentParser(prog="fptt bench memory", description=run_memory_benchmark.__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small configuration, a few seconds")
-    parser.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser = benchmark_parser("fptt bench memory", run_memory_benchmark.__doc__.splitlines()[0])
     parser.add_argument("--max-gb", type=float, default=4.0, help="skip BPTT runs predicted above this")
     parser.add_argument("--rerender", metavar="JSON", help="recompute targets/Markdown/plot from a memory JSON")
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ and summarised by medians; ratios are the figures to read on a shared machine.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -25,14 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import loss_weights, train_epoch
+from ..measure import SavedTensorMeter
 from ..models import SpikingRNN
 from ..optim import FPTT
 from ..state import detach_state
 from .common import (
-    check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
+    benchmark_parser, check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
     synchronize, write_outputs,
 )
-from ..measure import SavedTensorMeter
 
 __all__ = ["run_speed_benchmark", "naive_fptt_sequence", "main"]
 
@@ -278,10 +277,6 @@ def _plot(step, epoch, scaling, png: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """``fptt bench speed`` / ``python benchmarks/speed.py``."""
-    parser = argparse.ArgumentParser(prog="fptt bench speed", description=run_speed_benchmark.__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small configuration, a few seconds")
-    parser.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser = benchmark_parser("fptt bench speed", run_speed_benchmark.__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     return run_speed_benchmark(args.out, quick=args.quick, device=args.device, threads=args.threads)
