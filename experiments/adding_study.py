@@ -85,8 +85,8 @@ def run_one(job: tuple[int, str, int, int, str]) -> str:
     return f"done {name} in {time.perf_counter() - started:.0f} s"
 
 
-def load(name: str) -> tuple[list[dict], dict]:
-    folder = RESULTS / name
+def load(name: str, results: Path = RESULTS) -> tuple[list[dict], dict]:
+    folder = results / name
     curve = [json.loads(line) for line in (folder / "curve.jsonl").read_text().splitlines()]
     return curve, json.loads((folder / "summary.json").read_text())
 
@@ -99,18 +99,17 @@ def first_below(curve: list[dict], level: float, key: str) -> int | None:
     return None
 
 
-def report() -> None:
-    import matplotlib
+def report(results: Path = RESULTS) -> None:
+    """``table.md`` and ``adding_curves.png`` in ``results`` from its run folders."""
+    from fptt import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = sorted(path.name for path in RESULTS.iterdir() if (path / "summary.json").is_file())
+    names = sorted((path.name for path in results.iterdir() if (path / "summary.json").is_file()),
+                   key=lambda name: (int(name.split("_")[0][1:]), name))
     lines = ["| run | iterations | final MSE (W) | final MSE (W̄) | best MSE (W) | first iteration ≤ "
              + " / ".join(str(level) for level in LEVELS) + " (W) | train time |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name in names:
-        curve, summary = load(name)
+        curve, summary = load(name, results)
         last = curve[-1]
         best = min(point["weights"] for point in curve)
         crossings = " / ".join(str(first_below(curve, level, "weights") or "–") for level in LEVELS)
@@ -121,32 +120,22 @@ def report() -> None:
     lines.append("Authors' logs (SPEC §4), first iteration below 0.1 / 0.05 / 0.01: "
                  + "; ".join(f"T={T} {method}: " + ", ".join(f"{level}→{it}" for level, it in marks.items())
                              for T, by_method in AUTHORS.items() for method, marks in by_method.items()))
-    (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
+    (results / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
     lengths = sorted({int(name.split("_")[0][1:]) for name in names})
-    figure, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False)
+    figure, axes = plots.new_figure(len(lengths))
     colours = {"fptt": "tab:blue", "bptt": "tab:red", "tbptt": "tab:orange", "online": "tab:green"}
-    for axis, seq_len in zip(axes[0], lengths):
-        for name in names:
-            if not name.startswith(f"T{seq_len}_"):
-                continue
-            method = name.split("_")[1]
-            curve, _ = load(name)
-            axis.plot([p["batch"] for p in curve], [p["weights"] for p in curve], color=colours.get(method),
-                      alpha=0.8, label=name.split("_", 1)[1])
+    for axis, seq_len in zip(axes, lengths):
+        curves = {name.split("_", 1)[1]: [(p["batch"], p["weights"]) for p in load(name, results)[0]]
+                  for name in names if name.startswith(f"T{seq_len}_")}
+        plots.plot_curves(axis, curves, title=f"adding task, T = {seq_len}  (× = the authors' crossings)",
+                          x_label="iteration (batch of 128 fresh sequences)",
+                          y_label="held-out MSE (current weights W)", chance=1 / 6, colours=colours)
         for method, marks in AUTHORS.get(seq_len, {}).items():
-            for level, iteration in marks.items():
-                axis.scatter([iteration], [level], marker="x", s=60, color=colours.get(method), zorder=5)
-        axis.axhline(1 / 6, color="grey", linestyle=":", label="chance (1/6)")
-        axis.set_yscale("log")
-        axis.set_title(f"adding task, T = {seq_len}  (× = authors' crossings)")
-        axis.set_xlabel("iteration (batch of 128 fresh sequences)")
-        axis.set_ylabel("held-out MSE (current weights)")
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(RESULTS / "adding_curves.png", dpi=110)
-    print(f"wrote {RESULTS / 'table.md'} and {RESULTS / 'adding_curves.png'}")
+            axis.scatter(list(marks.values()), list(marks.keys()), marker="x", s=60, color=colours[method], zorder=5)
+    path = plots.save_figure(figure, results / "adding_curves.png")
+    print(f"wrote {results / 'table.md'} and {path}")
 
 
 def main() -> None:
@@ -154,9 +143,10 @@ def main() -> None:
     parser.add_argument("action", choices=("run", "report"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="+", help="run names (e.g. T200_fptt_s0)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="report: the folder of run results")
     args = parser.parse_args()
     if args.action == "report":
-        report()
+        report(args.results)
         return
     jobs = [job for job in PLAN if not args.only or run_name(job[0], job[1], job[2], job[4]) in args.only]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -66,7 +66,7 @@ def plot_curves(axis: Any, curves: Mapping[str, Sequence[tuple[float, float]]], 
     """Draw ``{label: [(x, y), ...]}`` on ``axis`` (learning curves from ``curve.jsonl`` points),
     with an optional dotted chance level; log y axis by default."""
     for label, points in curves.items():
-        colour = (colours or {}).get(label.split()[0].lower())
+        colour = (colours or {}).get(label.replace("_", " ").split()[0].lower())  # "fptt_s0", "FPTT" -> fptt
         axis.plot([p[0] for p in points], [p[1] for p in points], "-", color=colour, alpha=0.85, label=label)
     if chance is not None:
         axis.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.3g})")
