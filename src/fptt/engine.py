@@ -30,16 +30,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Optional
+from typing import Iterable, Iterator, Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .measure import peak_rss_mb
+from .batches import LossFn, loader_length, prepared_batches, progress_bar
+from .metrics import Accumulator, EpochMetrics, firing_rate
 from .optim import FPTT
-from .vocabulary import LOSS_STEPS, LOSSES, METHODS, WEIGHTINGS
+from .vocabulary import LOSS_STEPS, METHODS, WEIGHTINGS
 from .window import WindowUpdate
 
 __all__ = [
@@ -56,27 +55,6 @@ __all__ = [
 
 Method = Literal["fptt", "bptt", "tbptt", "online"]
 Weighting = Literal["linear", "uniform", "last"]
-
-
-@dataclass
-class EpochMetrics:
-    """What one pass over a loader measured. ``loss`` and ``accuracy``/``mse`` are computed on the
-    final step's output (the prediction a user reads), averaged over sequences."""
-
-    loss: float
-    accuracy: Optional[float]
-    mse: Optional[float]
-    firing_rate: Optional[float]
-    samples: int
-    batches: int
-    updates: int
-    seconds: float
-    peak_memory_mb: Optional[float]
-    skipped_updates: int = 0  # updates left out for a non-finite loss or gradient (on_nonfinite="skip")
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def step_weight(t: int, seq_len: int, weighting: Weighting = "linear") -> float:
@@ -127,104 +105,6 @@ def window_bounds(seq_len: int, k: Optional[int] = None, update_points: Optional
     return list(iter_windows(seq_len, k, update_points))
 
 
-def _resolve_loss(loss: str, y: Tensor) -> str:
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    if loss == "auto":
-        return "mse" if y.is_floating_point() else "cross_entropy"
-    return loss
-
-
-def _unpack(batch: Any, batch_index: int) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` of one loader item; anything else is refused with what was received."""
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        return batch[0], batch[1]
-    if isinstance(batch, (tuple, list)) and len(batch) == 3:
-        raise ValueError(
-            f"batch {batch_index} has 3 items; the engines take (x, y) batches of equal-length sequences. "
-            "For variable-length data (pad_collate's (x, y, lengths)), bin every sample to the same length "
-            "(e.g. SHD(num_bins=...)) and use the default collate"
-        )
-    kind = f"a {type(batch).__name__} of {len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
-    raise ValueError(f"each batch must be a pair (x, y); batch {batch_index} is {kind}")
-
-
-def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int,
-                 input_size: Optional[int] = None) -> None:
-    """Shapes, dtypes and finiteness of one batch, checked once per batch (not per step)."""
-    if not isinstance(x, Tensor) or x.dim() != 3:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"inputs must be a (batch, time, features) tensor, got {shape}")
-    if not x.is_floating_point():
-        raise ValueError(f"inputs must be floating point, got {x.dtype}")
-    if x.shape[0] == 0:
-        raise ValueError(f"batch {batch_index} holds zero sequences (inputs of shape {tuple(x.shape)})")
-    if x.shape[1] == 0:
-        raise ValueError("inputs have zero time steps")
-    if input_size is not None and x.shape[2] != input_size:
-        raise ValueError(f"inputs of batch {batch_index} have {x.shape[2]} features per step but the model "
-                         f"expects {input_size} (shape (batch, time, features) = {tuple(x.shape)})")
-    if not isinstance(y, Tensor):
-        raise TypeError(f"targets of batch {batch_index} must be a tensor, got {type(y).__name__}")
-    # in chunks of time steps: a temporary of O(chunk), not of O(T), whatever the sequence length
-    for chunk in x.split(_CHECK_CHUNK, dim=1):
-        if not bool(torch.isfinite(chunk).all()):
-            raise ValueError(f"inputs of batch {batch_index} contain NaN or Inf values")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"targets have batch size {y.shape[0]} but inputs have {x.shape[0]}")
-    if per_step_targets and (y.dim() < 2 or y.shape[1] != x.shape[1]):
-        raise ValueError(f"per_step_targets needs targets of shape (batch, time, ...), got {tuple(y.shape)}")
-
-
-class _LossFn:
-    """L(v_t, y_t) for one step, plus the metrics on the final step."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        if self.kind == "cross_entropy":
-            return F.cross_entropy(output, target)
-        return F.mse_loss(output, target.reshape(output.shape).to(output.dtype))
-
-    def check_targets(self, y: Tensor, output_size: Optional[int], per_step_targets: bool = False) -> None:
-        """Dtype, shape and range of one batch's targets (once per batch)."""
-        batch_dims = 2 if per_step_targets else 1
-        if self.kind == "cross_entropy":
-            if y.is_floating_point():
-                raise ValueError("cross-entropy needs integer class labels, got floating-point targets")
-            if y.dim() != batch_dims:
-                expected = "(batch, time)" if per_step_targets else "(batch,)"
-                raise ValueError(f"class labels must have shape {expected}, got {tuple(y.shape)}")
-            if output_size is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= output_size):
-                raise ValueError(
-                    f"labels must lie in [0, {output_size - 1}] for a model with {output_size} outputs, "
-                    f"got range [{int(y.min())}, {int(y.max())}]"
-                )
-        elif output_size is not None and y.dim() >= batch_dims and y.shape[0]:
-            per_item = y[0, 0].numel() if per_step_targets else y[0].numel()
-            if per_item != output_size:
-                raise ValueError(f"regression targets have {per_item} value(s) per "
-                                 f"{'step' if per_step_targets else 'sequence'} but the model has "
-                                 f"{output_size} output(s) (targets of shape {tuple(y.shape)})")
-
-
-def _firing_rate(model: nn.Module, state: Any) -> Optional[Tensor]:
-    rates = getattr(model, "firing_rates", None)
-    if rates is None:
-        return None
-    values = rates(state)
-    if len(values) == 1:  # the mean of one value is the value: skip stack + mean (per-step cost)
-        return values[0].detach()
-    return torch.stack([value.detach() for value in values]).mean() if values else None
-
-
-def _peak_memory_mb(device: torch.device) -> Optional[float]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return peak_rss_mb()
-
-
 def _model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
@@ -249,124 +129,12 @@ def _check_optimizer(method: str, optimizer: torch.optim.Optimizer) -> None:
         raise TypeError(f"method={method!r} trains without FPTT's regularizer: pass the plain inner optimizer")
 
 
-class _Accumulator:
-    """Sums kept on the device during a batch; read once per batch (no per-step host sync)."""
-
-    def __init__(self) -> None:
-        self.loss = 0.0
-        self.correct = 0.0
-        self.squared_error = 0.0
-        self.rate = 0.0
-        self.rate_steps = 0
-        self.samples = 0
-        self.batches = 0
-
-    def add_batch(self, final_output: Tensor, y: Tensor, loss_fn: _LossFn, rate_sum: Optional[Tensor],
-                  steps: int, per_step_targets: bool, drop_nonfinite: bool = False) -> Optional[tuple[float, float]]:
-        """Add one batch's final-step metrics; with ``drop_nonfinite`` a batch whose loss is NaN/Inf
-        is left out and ``None`` returned."""
-        final_target = y[:, -1] if per_step_targets else y
-        with torch.no_grad():
-            loss = float(loss_fn(final_output, final_target))
-            if drop_nonfinite and not math.isfinite(loss):
-                return None
-            batch = final_output.shape[0]
-            self.loss += loss * batch
-            if loss_fn.kind == "cross_entropy":
-                self.correct += float((final_output.argmax(dim=-1) == final_target).sum())
-            else:
-                self.squared_error += loss * batch
-            if rate_sum is not None:
-                self.rate += float(rate_sum)
-                self.rate_steps += steps
-        self.samples += batch
-        self.batches += 1
-        return loss, (self.correct / self.samples if loss_fn.kind == "cross_entropy" else self.squared_error / self.samples)
-
-    def result(self, kind: str, updates: int, seconds: float, device: torch.device,
-               skipped_updates: int = 0) -> EpochMetrics:
-        if self.samples == 0:
-            raise ValueError("the loader yielded no batches: is the dataset empty?")
-        classification = kind == "cross_entropy"
-        return EpochMetrics(
-            loss=self.loss / self.samples,
-            accuracy=self.correct / self.samples if classification else None,
-            mse=None if classification else self.squared_error / self.samples,
-            firing_rate=self.rate / self.rate_steps if self.rate_steps else None,
-            samples=self.samples,
-            batches=self.batches,
-            updates=updates,
-            seconds=seconds,
-            peak_memory_mb=_peak_memory_mb(device),
-            skipped_updates=skipped_updates,
-        )
-
-
-def _progress(iterable: Iterable, enabled: bool, total: Optional[int], description: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
-
-
-def _loader_length(loader: Iterable, max_batches: Optional[int]) -> Optional[int]:
-    try:
-        length = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        length = None
-    if max_batches is not None:
-        return max_batches if length is None else min(length, max_batches)
-    return length
-
-
-_CHECK_CHUNK = 1024  # time steps per finiteness check
-_BLOCK = 128  # time steps per time-major input block
-
-
-class _StepInputs:
-    """``inputs[t]``: the contiguous ``(batch, features)`` input of step t.
-
-    The batch-first ``(batch, time, features)`` tensor is made time-major one block of
-    ``_BLOCK`` steps at a time (steps are read in increasing order), so the engine's own copy of
-    the input is O(block), not O(T)."""
-
-    def __init__(self, x: Tensor, device: torch.device, dtype: torch.dtype) -> None:
-        self.x = x.to(device=device, dtype=dtype, non_blocking=True)
-        self.batch_size, self.seq_len = self.x.shape[0], self.x.shape[1]
-        self.start, self.block = 0, self.x[:, :0].transpose(0, 1)
-
-    def __getitem__(self, t: int) -> Tensor:
-        offset = t - self.start
-        if not 0 <= offset < self.block.shape[0]:
-            self.start, offset = t, 0
-            self.block = self.x[:, t:t + _BLOCK].transpose(0, 1).contiguous()
-        return self.block[offset]
-
-
 def _method_windows(seq_len: int, method: str, k: Optional[int],
                     update_points: Optional[int]) -> Iterable[tuple[int, int]]:
     """The update windows of one sequence: the whole sequence for BPTT, single steps for online."""
     if method == "bptt":
         return ((0, seq_len),)
     return iter_windows(seq_len, 1 if method == "online" else k, update_points)
-
-
-def _prepared_batches(batches: Iterable, model: nn.Module, loss: str, per_step_targets: bool,
-                      max_batches: Optional[int], device: torch.device,
-                      dtype: torch.dtype) -> Iterator[tuple[int, "_StepInputs", Tensor, "_LossFn"]]:
-    """``(batch_index, inputs, y, loss_fn)`` per batch, checked once per batch and moved to the
-    model's device; the loss function is resolved from the first batch's targets."""
-    loss_fn: Optional[_LossFn] = None
-    for batch_index, batch in enumerate(batches):
-        if max_batches is not None and batch_index >= max_batches:
-            return
-        x, y = _unpack(batch, batch_index)
-        _check_batch(x, y, per_step_targets, batch_index, getattr(model, "input_size", None))
-        if loss_fn is None:
-            loss_fn = _LossFn(_resolve_loss(loss, y))
-        loss_fn.check_targets(y, getattr(model, "output_size", None), per_step_targets)
-        yield batch_index, _StepInputs(x, device, dtype), y.to(device=device, non_blocking=True), loss_fn
 
 
 def _window_has_loss(seq_len: int, weighting: Weighting, start: int, stop: int, loss_steps: str) -> bool:
@@ -429,12 +197,12 @@ def train_epoch(
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
     model.train()
-    accumulator = _Accumulator()
-    loss_fn: Optional[_LossFn] = None
+    accumulator = Accumulator()
+    loss_fn: Optional[LossFn] = None
     started = time.perf_counter()
-    total = _loader_length(loader, max_batches)
-    bar = _progress(loader, progress, total, description)
-    for batch_index, inputs, y, loss_fn in _prepared_batches(bar, model, loss, per_step_targets, max_batches,
+    total = loader_length(loader, max_batches)
+    bar = progress_bar(loader, progress, total, description)
+    for batch_index, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
                                                             device, dtype):
         seq_len = inputs.seq_len
         windows = _method_windows(seq_len, method, k, update_points)
@@ -448,7 +216,7 @@ def train_epoch(
             for t in range(start, stop):
                 output, state = window.step(inputs[t], state, sync=t == sync_step)
                 if rate_sum is not None:
-                    rate_sum += _firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)
                 if loss_steps == "window_end" and t != stop - 1:
                     continue
                 weight = step_weight(t, seq_len, weighting)
@@ -549,19 +317,19 @@ def evaluate(
     dtype = next(model.parameters()).dtype
     was_training = model.training
     model.eval()
-    accumulator = _Accumulator()
-    loss_fn: Optional[_LossFn] = None
+    accumulator = Accumulator()
+    loss_fn: Optional[LossFn] = None
     started = time.perf_counter()
     try:
-        bar = _progress(loader, progress, _loader_length(loader, max_batches), description)
-        for _, inputs, y, loss_fn in _prepared_batches(bar, model, loss, per_step_targets, max_batches,
+        bar = progress_bar(loader, progress, loader_length(loader, max_batches), description)
+        for _, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
                                                        device, dtype):
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)
                 if rate_sum is not None:
-                    rate_sum += _firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)
             accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
     finally:
         model.train(was_training)
