@@ -36,10 +36,10 @@ FPTT = str(Path(sys.executable).with_name("fptt"))
 VARIANTS = {"": [], "refinit": ["--chrono-tau", "none"]}
 PLAN: list[tuple[int, str, int, int, str]] = [
     (1000, "fptt", 0, 1000, ""), (1000, "bptt", 0, 1000, ""),
-    (200, "fptt", 0, 600, ""), (200, "bptt", 0, 600, ""), (200, "tbptt", 0, 600, ""), (200, "online", 0, 300, ""),
+    (200, "fptt", 0, 600, ""), (200, "bptt", 0, 600, ""),
     (1000, "fptt", 0, 300, "refinit"), (1000, "bptt", 0, 300, "refinit"),
-    (200, "fptt", 1, 600, ""), (200, "fptt", 2, 600, ""), (1000, "fptt", 1, 600, ""), (1000, "tbptt", 0, 600, ""),
-    (1000, "fptt", 2, 600, ""), (500, "fptt", 0, 600, ""),
+    (200, "tbptt", 0, 600, ""), (200, "online", 0, 300, ""), (200, "fptt", 1, 600, ""), (200, "fptt", 2, 600, ""),
+    (1000, "fptt", 1, 600, ""), (1000, "tbptt", 0, 600, ""),
 ]
 
 # the authors' training logs (SPEC §4): first iteration below each MSE level

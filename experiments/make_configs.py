@@ -38,24 +38,8 @@ write("smnist784_ltc_fptt_k1_s0", method="fptt", **S784)
 write("smnist784_ltc_fptt_k28_s0", method="fptt", k=28, **S784)
 write("smnist784_ltc_bptt_s0", method="bptt", **S784)
 
-# 4. Adding task: LTC 128 hidden, Adam 3e-3, membrane readout, 10 update points (the authors' K)
-#    with the loss at each window's end. alpha: the authors' 0.5 and smaller values (see RESULTS.md:
-#    with the weights (p+1)/K the regularizer dominates at 0.5).
-for seq_len, batches in ((200, 500), (500, 200), (1000, 150)):
-    ADD = dict(task="add", seq_len=seq_len, hidden=[128], readout_from="membrane", optimizer="adam",
-               lr=3e-3, batch_size=64, train_samples=64 * batches, epochs=1, eval_every=batches // 10)
-    WINDOWS = dict(update_points=10, loss_steps="window_end")
-    alphas = {200: (0.5, 0.1, 0.02), 500: (0.1,), 1000: (0.02,)}[seq_len]
-    for alpha in alphas:
-        tag = str(alpha).replace(".", "p")
-        write(f"add{seq_len}_ltc_fptt_K10_a{tag}_s0", method="fptt", alpha=alpha, **WINDOWS, **ADD)
-    write(f"add{seq_len}_ltc_tbptt_K10_s0", method="tbptt", **WINDOWS, **ADD)
-    write(f"add{seq_len}_ltc_bptt_s0", method="bptt", **ADD)
-    if seq_len == 200:
-        write(f"add{seq_len}_ltc_fptt_k1_a0p1_s0", method="fptt", alpha=0.1, **ADD)
-        write(f"add{seq_len}_ltc_online_s0", method="online", **ADD)
-        write(f"add{seq_len}_alif_fptt_K10_a0p02_s0", neuron="alif", method="fptt", alpha=0.02, **WINDOWS, **ADD)
-        write(f"add{seq_len}_lif_fptt_K10_a0p02_s0", neuron="lif", method="fptt", alpha=0.02, **WINDOWS, **ADD)
+# 4. The adding task moved to experiments/adding_study.py (the per-task regime, `fptt train --preset paper`):
+#    the generic-LTC adding runs of v0.1 were superseded and removed.
 
 # 5. A longer S-MNIST-196 budget (10 epochs, one seed): does the FPTT-vs-BPTT gap hold once BPTT
 #    has had more updates?
