@@ -13,7 +13,7 @@ import torch
 from fptt import FPTT, SpikingRNN, train_epoch
 from fptt.bench import memory as memory_bench
 from fptt.bench import speed as speed_bench
-from fptt.bench.memory import SavedTensorMeter
+from fptt.measure import SavedTensorMeter, per_update
 
 MACHINE_FIELDS = ("cpu", "cpu_count", "torch", "torch_threads", "command", "device")
 
@@ -64,16 +64,7 @@ def _saved_per_update(method: str, steps: int, k=None) -> int:
     model = SpikingRNN(1, 8, 3)
     inner = torch.optim.SGD(model.parameters(), lr=0.01)
     optimizer = FPTT(inner) if method == "fptt" else inner
-    meter = SavedTensorMeter()
-    original = optimizer.step
-
-    def step_and_reset(*args, **kwargs):
-        result = original(*args, **kwargs)
-        meter.reset()
-        return result
-
-    optimizer.step = step_and_reset
-    with meter:
+    with per_update(optimizer) as meter:
         train_epoch(model, [(torch.rand(2, steps, 1), torch.randint(0, 3, (2,)))], optimizer, method=method, k=k)
     return meter.peak
 

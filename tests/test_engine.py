@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fptt import FPTT, SpikingRNN, detach_state, evaluate, train_epoch
-from fptt.bench import SavedTensorMeter
+from fptt.measure import per_update
 from fptt.engine import loss_weights, window_bounds
 
 
@@ -155,15 +155,7 @@ def _saved_bytes_per_update(method: str, steps: int, k=None) -> int:
     y = torch.randint(0, 3, (4,))
     inner = torch.optim.SGD(model.parameters(), lr=0.01)
     optimizer = FPTT(inner) if method == "fptt" else inner
-    with SavedTensorMeter() as meter:
-        original_step = optimizer.step
-
-        def step_and_reset(*args, **kwargs):
-            result = original_step(*args, **kwargs)
-            meter.reset()
-            return result
-
-        optimizer.step = step_and_reset
+    with per_update(optimizer) as meter:
         train_epoch(model, [(x, y)], optimizer, method=method, k=k)
     return meter.peak
 
