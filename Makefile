@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (Python >= 3.10):
-#   make demo   -- set up .venv and run the FPTT-vs-BPTT demo on the bundled MNIST-10k
+#   make demo   -- set up .venv and run the FPTT-vs-BPTT demo (the adding task, T = 200, ~2.5 min)
 #   make test   -- set up .venv and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
