@@ -8,8 +8,10 @@ together::
 
     summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
 
-Per epoch: train (data order seeded with ``seed + epoch``), FPTT's end-of-epoch ``W ← W̄``
-(``load_average_each_epoch``, default on for FPTT), one scheduler step, evaluation with W̄ or W,
+Per epoch: train (data order seeded with ``seed + epoch``; with ``eval_every`` a learning-curve
+point of W and W̄ every N batches in ``curve.jsonl``, and ``stop_at`` ending the run at a target),
+FPTT's end-of-epoch ``W ← W̄`` (``load_average_each_epoch``, default on for FPTT), one scheduler
+step (or one per batch with ``schedule_unit="batch"``), evaluation with W̄ or W,
 one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
 evaluation improved). ``summary.json`` is written at the end. With ``checkpoint_every=N``,
 ``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
