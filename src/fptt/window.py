@@ -125,11 +125,11 @@ class WindowUpdate:
                 self.skipped += 1
                 return False
         else:
-            finite = torch.isfinite(loss.detach()).to(loss.dtype)
             if self._all_finite is None:
                 self._all_finite = torch.ones((), dtype=loss.dtype, device=loss.device)
                 self._finite_prefix = torch.zeros((), dtype=loss.dtype, device=loss.device)
-            self._finite_prefix.add_(self._all_finite.mul_(finite))
+            # two scalar kernels per update, no host sync (read by first_nonfinite)
+            self._finite_prefix.add_(self._all_finite.mul_(torch.isfinite(loss.detach())))
             self._checked_updates += 1
         if self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.clip_grad_norm)
