@@ -112,8 +112,9 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
     if config.model != "lif":
         options["adaptation_strength"] = config.adaptation
     if config.model == "ltc":
-        chrono = seq_len if config.chrono_tau == "seq_len" and seq_len is not None else config.chrono_tau
-        chrono = config.seq_len if chrono == "seq_len" else chrono
+        chrono = config.chrono_tau
+        if chrono == "seq_len":  # the data's length when known, else the adding task's configured T
+            chrono = seq_len if seq_len is not None else config.seq_len
         options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
                        chrono_tau=None if chrono is None else float(max(chrono, 3)))
     elif config.gate_slopes or config.chrono_tau is not None:

@@ -205,7 +205,9 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
-        self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch(0))
+        count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
+        self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
+        self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch)
         if resume:
             self._resume()
 
@@ -342,11 +344,6 @@ class Trainer:
             self.saved_tensor_peak = max(self.saved_tensor_peak, meter.peak)
         return metrics, batches
 
-    def batches_per_epoch(self, epoch: int) -> int:
-        """Training batches of one epoch (``max_batches`` caps it)."""
-        count = len(self.train_loader(epoch))
-        return count if self.config.max_batches is None else min(count, self.config.max_batches)
-
     def _between_batches(self, epoch: int, done: int) -> None:
         """After ``done`` batches of ``epoch``: an lr step (``schedule_unit="batch"``), a checkpoint
         every ``checkpoint_every`` batches, a learning-curve point every ``eval_every``."""
@@ -358,21 +355,16 @@ class Trainer:
         if config.checkpoint_every and done % config.checkpoint_every == 0:
             self._save(self.run_dir / LAST, self.state(epoch, done))
 
-    def _curve_point(self, epoch: int, done: int, evaluated: Optional[EpochMetrics] = None) -> None:
+    def _curve_point(self, epoch: int, done: int) -> None:
         """Evaluate the current weights W and (FPTT) the running average W̄ on the evaluation split,
-        append the point to ``curve.jsonl`` and check ``stop_at``. ``evaluated``: the epoch-end
-        evaluation already made with ``eval_with``, reused."""
-        batches_per_epoch = self.batches_per_epoch(epoch)
+        append the point to ``curve.jsonl`` and check ``stop_at``."""
         fptt = isinstance(self.optimizer, FPTT)
         scores: dict[str, Optional[float]] = {"weights": None, "average": None}
         for with_ in ("weights", "average") if fptt else ("weights",):
-            if evaluated is not None and (with_ == self.config.eval_with or not fptt):
-                metrics = evaluated
-            else:
-                metrics = self.evaluate(with_=with_)
+            metrics = self.evaluate(with_=with_)
             scores[with_] = metrics.accuracy if metrics.accuracy is not None else metrics.mse
-        metric = "accuracy" if (evaluated or metrics).accuracy is not None else "mse"
-        point = {"batch": epoch * batches_per_epoch + done, "epoch": epoch + 1, "metric": metric, **scores,
+        metric = "accuracy" if metrics.accuracy is not None else "mse"
+        point = {"batch": epoch * self.batches_per_epoch + done, "epoch": epoch + 1, "metric": metric, **scores,
                  "train_seconds": self.train_seconds + time.perf_counter() - self.epoch_started}
         self.curve.append(point)
         if self.is_main:
