@@ -70,11 +70,11 @@ def groups_of(model: SmallNet) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     return [*model.inp.parameters(), *model.cell.parameters()], list(model.head.parameters())
 
 
-def make_fptt(model: SmallNet, kind: str, clip: float | None = None) -> FPTT:
+def make_fptt(model: SmallNet, kind: str, clip: float | None = None, fused: bool | str = False) -> FPTT:
     cls, hp0, hp1 = INNER[kind]
     g0, g1 = groups_of(model)
     inner = cls([{"params": g0}, {"params": g1, **hp1, **GROUP1_FPTT}], **hp0)
-    return FPTT(inner, alpha=0.1, beta=0.5, clip_grad_norm=clip)
+    return FPTT(inner, alpha=0.1, beta=0.5, clip_grad_norm=clip, fused=fused)
 
 
 def make_reference(model: SmallNet, kind: str, clip: float | None = None) -> ReferenceFPTT:
@@ -99,11 +99,12 @@ def train(model: SmallNet, opt: FPTT, steps: range) -> None:
 
 
 # --------------------------------------------------------------------------- trajectory
+@pytest.mark.parametrize("fused", [False, "eager"], ids=["exact", "fused"])
 @pytest.mark.parametrize("clip", [None, 0.05], ids=["no-clip", "clip"])
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamax"])
-def test_trajectory_matches_the_plain_loop_reference(kind: str, clip: float | None) -> None:
+def test_trajectory_matches_the_plain_loop_reference(kind: str, clip: float | None, fused: bool | str) -> None:
     model, ref_model = SmallNet(), SmallNet()
-    opt = make_fptt(model, kind, clip)
+    opt = make_fptt(model, kind, clip, fused)
     ref = make_reference(ref_model, kind, clip)
     for t in range(10):
         for m in (model, ref_model):

@@ -139,7 +139,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     if config.method != "fptt":
         return inner
     return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
-                clip_grad_norm=config.clip)
+                clip_grad_norm=config.clip, fused=config.fused)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batches_per_epoch: int = 1):

@@ -102,6 +102,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="FPTT: copy W ← W̄ at the end of each epoch (default on for fptt)")
     fptt.add_argument("--reset-lambda", action=argparse.BooleanOptionalAction, default=s,
                       help="FPTT: also zero λ when loading the average (default off)")
+    fptt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=s,
+                      help="FPTT: regularizer, inner step and post-update as one compiled pass per parameter "
+                           "(torch.compile; the first update compiles for a few seconds; default off)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=s, help="inner optimizer (default per task)")

@@ -49,6 +49,7 @@ class TrainConfig:
     eval_with: str = "average"
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
+    fused: bool = False  # FPTT update as one compiled pass per parameter (fptt.fused)
     # optimisation
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -172,8 +173,8 @@ class TrainConfig:
             raise ConfigError(f"stop_at must be a number >= 0, got {self.stop_at!r}")
         if self.preset is not None and self.preset not in PRESET_NAMES:
             raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
-        for key in ("reset_lambda", "measure_memory", "plots", "distributed", "fixed_threshold", "gate_slopes",
-                    "fresh_data"):
+        for key in ("reset_lambda", "fused", "measure_memory", "plots", "distributed", "fixed_threshold",
+                    "gate_slopes", "fresh_data"):
             if not isinstance(getattr(self, key, False), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.load_average_each_epoch is not None and not isinstance(self.load_average_each_epoch, bool):
