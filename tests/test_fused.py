@@ -73,7 +73,7 @@ def test_compiled_fused_update_equals_the_exact_path() -> None:
     run(ref_model, ref, range(8))
     run(model, opt, range(8))
     assert_same_state(model, opt, ref_model, ref)
-    assert opt._fused._kernel is not opt._fused._eager, "torch.compile fell back to eager mode"
+    assert opt._fused.kernel.compiled, "torch.compile fell back to eager mode"
 
 
 @pytest.mark.parametrize("first, second", [(False, "eager"), ("eager", False)])
@@ -135,3 +135,119 @@ def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
     assert config.fused is True
     optimizer = build_optimizer(config, SmallNet())
     assert isinstance(optimizer, FPTT) and optimizer.fused is True and optimizer._fused is not None
+
+
+# --------------------------------------------------------------------------- fused LTC dynamics
+from fptt.models import SpikingRNN  # noqa: E402
+from fptt.neurons.functional import LTCParameters, NeuronState, ltc_step  # noqa: E402
+from fptt.neurons.fused import LTCDynamicsKernels  # noqa: E402
+from fptt.surrogate import get_surrogate  # noqa: E402
+
+D = torch.float64
+
+
+def ltc_inputs(adaptive: bool, slopes: bool, seed: int = 0) -> tuple[torch.Tensor, NeuronState, LTCParameters]:
+    g = torch.Generator().manual_seed(seed)
+    batch, hidden = 5, 7
+
+    def leaf(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (scale * torch.randn(*shape, generator=g, dtype=D)).requires_grad_()
+
+    current = leaf(batch, hidden)
+    state = NeuronState(leaf(batch, hidden, scale=0.5), (0.1 + torch.rand(batch, hidden, generator=g, dtype=D)).requires_grad_(),
+                        (torch.rand(batch, hidden, generator=g, dtype=D) > 0.6).to(D).requires_grad_())
+    params = LTCParameters(leaf(hidden, 2 * hidden, scale=0.5), leaf(hidden),
+                           leaf(hidden, 2 * hidden, scale=0.5) if adaptive else None, leaf(hidden) if adaptive else None,
+                           leaf(1) if slopes else None, leaf(1) if slopes and adaptive else None)
+    return current, state, params
+
+
+def leaves(current: torch.Tensor, state: NeuronState, params: LTCParameters) -> list[torch.Tensor]:
+    return [t for t in (current, *state, *params) if t is not None]
+
+
+@pytest.mark.parametrize("surrogate", ["multi_gaussian", "fast_sigmoid"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("adaptive, slopes", [(True, False), (True, True), (False, False), (False, True)])
+def test_fused_ltc_dynamics_equal_the_plain_step_values_and_gradients(adaptive: bool, slopes: bool, reset: str,
+                                                                      surrogate: str) -> None:
+    spike_fn = get_surrogate(surrogate)
+    strength = 1.8 if adaptive else 0.0
+    outputs = []
+    for kernels in (None, LTCDynamicsKernels(compile=False)):
+        current, state, params = ltc_inputs(adaptive, slopes)
+        spikes, new = ltc_step(current, state, params, spike_fn, baseline_threshold=0.1,
+                               adaptation_strength=strength, reset=reset, kernels=kernels)
+        g = torch.Generator().manual_seed(9)
+        loss = sum((torch.randn(t.shape, generator=g, dtype=D) * t).sum() for t in (spikes, *new))
+        inputs = leaves(current, state, params)
+        grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+        outputs.append(([spikes, *new], grads))
+    (values, grads), (fused_values, fused_grads) = outputs
+    for a, b in zip(values, fused_values):
+        torch.testing.assert_close(b, a, **TOL)
+    for a, b in zip(grads, fused_grads):
+        if a is None:
+            assert b is None or not b.abs().any()
+        else:
+            torch.testing.assert_close(b, a, **TOL)
+    assert any(g is not None and g.abs().max() > 0 for g in grads[4:])  # parameters got gradients
+
+
+def test_fused_ltc_without_gradients_gives_the_same_step() -> None:
+    current, state, params = ltc_inputs(True, False)
+    with torch.no_grad():
+        plain = ltc_step(current, state, params, get_surrogate("multi_gaussian"))
+        fused = ltc_step(current, state, params, get_surrogate("multi_gaussian"), kernels=LTCDynamicsKernels(False))
+    for a, b in zip((plain[0], *plain[1]), (fused[0], *fused[1])):
+        torch.testing.assert_close(b, a, **TOL)
+
+
+@pytest.mark.parametrize("method", ["fptt", "bptt"])
+def test_a_compiled_fused_network_trains_like_the_plain_one(method: str) -> None:
+    from fptt.engine import train_epoch
+
+    data = [(torch.rand(4, 6, 3, dtype=D), torch.randint(0, 2, (4,)))]
+    models = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = SpikingRNN(3, [6, 6], 2, fused=fused).to(D)
+        inner = torch.optim.Adamax(model.parameters(), lr=1e-2)
+        opt = FPTT(inner, fused=fused) if method == "fptt" else inner
+        train_epoch(model, data * 3, opt, method=method, k=2)
+        models.append(model)
+    for a, b in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(b, a, **TOL)
+    assert models[1].layers[0].dynamics_kernels.backward.compiled
+    pickle.loads(pickle.dumps(models[1]))  # compiled callables are dropped and rebuilt on use
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_an_ltc_cell_with_fused_dynamics_matches_the_plain_reference_loop(reset: str) -> None:
+    try:
+        from test_neurons import make_cell, run_against_reference
+    except ImportError:  # pragma: no cover - tests/ imported as a package
+        from tests.test_neurons import make_cell, run_against_reference
+
+    cell = make_cell("ltc", reset=reset, adaptation_strength=1.8, initial_membrane="random")
+    cell.dynamics_kernels = LTCDynamicsKernels(compile=False)
+    assert run_against_reference(cell) > 0.01
+
+
+def test_a_failed_compilation_warns_once_and_runs_the_same_function_eagerly(monkeypatch) -> None:
+    from fptt.compiled import LazyCompiled
+
+    def broken(fn, **options):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    double = LazyCompiled(lambda t: 2 * t, name="double")
+    with pytest.warns(RuntimeWarning, match=r"double: torch.compile failed \(RuntimeError: no C\+\+ compiler\)"):
+        assert double(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert not double.compiled
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert double(torch.ones(1)).tolist() == [2.0]

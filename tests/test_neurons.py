@@ -147,7 +147,7 @@ def test_ltc_matches_the_reference_for_other_random_weights_and_inputs(seed):
 
 
 def _ltc_step_threshold_before_adaptation(current, state, params, spike_fn, *, baseline_threshold=0.1,
-                                          adaptation_strength=1.8, reset="zero"):
+                                          adaptation_strength=1.8, reset="zero", kernels=None):
     """Mutant: θ computed from b_{t-1} (adaptation updated after the threshold)."""
     membrane, adaptation, spikes = state
     alpha = torch.sigmoid(torch.nn.functional.linear(torch.cat((current, membrane), -1),
@@ -163,7 +163,7 @@ def _ltc_step_threshold_before_adaptation(current, state, params, spike_fn, *, b
 
 
 def _ltc_step_reset_deferred_to_next_step(current, state, params, spike_fn, *, baseline_threshold=0.1,
-                                          adaptation_strength=1.8, reset="zero"):
+                                          adaptation_strength=1.8, reset="zero", kernels=None):
     """Mutant: the LTC reset acts on u_{t-1} through s_{t-1} (the ALIF convention), not on u_t."""
     membrane, adaptation, spikes = state
     membrane = membrane * (1 - spikes)

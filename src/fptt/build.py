@@ -103,7 +103,8 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
                 seq_len: Optional[int] = None) -> SpikingRNN:
     """The :class:`SpikingRNN` that ``config`` describes (``seq_len`` resolves ``chrono_tau="seq_len"``).
 
-    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF; ``fixed_threshold``
+    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF (``fused`` fuses the
+    LTC dynamics and the FPTT update, only the update for ALIF/LIF); ``fixed_threshold``
     is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
     options: dict[str, Any] = dict(
         norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
@@ -116,7 +117,7 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
         if chrono == "seq_len":  # the data's length when known, else the adding task's configured T
             chrono = seq_len if seq_len is not None else config.seq_len
         options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
-                       chrono_tau=None if chrono is None else float(max(chrono, 3)))
+                       chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=config.fused)
     elif config.gate_slopes or config.chrono_tau is not None:
         raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
     return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,

@@ -35,12 +35,13 @@ gradient back into ``W.grad`` (it keeps ``∇ℓ``), unless clipping is on, whic
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 from torch.optim import SGD, Adam, Adamax, Optimizer
+
+from .compiled import LazyCompiled
 
 __all__ = ["FUSED_MODES", "FusedUpdate", "fused_unsupported_reason"]
 
@@ -145,7 +146,8 @@ class FusedUpdate:
         compile: run the kernels through ``torch.compile`` (``True``, one compilation per
             parameter layout and dtype, a few seconds on the first update) or eagerly (the same
             equations, one kernel launch per operation: for tests and debugging). If compilation
-            fails (no C++ compiler, an unsupported backend) the update warns once and runs eagerly.
+            fails (no C++ compiler, an unsupported backend) the update warns once and runs eagerly
+            (:class:`fptt.compiled.LazyCompiled`).
     """
 
     def __init__(self, optimizer: Optimizer, compile: bool = True) -> None:
@@ -154,8 +156,7 @@ class FusedUpdate:
             raise ValueError(f"FPTT(fused=...): {reason}; use fused=False")
         self.optimizer = optimizer
         self.kind = type(optimizer)
-        self._eager = _KERNELS[self.kind]
-        self._kernel: Optional[Kernel] = None if compile else self._eager  # compiled at the first update
+        self.kernel = LazyCompiled(_KERNELS[self.kind], compile=compile, name="FPTT(fused=True)")
 
     def __call__(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], averages: list[Tensor],
                  lambdas: list[Tensor], alpha: float, beta: float, regularize: bool) -> None:
@@ -175,23 +176,7 @@ class FusedUpdate:
             kwargs = dict(alpha=alpha, beta=beta, beta1=beta1, beta2=beta2, eps=float(group["eps"]),
                           weight_decay=float(group["weight_decay"]),
                           decoupled=bool(group.get("decoupled_weight_decay", False)), regularize=regularize)
-        self._run(params, grads, averages, lambdas, *args, **kwargs)
-
-    def _run(self, *args: Any, **kwargs: Any) -> None:
-        if self._kernel is self._eager:
-            self._eager(*args, **kwargs)
-            return
-        if self._kernel is None:  # importing the compiler takes seconds: only when first needed
-            self._kernel = torch.compile(self._eager, dynamic=False)
-        try:
-            self._kernel(*args, **kwargs)
-        except Exception as error:  # compilation failed: the same equations, eagerly
-            # A failure inside the compiled call happens before any input is written back.
-            warnings.warn(f"FPTT(fused=True): torch.compile failed ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''}); running the fused "
-                          "update eagerly", RuntimeWarning, stacklevel=4)
-            self._kernel = self._eager
-            self._eager(*args, **kwargs)
+        self.kernel(params, grads, averages, lambdas, *args, **kwargs)
 
     def _adam_arguments(self, group: dict[str, Any], params: list[Tensor], state: Any) -> tuple:
         """Lazily create torch's state entries, advance the step counts, and return

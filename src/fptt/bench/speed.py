@@ -111,7 +111,6 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
         y_dev = y.to(device)
         runs["naive"] = lambda: _timed(device, lambda: naive_fptt_sequence(
             naive_model, x_steps, y_dev, naive_opt, averages, lambdas)) / steps
-        x_one = x_steps[0]
 
         def nograd() -> None:
             with torch.no_grad():
@@ -120,7 +119,6 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
                     _, state = naive_model.step(x_steps[t], state)
 
         runs["nograd_forward"] = lambda: _timed(device, nograd) / steps
-        del x_one
     for run in runs.values():  # warm-up (allocator, lazy optimizer state, kernels)
         run()
     raw = interleaved(runs, rounds)

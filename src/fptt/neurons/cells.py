@@ -18,6 +18,7 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
+from .fused import LTCDynamicsKernels
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input"]
 
@@ -184,13 +185,19 @@ class LTC(SpikingCell):
       c_a = log(τ_a − 1): memory spans up to τ_max steps from the first update (the "chrono"
       initialisation of Tallec & Ollivier 2018, applied to the liquid gates). Without it c = 0
       and every neuron starts with α = ρ = 1/2.
+    * ``fused=True``: everything after the gate matmuls (rates, threshold, membrane, spike, reset
+      and their backward) runs as two compiled functions (:mod:`fptt.neurons.fused`; the first
+      step compiles for a few seconds); same results to float rounding.
     """
 
     default_reset: Reset = "zero"
 
     def __init__(self, input_size: int, hidden_size: int, *, gate_slopes: bool = False,
-                 chrono_tau: Optional[float] = None, fixed_threshold: bool = False, **options) -> None:
+                 chrono_tau: Optional[float] = None, fixed_threshold: bool = False, fused: bool = False,
+                 **options) -> None:
         super().__init__(input_size, hidden_size, **options)
+        self.fused = bool(fused)
+        self.dynamics_kernels = LTCDynamicsKernels() if fused else None
         if fixed_threshold and self.adaptation_strength != 0:
             raise ValueError("fixed_threshold=True has no adaptation: set adaptation_strength=0 "
                              f"(got {self.adaptation_strength})")
@@ -227,6 +234,7 @@ class LTC(SpikingCell):
             baseline_threshold=self.baseline_threshold,
             adaptation_strength=self.adaptation_strength,
             reset=self.reset,
+            kernels=self.dynamics_kernels,
         )
 
 

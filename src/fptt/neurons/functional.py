@@ -6,11 +6,14 @@ Discrete time, step ``t``; ``d_t`` is the input current computed by the layer's 
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .fused import LTCDynamicsKernels
 
 __all__ = [
     "NeuronState",
@@ -115,10 +118,10 @@ def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
 
 
-def _rate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, slope: Optional[Tensor]) -> Tensor:
-    """σ(k (W [d, x] + c)), with k = 1 when ``slope`` is None."""
+def _preactivation(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, slope: Optional[Tensor]) -> Tensor:
+    """k (W [d, x] + c), with k = 1 when ``slope`` is None (the argument of a rate's sigmoid)."""
     gate = _gate(current, own, weight, bias)
-    return torch.sigmoid(gate if slope is None else slope * gate)
+    return gate if slope is None else slope * gate
 
 
 def ltc_step(
@@ -130,6 +133,7 @@ def ltc_step(
     baseline_threshold: float = 0.1,
     adaptation_strength: float = 1.8,
     reset: Reset = "zero",
+    kernels: Optional["LTCDynamicsKernels"] = None,
 ) -> tuple[Tensor, NeuronState]:
     """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
 
@@ -147,19 +151,29 @@ def ltc_step(
     b_t = b_{t-1}: the threshold is the fixed b_0 (the authors' adding-task regime, b_0 = 0.5).
     With gate slopes k (``params.membrane_slope``/``adaptation_slope``) the rates are
     α_t = σ(k_m (W_m [d_t, u_{t-1}] + c_m)) and ρ_t = σ(k_a (W_a [d_t, b_{t-1}] + c_a)).
-    Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) everything after the gate
+    matmuls runs as one compiled forward and one hand-written compiled backward (same results to
+    float rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
     _check_reset(reset)
     membrane, adaptation, spikes = state
-    membrane_rate = _rate(current, membrane, params.membrane_weight, params.membrane_bias, params.membrane_slope)
-    if params.adaptation_weight is not None:
-        adaptation_decay = _rate(current, adaptation, params.adaptation_weight, params.adaptation_bias,
-                                 params.adaptation_slope)
-        # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
-        adaptation = torch.lerp(spikes, adaptation, adaptation_decay)
-    elif adaptation_strength != 0:
+    if params.adaptation_weight is None and adaptation_strength != 0:
         raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
                          "(params.adaptation_weight is None)")
+    membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
+                                   params.membrane_slope)
+    adaptation_gate = None if params.adaptation_weight is None else _preactivation(
+        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.adaptation_slope)
+    if kernels is not None:
+        from .fused import ltc_dynamics
+
+        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
+                            baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
+                            subtract=reset == "subtract")
+    membrane_rate = torch.sigmoid(membrane_gate)
+    if adaptation_gate is not None:
+        # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
+        adaptation = torch.lerp(spikes, adaptation, torch.sigmoid(adaptation_gate))
     threshold = baseline_threshold + adaptation_strength * adaptation
     membrane = torch.lerp(membrane, current, membrane_rate)
     spikes = spike_fn(membrane - threshold)
