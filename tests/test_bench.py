@@ -12,6 +12,7 @@ import torch
 
 from fptt import FPTT, SpikingRNN, train_epoch
 from fptt.bench import memory as memory_bench
+from fptt.bench import peers as peers_bench
 from fptt.bench import speed as speed_bench
 from fptt.measure import SavedTensorMeter, per_update
 
@@ -57,6 +58,20 @@ def test_quick_speed_benchmark_writes_json_with_raw_timings_and_targets(tmp_path
     assert set(saved["epoch"]["extrapolated_epoch_seconds"]) >= {"fptt_k1", "fptt_k1_fused", "bptt"}
     assert saved["scaling"]["hidden"] and saved["scaling"]["batch"]
     assert len(saved["targets"]) == 5 and all(line.startswith("TARGET") for line in saved["targets"])
+
+
+def test_quick_peer_benchmark_compares_implementations_on_one_network(tmp_path):
+    peers_bench.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    saved = json.loads((tmp_path / "peers_quick.json").read_text())
+    _check_machine(saved)
+    assert (tmp_path / "peers_quick.md").read_text().startswith("# FPTT implementations side by side")
+    names = set(saved["median_ms_per_step"])
+    assert {"fptt", "fptt_fused", "reference_loop"} <= names
+    assert ("spikingjelly" in names) == (peers_bench._spikingjelly() is not None)
+    memory = saved["memory"]
+    # the reference loop keeps the regularizer's graph on top of the network's: more saved bytes
+    assert memory["fptt"]["saved_mib_per_update"] == memory["fptt_fused"]["saved_mib_per_update"]
+    assert memory["fptt"]["saved_mib_per_update"] < memory["reference_loop"]["saved_mib_per_update"]
 
 
 def _saved_per_update(method: str, steps: int, k=None) -> int:

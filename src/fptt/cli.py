@@ -196,10 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
-    bench = commands.add_parser("bench", help="memory and speed benchmarks", description=(
+    bench = commands.add_parser("bench", help="memory, speed and peer benchmarks", description=(
         "Run a benchmark of fptt.bench; the arguments after the benchmark's name are its own "
         "(`fptt bench memory --help`)."))
-    bench.add_argument("benchmark", choices=("memory", "speed"))
+    bench.add_argument("benchmark", choices=("memory", "speed", "peers"))
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark")
     bench.set_defaults(handler=_cmd_bench, quiet=False, debug=False)
 
