@@ -251,3 +251,19 @@ def test_a_failed_compilation_warns_once_and_runs_the_same_function_eagerly(monk
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert double(torch.ones(1)).tolist() == [2.0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_paths_on_cuda_match_the_exact_paths() -> None:
+    from fptt.engine import train_epoch
+
+    data = [(torch.rand(8, 12, 3, device="cuda"), torch.randint(0, 2, (8,), device="cuda"))]
+    models = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = SpikingRNN(3, 32, 2, fused=fused).cuda()
+        opt = FPTT(torch.optim.Adam(model.parameters(), lr=1e-2), fused=fused)
+        train_epoch(model, data * 2, opt, method="fptt", k=1)
+        models.append(model)
+    for a, b in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
