@@ -46,6 +46,7 @@ from .compiled import LazyCompiled
 __all__ = ["FUSED_MODES", "FusedUpdate", "fused_unsupported_reason"]
 
 FUSED_MODES = (False, True, "eager")
+_ONE = torch.tensor(1.0)
 
 Kernel = Callable[..., None]
 
@@ -115,6 +116,15 @@ def _sgd_kernel(params: list[Tensor], grads: list[Tensor], averages: list[Tensor
 _KERNELS: dict[type, Kernel] = {Adam: _adam_kernel, Adamax: _adamax_kernel, SGD: _sgd_kernel}
 
 
+def _group_unsupported_reason(group: dict[str, Any], where: str) -> Optional[str]:
+    for flag in ("amsgrad", "differentiable", "capturable", "fused", "maximize"):
+        if group.get(flag):
+            return f"{where} sets {flag}=True, which the fused FPTT kernel does not implement"
+    if not isinstance(group["lr"], (float, int)):
+        return f"{where} has a tensor learning rate"
+    return None
+
+
 def fused_unsupported_reason(optimizer: Optimizer) -> Optional[str]:
     """``None`` if :class:`FusedUpdate` implements ``optimizer``'s exact equations, else why not.
 
@@ -126,11 +136,9 @@ def fused_unsupported_reason(optimizer: Optimizer) -> Optional[str]:
     if kind not in _KERNELS:
         return f"{kind.__name__} has no fused FPTT kernel (fused: Adam, Adamax, SGD)"
     for i, group in enumerate(optimizer.param_groups):
-        for flag in ("amsgrad", "differentiable", "capturable", "fused", "maximize"):
-            if group.get(flag):
-                return f"param_groups[{i}] sets {flag}=True, which the fused FPTT kernel does not implement"
-        if not isinstance(group["lr"], float) and not isinstance(group["lr"], int):
-            return f"param_groups[{i}] has a tensor learning rate"
+        reason = _group_unsupported_reason(group, f"param_groups[{i}]")
+        if reason is not None:
+            return reason
         for p in group["params"]:
             if p.is_complex() or not p.is_floating_point():
                 return f"param_groups[{i}] holds a {p.dtype} parameter"
@@ -161,7 +169,7 @@ class FusedUpdate:
     def __call__(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], averages: list[Tensor],
                  lambdas: list[Tensor], alpha: float, beta: float, regularize: bool) -> None:
         """Update one (device, dtype) bucket of one parameter group in place."""
-        reason = fused_unsupported_reason(self.optimizer)
+        reason = _group_unsupported_reason(group, "a parameter group")
         if reason is not None:  # a flag changed after construction
             raise ValueError(f"FPTT(fused=...): {reason}")
         state = self.optimizer.state
@@ -184,18 +192,17 @@ class FusedUpdate:
         second_key = "exp_inf" if self.kind is Adamax else "exp_avg_sq"
         beta1, beta2 = (float(b) for b in group["betas"])
         lr = float(group["lr"])
-        first, second, rows = [], [], []
         for p in params:
             st = state[p]
             if len(st) == 0:
                 st["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
                 st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 st[second_key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            st["step"] += 1
-            step = float(st["step"])
-            rows.append((lr, lr / (1.0 - beta1 ** step), math.sqrt(1.0 - beta2 ** step)))
-            first.append(st["exp_avg"])
-            second.append(st[second_key])
+        steps = [state[p]["step"] for p in params]
+        torch._foreach_add_(steps, _ONE, alpha=1.0)  # one kernel for all counts, as torch.optim does on CPU
+        rows = [(lr, lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t)) for t in (float(s) for s in steps)]
+        first = [state[p]["exp_avg"] for p in params]
+        second = [state[p][second_key] for p in params]
         return first, second, _scalars(rows, params[0])
 
     def _sgd_arguments(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
