@@ -6,7 +6,9 @@ in and returned explicitly, ``(inputs, states) -> (outputs, new_states)``, witho
 modules' memories; this adapter steps with it:
 
 * ``init_state``: the memories' reset values (``v_reset``, or the node's ``v_init``), as tensors
-  shaped like the state after one step, in the order of ``base.extract_memories(network)``;
+  shaped like the state after one step, in the order of ``base.extract_memories(network)`` (a
+  reset value of ``None``, e.g. a recurrent container's y_{-1}, stays ``None``: the module
+  materialises it at the first step exactly as in its own forward);
 * ``step``: one call of the functional forward. A network in single-step mode (``step_mode="s"``)
   gets ``x_t`` (batch, ...); one in multi-step mode (``"m"``) gets the one-step sequence
   ``x_t[None]`` (1, batch, ...) and its output's single step is returned. The neuron equations
@@ -82,8 +84,8 @@ class SpikingJellyAdapter(AdapterBase):
                 states.append(value.detach().to(template.dtype).expand_as(shaped).clone())
             elif isinstance(value, numbers.Number) and isinstance(shaped, Tensor):
                 states.append(torch.full_like(shaped, float(value)))
-            else:
-                raise ValueError(f"cannot build a tensor initial state from the reset value {value!r}")
+            else:  # e.g. None: the module materialises it at its first step, as in its own forward
+                states.append(value)
         return tuple(states)
 
     def _call(self, x: Tensor, states: tuple) -> tuple[Tensor, tuple]:
