@@ -1,4 +1,5 @@
-"""The ``fptt`` command line: ``train``, ``eval``, ``bench``, ``stream`` and ``demo`` (see docs/CLI.md).
+"""The ``fptt`` command line: ``train``, ``eval``, ``export``, ``compare``, ``bench``, ``stream`` and ``demo``
+(see docs/CLI.md).
 
 Built on :mod:`argparse` (standard library, no dependency). Heavy imports (torch, the trainer,
 matplotlib) happen inside the commands so that ``fptt --help`` and argument errors are instant.
@@ -193,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
+    from .vocabulary import EXPORT_FORMATS
+
+    export = commands.add_parser("export", help="export a run's model (W̄ by default) to NIR or a state_dict",
+                                 description=(
+        "Write the model of a saved run in another format: --format nir, a NIR graph (the Neuromorphic "
+        "Intermediate Representation, HDF5; LIF and ALIF networks, see docs/INTEROP.md), or --format "
+        "state_dict (a plain torch state_dict plus FILE.config.json). FPTT runs export the running average W̄ "
+        "unless --with weights."))
+    export.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="nir", help="output format (default nir)")
+    export.add_argument("--output", "-o", metavar="FILE",
+                        help="output file (default RUN_DIR/export/model.nir or model.pt)")
+    export.add_argument("--with", dest="with_", choices=("average", "weights"), default="average",
+                        help="FPTT runs: the running average W̄ (default) or the weights W")
+    export.add_argument("--which", choices=("last", "best"), default="last", help="checkpoint of a run folder")
+    _add_common(export)
+    export.set_defaults(handler=_cmd_export)
+
     bench = commands.add_parser("bench", help="memory and speed benchmarks", description=(
         "Run a benchmark of fptt.bench; the arguments after the benchmark's name are its own "
         "(`fptt bench memory --help`)."))
@@ -336,6 +355,35 @@ def _export(model, config, payload: dict, used: str, path: Path) -> None:
     shape = payload.get("model_shape") or {}
     write_text_atomic(Path(f"{path}.config.json"), json.dumps(
         {"config": config.to_dict(), "weights": used, **shape}, indent=2) + "\n")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .build import load_model
+
+    try:
+        config, model, payload, used = load_model(args.path, device="cpu", which=args.which, weights=args.with_)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    source = Path(args.path)
+    folder = source if source.is_dir() else source.parent
+    output = Path(args.output) if args.output else folder / "export" / ("model.nir" if args.format == "nir" else "model.pt")
+    if args.format == "nir":
+        from .nir_io import NIRExportError, write_nir
+
+        try:
+            write_nir(model, output)
+        except NIRExportError as error:
+            raise UsageError(f"cannot export {config.model} network to NIR: {error}") from None
+        except ImportError as error:
+            raise UsageError(str(error)) from None
+    else:
+        _export(model, config, payload, used, output)
+    if not args.quiet:
+        what = "averaged weights W̄" if used == "average" else "weights W"
+        print(f"exported the {what} of {args.path} (epoch {payload['epoch']}) as {args.format} to {output}",
+              file=sys.stderr)
+    print(output)
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
