@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 pytest.importorskip("spikingjelly.activation_based.base")
-from spikingjelly.activation_based import functional, layer, neuron  # noqa: E402
+from spikingjelly.activation_based import base, functional, layer, neuron  # noqa: E402
 
 from fptt.adapters import SpikingJellyAdapter  # noqa: E402
 
@@ -15,6 +15,12 @@ HIDDEN = 12
 
 
 def _network(step_mode: str) -> nn.Module:
+    if step_mode == "m-recurrent":  # a recurrent container: its feedback memory y_{-1} starts as None
+        network = nn.Sequential(layer.Linear(FEATURES, HIDDEN),
+                                layer.LinearRecurrentContainer(neuron.LIFNode(tau=2.0), HIDDEN, HIDDEN),
+                                layer.Linear(HIDDEN, CLASSES))
+        functional.set_step_mode(network, "m")
+        return network
     network = nn.Sequential(layer.Linear(FEATURES, HIDDEN), neuron.LIFNode(tau=2.0, detach_reset=True),
                             layer.Linear(HIDDEN, HIDDEN), neuron.ParametricLIFNode(init_tau=3.0),
                             layer.Linear(HIDDEN, CLASSES))
@@ -30,18 +36,24 @@ def _maker(step_mode: str):
 
 
 class _OwnForward:
-    """The SpikingJelly way: memories inside the modules, ``reset_net`` for a new sequence,
-    ``detach_net`` at a window boundary; a multi-step network takes the whole window at once."""
+    """The SpikingJelly way: memories inside the modules, ``reset_net`` for a new sequence, the
+    memories detached at a window boundary (as ``detach_net`` does, but out of place: its in-place
+    ``detach_()`` fails on the recurrent container's memory, a view); a multi-step network takes
+    the whole window at once."""
 
     def __init__(self, network: nn.Module) -> None:
         self.network = network
-        self.multi_step = network[1].step_mode == "m"
+        self.multi_step = network[0].step_mode == "m"
 
     def start(self) -> None:
         functional.reset_net(self.network)
 
     def detach(self) -> None:
-        functional.detach_net(self.network)
+        for module in self.network.modules():
+            if isinstance(module, base.MemoryModule):
+                for name, value in module._memories.items():
+                    if isinstance(value, torch.Tensor):
+                        module._memories[name] = value.detach()
 
     def window(self, x: torch.Tensor) -> torch.Tensor:
         if self.multi_step:
@@ -49,7 +61,7 @@ class _OwnForward:
         return torch.stack([self.network(x[:, t]) for t in range(x.shape[1])], dim=1)
 
 
-@pytest.mark.parametrize("step_mode", ["s", "m"])
+@pytest.mark.parametrize("step_mode", ["s", "m", "m-recurrent"])
 def test_fptt_windows_through_the_adapter_give_the_gradients_of_spikingjellys_own_forward(step_mode):
     check_window_gradients(_maker(step_mode), _OwnForward)
 

@@ -36,13 +36,13 @@ class SpikingJellyAdapter(AdapterBase):
 
     Args:
         network: any SpikingJelly network (e.g. ``nn.Sequential(layer.Linear(...), neuron.LIFNode(),
-            ...)``) whose modules all use the same step mode, ``"s"`` or ``"m"``.
+            ...)``) whose outermost step modules all use the same step mode, ``"s"`` or ``"m"``.
         input_shape: features of one time step.
     """
 
     def __init__(self, network: nn.Module, input_shape: int | Sequence[int]) -> None:
         self._base = require("spikingjelly.activation_based.base", "SpikingJellyAdapter")
-        modes = {module.step_mode for module in network.modules() if isinstance(module, self._base.StepModule)}
+        modes = self._outer_step_modes(network)
         if len(modes) > 1:
             raise ValueError(f"the network mixes step modes {sorted(modes)}; set one for all, e.g. "
                              "functional.set_step_mode(network, 's')")
@@ -51,6 +51,13 @@ class SpikingJellyAdapter(AdapterBase):
             raise ValueError("the network has no SpikingJelly stateful module (MemoryModule), nothing to carry")
         super().__init__(network, input_shape)
         self.multi_step = modes == {"m"}
+
+    def _outer_step_modes(self, module: nn.Module) -> set[str]:
+        """The step modes of the outermost SpikingJelly step modules (those that receive the input;
+        a container may step its children in another mode, e.g. a recurrent container's child)."""
+        if isinstance(module, self._base.StepModule):
+            return {module.step_mode}
+        return {mode for child in module.children() for mode in self._outer_step_modes(child)}
 
     def __getstate__(self) -> dict[str, Any]:  # the module object of spikingjelly is not picklable
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
