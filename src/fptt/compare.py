@@ -80,7 +80,7 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         scores = [_score(row["eval"])[1] for row in history]
         scores = [s for s in scores if s is not None]
         best = (max(scores) if metric == "accuracy" else min(scores)) if scores else None
-        window = config.get("k") if config.get("update_points") is None else f"K={config['update_points']}"
+        window = (config.get("k") or 1) if config.get("update_points") is None else f"K={config['update_points']}"
         rows.append({
             "run": record.label, "task": config.get("task"), "neuron": config.get("model"),
             "method": config.get("method"), "k": window if config.get("method") in ("fptt", "tbptt") else
