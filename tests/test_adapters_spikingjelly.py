@@ -84,8 +84,11 @@ def test_the_adapter_leaves_the_modules_memories_untouched():
     assert state[0].requires_grad
 
 
-def test_mixed_step_modes_are_refused():
+def test_mixed_step_modes_and_sequence_only_nodes_are_refused():
     network = _network("s")
     network[3].step_mode = "m"
     with pytest.raises(ValueError, match="mixes step modes"):
         SpikingJellyAdapter(network, FEATURES)
+    readout = nn.Sequential(layer.Linear(FEATURES, CLASSES, step_mode="m"), neuron.NonSpikingLIFNode())
+    with pytest.raises(ValueError, match="NonSpikingLIFNode.*restart"):
+        SpikingJellyAdapter(readout, FEATURES)

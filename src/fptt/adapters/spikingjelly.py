@@ -42,6 +42,14 @@ class SpikingJellyAdapter(AdapterBase):
 
     def __init__(self, network: nn.Module, input_shape: int | Sequence[int]) -> None:
         self._base = require("spikingjelly.activation_based.base", "SpikingJellyAdapter")
+        neuron = require("spikingjelly.activation_based.neuron", "SpikingJellyAdapter")
+        sequence_only = tuple(getattr(neuron, name) for name in ("NonSpikingBaseNode", "ILCBaseNode")
+                              if hasattr(neuron, name))
+        for name, module in network.named_modules():
+            if sequence_only and isinstance(module, sequence_only):
+                raise ValueError(f"{name or 'the network'} ({type(module).__name__}) keeps its state only within one "
+                                 "multi-step call (no memories), so stepping it one time step at a time would restart "
+                                 "it at every step; SpikingJellyAdapter cannot carry its state")
         modes = self._outer_step_modes(network)
         if len(modes) > 1:
             raise ValueError(f"the network mixes step modes {sorted(modes)}; set one for all, e.g. "
