@@ -117,19 +117,17 @@ def test_a_graph_that_is_not_an_fptt_network_is_refused():
         from_nir(graph)
 
 
-def test_fptt_export_writes_the_averaged_weights_of_a_run_as_nir(tmp_path):
+def test_fptt_export_writes_the_averaged_weights_of_a_run_as_nir(tmp_path, capsys):
     from fptt.checkpoint import load_checkpoint
+    from fptt.cli import main
 
-    from .test_cli import TINY_ADD, fptt
+    from .test_tracking import _train
 
     run = tmp_path / "run"
-    trained = fptt("train", *TINY_ADD, "--model", "lif", "--chrono-tau", "none", "--readout", "fixed", "--initial-state", "zero",
-                   "--no-load-average-each-epoch", "--run-dir", str(run), "--quiet")
-    assert trained.returncode == 0, trained.stderr
-    done = fptt("export", str(run), "--format", "nir", "--quiet")
-    assert done.returncode == 0, done.stderr
+    _train(run, model="lif", chrono_tau=None, readout="fixed", initial_state="zero", load_average_each_epoch=False)
+    assert main(["export", str(run), "--format", "nir", "--quiet"]) == 0
     path = run / "export" / "model.nir"
-    assert done.stdout.strip() == str(path)
+    assert capsys.readouterr().out.strip() == str(path)
     restored = read_nir(path)
     checkpoint = load_checkpoint(run / "checkpoint_last.pt")
     average, weights = checkpoint["model_average"], checkpoint["model"]
@@ -140,6 +138,6 @@ def test_fptt_export_writes_the_averaged_weights_of_a_run_as_nir(tmp_path):
         torch.testing.assert_close(value, average[name].double(), rtol=1e-6, atol=1e-6, msg=name)
 
     ltc = tmp_path / "ltc"
-    assert fptt("train", *TINY_ADD, "--run-dir", str(ltc), "--quiet").returncode == 0
-    refused = fptt("export", str(ltc), "--format", "nir")
-    assert refused.returncode == 2 and "LTC network has no NIR encoding" in refused.stderr
+    _train(ltc, epochs=1)
+    assert main(["export", str(ltc), "--format", "nir"]) == 2
+    assert "LTC network has no NIR encoding" in capsys.readouterr().err
