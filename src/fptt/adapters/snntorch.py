@@ -77,13 +77,15 @@ class SnnTorchAdapter(AdapterBase):
             raise ValueError(f"output must be 'membrane' or 'spikes', got {output!r}")
         kinds: list[Optional[str]] = []
         for index, module in enumerate(network):
-            name = type(module).__name__
             if isinstance(module, snntorch.SpikingNeuron):
-                if name not in _STATES or not isinstance(module, getattr(snntorch, name)):
-                    raise ValueError(f"layer {index} is snntorch.{name}, which SnnTorchAdapter does not support; "
-                                     f"supported neurons: {', '.join(_STATES)}")
+                # the most derived supported class (a user's subclass of Leaky is a Leaky)
+                name = next((kind for kind in ("RSynaptic", "RLeaky", "Synaptic", "Leaky")
+                             if isinstance(module, getattr(snntorch, kind))), None)
+                if name is None:
+                    raise ValueError(f"layer {index} is snntorch.{type(module).__name__}, which SnnTorchAdapter does "
+                                     f"not support; supported neurons: {', '.join(_STATES)}")
                 if module.init_hidden:
-                    raise ValueError(f"layer {index} (snntorch.{name}) was built with init_hidden=True; build it "
+                    raise ValueError(f"layer {index} ({type(module).__name__}) was built with init_hidden=True; build it "
                                      "with init_hidden=False: the adapter carries the state explicitly")
                 kinds.append(name)
             else:
