@@ -81,3 +81,5 @@ def test_a_single_cell_is_stepped_with_its_own_initial_state():
 def test_a_module_that_is_not_a_norse_cell_is_refused():
     with pytest.raises(ValueError, match="neither a norse.torch.SequentialState nor a Norse cell"):
         NorseAdapter(nn.GRUCell(3, 4), 3)
+    with pytest.raises(ValueError, match="return_hidden=False"):
+        NorseAdapter(norse.SequentialState(norse.LIFRecurrentCell(3, 4), return_hidden=True), 3)

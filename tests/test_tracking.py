@@ -46,6 +46,32 @@ def test_tensorboard_receives_the_metrics_that_the_run_folder_records(tmp_path):
     assert scalars["curve/mse_weights"] == [(p["batch"], pytest.approx(p["weights"], rel=1e-6)) for p in points]
 
 
+def test_a_resumed_run_continues_the_tensorboard_curves_without_doubling_back(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    _train(run, log="tensorboard", epochs=1)
+    Trainer(_config(log="tensorboard", epochs=2), run, resume=True, progress=False, log=None,
+            handle_sigint=False).fit()
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    rows = _lines(run / "metrics.jsonl")
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (2, pytest.approx(rows[0]["train"]["loss"], rel=1e-6)), (4, pytest.approx(rows[1]["train"]["loss"], rel=1e-6))]
+
+
+def test_without_tensorboard_the_logger_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    from fptt.tracking import open_tracker
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if the package were not installed
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'fptt\[logging\]'"):
+        open_tracker("tensorboard", tmp_path)
+
+
 def test_an_unknown_logger_is_refused_by_the_config():
     with pytest.raises(ConfigError, match="log must be one of none, tensorboard"):
         _config(log="wandb").validate()

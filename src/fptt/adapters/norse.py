@@ -39,6 +39,9 @@ class NorseAdapter(AdapterBase):
     def __init__(self, network: nn.Module, input_shape: int | Sequence[int]) -> None:
         norse = require("norse.torch", "NorseAdapter")
         self._sequential = isinstance(network, norse.SequentialState)
+        if self._sequential and network.return_hidden:
+            raise ValueError("SequentialState(return_hidden=True) returns every layer's output; build it with "
+                             "return_hidden=False so that each step returns the network's output")
         if self._sequential:
             for index, (module, stateful) in enumerate(zip(network, network.stateful_layers)):
                 if stateful and not callable(getattr(module, "initial_state", None)):
