@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fptt import FPTT, evaluate, train_epoch
+from fptt import FPTT, OnlineLearner, evaluate, train_epoch
 from fptt.checkpoint import load_checkpoint, save_checkpoint
 
 FEATURES, CLASSES = 3, 2
@@ -124,3 +124,16 @@ def check_checkpoint_resume(make: Callable[[torch.dtype], nn.Module], path) -> N
         assert torch.equal(a, b), name
     for a, b in zip(optimizer.averaged_state_dict(model).values(), restored_optimizer.averaged_state_dict(restored).values()):
         assert torch.equal(a, b)
+
+
+def check_stream_learning(make: Callable[[torch.dtype], nn.Module]) -> None:
+    """An OnlineLearner (FPTT, k = 4) observes 40 steps of 4 streams through the adapter: 10
+    updates, every loss finite, and the weights move."""
+    adapter = make(torch.float32)
+    before = [p.detach().clone() for p in adapter.parameters()]
+    learner = OnlineLearner(adapter, FPTT(torch.optim.Adam(adapter.parameters(), lr=1e-2)), k=4, batch_size=4)
+    x, y = sign_task(1, seed=5, batch_size=4, steps=40)[0]
+    for t in range(40):
+        learner.observe(x[:, t], y)
+    assert learner.updates == 10 and all(torch.isfinite(torch.tensor(list(learner.history))))
+    assert any(not torch.equal(a, b) for a, b in zip(before, adapter.parameters()))

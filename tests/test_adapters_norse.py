@@ -8,8 +8,8 @@ norse = pytest.importorskip("norse.torch")
 from fptt.adapters import NorseAdapter  # noqa: E402
 from fptt.state import detach_state  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_training_reduces_loss, \
-    check_window_gradients  # noqa: E402
+from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
+    check_training_reduces_loss, check_window_gradients  # noqa: E402
 
 HIDDEN = 12
 
@@ -83,3 +83,7 @@ def test_a_module_that_is_not_a_norse_cell_is_refused():
         NorseAdapter(nn.GRUCell(3, 4), 3)
     with pytest.raises(ValueError, match="return_hidden=False"):
         NorseAdapter(norse.SequentialState(norse.LIFRecurrentCell(3, 4), return_hidden=True), 3)
+
+
+def test_an_online_learner_trains_through_the_adapter():
+    check_stream_learning(_maker("lif"))

@@ -7,8 +7,8 @@ snn = pytest.importorskip("snntorch")
 
 from fptt.adapters import SnnTorchAdapter  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_training_reduces_loss, \
-    check_window_gradients  # noqa: E402
+from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
+    check_training_reduces_loss, check_window_gradients  # noqa: E402
 
 HIDDEN = 12
 
@@ -105,3 +105,7 @@ def test_the_initial_state_is_snntorchs_zeros_and_no_module_keeps_a_graph():
     output, state = adapter.step(torch.randn(5, FEATURES), state)
     assert output.requires_grad and state[0].mem.requires_grad
     assert all(not module.mem.requires_grad for module in adapter.network if hasattr(module, "mem"))
+
+
+def test_an_online_learner_trains_through_the_adapter():
+    check_stream_learning(_maker("rleaky"))

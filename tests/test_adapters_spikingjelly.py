@@ -8,8 +8,8 @@ from spikingjelly.activation_based import base, functional, layer, neuron  # noq
 
 from fptt.adapters import SpikingJellyAdapter  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_training_reduces_loss, \
-    check_window_gradients  # noqa: E402
+from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
+    check_training_reduces_loss, check_window_gradients  # noqa: E402
 
 HIDDEN = 12
 
@@ -92,3 +92,7 @@ def test_mixed_step_modes_and_sequence_only_nodes_are_refused():
     readout = nn.Sequential(layer.Linear(FEATURES, CLASSES, step_mode="m"), neuron.NonSpikingLIFNode())
     with pytest.raises(ValueError, match="NonSpikingLIFNode.*restart"):
         SpikingJellyAdapter(readout, FEATURES)
+
+
+def test_an_online_learner_trains_through_the_adapter():
+    check_stream_learning(_maker("m-recurrent"))
