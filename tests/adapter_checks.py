@@ -79,7 +79,7 @@ def check_window_gradients(make: Callable[[torch.dtype], nn.Module],
         for parameter_index, (g, w) in enumerate(zip(got, want)):
             torch.testing.assert_close(g, w, rtol=1e-9 if dtype == torch.float64 else 1e-5,
                                        atol=1e-12 if dtype == torch.float64 else 1e-7,
-                                       msg=lambda m: f"window {window}, parameter {parameter_index}: {m}")
+                                       msg=lambda m, w=window, i=parameter_index: f"window {w}, parameter {i}: {m}")
     assert any(float(g.abs().sum()) > 0 for record in recorder.records for g in record), "all gradients zero"
 
 

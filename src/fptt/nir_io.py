@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .models import SpikingRNN
-from .neurons.cells import ALIF, LTC
+from .neurons.cells import LTC
 from .neurons.readout import FixedReadout, LinearReadout, LiquidReadout
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRExportError", "NIRImportError"]
