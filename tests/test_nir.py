@@ -48,27 +48,52 @@ LIF_CASES = [
 ]
 
 
+@pytest.mark.parametrize("discretization", ["zoh", "euler"])
 @pytest.mark.parametrize("case", LIF_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_the_graphs_nir_primitives_alone_compute_the_lif_network(case):
-    """A plain NIR simulator (no fptt code, no metadata) gives fptt's scores on the exported graph."""
+def test_the_graphs_nir_primitives_alone_compute_the_lif_network(case, discretization):
+    """A plain NIR simulator (no fptt code, no metadata) gives fptt's scores on the exported graph,
+    integrating the time constants by the rule they were written for."""
     model = _model(**case)
     x = _input()
     scores, spikes = _run(model, x)
     assert 0.02 < float(spikes.mean()) < 0.9, "the test needs spikes"
-    graph = to_nir(model)
-    simulated = simulate(graph, x.numpy(), dt=case.get("dt", 1.0))
+    graph = to_nir(model, discretization)
+    simulated = simulate(graph, x.numpy(), dt=case.get("dt", 1.0), discretization=discretization)
     np.testing.assert_allclose(simulated, scores.numpy(), rtol=1e-9, atol=1e-9)
+    other = "euler" if discretization == "zoh" else "zoh"  # the rule matters: the other one differs
+    assert not np.allclose(simulate(graph, x.numpy(), dt=case.get("dt", 1.0), discretization=other), scores.numpy())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # nirtorch's, inside Norse's importer
+def test_norse_runs_an_exported_lif_network_with_the_same_outputs():
+    """Norse's own NIR import (forward-Euler LIF boxes) of a graph written for "euler" gives fptt's
+    scores step for step: the graph is usable outside fptt."""
+    norse = pytest.importorskip("norse.torch")
+    model = _model(reset="zero", readout="linear").float()
+    x = _input().float()
+    scores, spikes = _run(model, x)
+    assert float(spikes.mean()) > 0.02
+    network = norse.from_nir(to_nir(model, "euler"), dt=1.0)
+    state, outputs = None, []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            output, state = network(x[:, t], state)
+            outputs.append(output)
+    torch.testing.assert_close(torch.stack(outputs, 1), scores, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", LIF_CASES + [dict(neuron="alif", reset="subtract", initial="random"),
-                                              dict(neuron="alif", reset="zero", readout="linear")],
+                                              dict(neuron="alif", reset="zero", readout="linear"),
+                                              dict(neuron="alif", reset="subtract", discretization="euler")],
                          ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_a_network_written_to_a_nir_file_and_read_back_gives_the_same_spikes(case, tmp_path):
+    case = dict(case)
+    discretization = case.pop("discretization", "zoh")
     model = _model(**case)
     x = _input()
     scores, spikes = _run(model, x)
     assert float(spikes.mean()) > 0.02
-    path = write_nir(model, tmp_path / "network.nir")
+    path = write_nir(model, tmp_path / "network.nir", discretization)
     torch.manual_seed(123)  # the rebuilt model starts from other random weights, replaced by the file's
     restored = read_nir(path)
     assert type(restored.layers[0]) is type(model.layers[0])

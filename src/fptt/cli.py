@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
-    from .vocabulary import EXPORT_FORMATS
+    from .vocabulary import EXPORT_FORMATS, NIR_DISCRETIZATIONS
 
     export = commands.add_parser("export", help="export a run's model (W̄ by default) to NIR or a state_dict",
                                  description=(
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--with", dest="with_", choices=("average", "weights"), default="average",
                         help="FPTT runs: the running average W̄ (default) or the weights W")
     export.add_argument("--which", choices=("last", "best"), default="last", help="checkpoint of a run folder")
+    export.add_argument("--discretization", choices=NIR_DISCRETIZATIONS, default="zoh",
+                        help="nir: write the time constants for exact integration (zoh, default) or for one "
+                             "forward-Euler step per dt (euler, what Norse's NIR import runs)")
     _add_common(export)
     export.set_defaults(handler=_cmd_export)
 
@@ -386,7 +389,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from .nir_io import NIRExportError, write_nir
 
         try:
-            write_nir(model, output)
+            write_nir(model, output, args.discretization)
         except NIRExportError as error:
             raise UsageError(f"cannot export {config.model} network to NIR: {error}") from None
         except ImportError as error:

@@ -3,13 +3,18 @@
 NIR (the ``nir`` package, ``pip install 'fptt[interop]'``) describes a network as a graph of
 continuous-time primitives. The graph written here is read with these **execution semantics**,
 those of a clocked simulator: one step of length ``dt`` (graph metadata ``fptt_dt``; time
-constants are in the same unit); a neuron node integrates its summed input held constant over
-the step (zero-order hold); a feed-forward edge delivers within the step; an edge that closes a
-cycle delivers the previous step's value (so W_r sees s_{t-1}); every state starts at 0.
+constants are in the same unit); a feed-forward edge delivers within the step; an edge that
+closes a cycle delivers the previous step's value (so W_r sees s_{t-1}); every state starts at 0;
+a neuron node integrates τ dv/dt = (v_leak − v) + R I with its summed input I held over the step,
+by one of two rules (``discretization``, graph metadata ``fptt_discretization``):
 
-Under these semantics the nodes below compute exactly the fptt layer (SPEC §2, :func:`~fptt.
-neurons.functional.alif_step`), because the zero-order-hold solution of τ dv/dt = −v + I is
-v_t = e^{−dt/τ} v_{t−1} + (1 − e^{−dt/τ}) I_t = α v_{t−1} + (1 − α) I_t with α = exp(−dt/τ_m):
+* ``"zoh"`` (default; exact integration): v_t = e^{−dt/τ} v_{t−1} + (1 − e^{−dt/τ}) R I_t, so the
+  node's τ is fptt's τ_m (α = exp(−dt/τ_m));
+* ``"euler"`` (one forward-Euler step, what Norse's NIR import runs): v_t = v_{t−1} + (dt/τ)
+  (R I_t − v_{t−1}), so the node's τ is dt / (1 − α).
+
+Either way the node computes v_t = α v_{t−1} + (1 − α) I_t, fptt's layer (SPEC §2,
+:func:`~fptt.neurons.functional.alif_step`), exactly:
 
 * **input synapses**: ``layer{l}_input`` = ``Affine(W_x, c_x)``;
 * **LIF, reset to zero** (u_t = α u_{t−1}(1 − s_{t−1}) + (1 − α) d_t): ``layer{l}_lif`` =
@@ -22,7 +27,8 @@ v_t = e^{−dt/τ} v_{t−1} + (1 − e^{−dt/τ}) I_t = α v_{t−1} + (1 − 
   fptt's H(v) = [v > 0]) and ``layer{l}_recurrent`` = ``Linear(W_r − diag(b_0 dt / (1 − α)))``;
   ``readout_from="membrane"`` reads the ``LI`` node;
 * **readout** ``"fixed"`` (v_t = k v_{t−1} + (1 − k) z_t, k = exp(−1/τ_out)): ``readout_affine`` =
-  ``Affine(W_o, c_o)`` then ``readout_li`` = ``LI(τ_out dt, 1, 0)``; ``"linear"`` (v_t = W_o x_t + c_o):
+  ``Affine(W_o, c_o)`` then ``readout_li`` = ``LI(τ, 1, 0)`` with the τ of k (τ_out dt for ``zoh``,
+  dt / (1 − k) for ``euler``); ``"linear"`` (v_t = W_o x_t + c_o):
   the ``Affine`` alone.
 
 What NIR has no primitive for is refused with the reason (:class:`NIRExportError`), or carried in
@@ -54,6 +60,7 @@ from torch import nn
 from .models import SpikingRNN
 from .neurons.cells import LTC
 from .neurons.readout import FixedReadout, LinearReadout, LiquidReadout
+from .vocabulary import NIR_DISCRETIZATIONS
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRExportError", "NIRImportError"]
 
@@ -106,9 +113,25 @@ def _check_exportable(model: nn.Module) -> None:
         raise NIRExportError(f"the layers use different time steps dt {sorted(dts)}; one graph has one dt")
 
 
-def to_nir(model: SpikingRNN) -> Any:
-    """The :class:`nir.NIRGraph` of a LIF/ALIF :class:`~fptt.SpikingRNN` (see the module docstring)."""
+def _node_tau(decay: torch.Tensor, dt: float, discretization: str) -> np.ndarray:
+    """The NIR time constant whose one-step integration decays by ``decay`` (= α or k) over ``dt``."""
+    tau = -dt / torch.log(decay) if discretization == "zoh" else dt / (1.0 - decay)
+    return _array(tau)
+
+
+def _node_decay(tau: np.ndarray, dt: float, discretization: str) -> torch.Tensor:
+    """The one-step decay α of a NIR node's τ (the inverse of :func:`_node_tau`)."""
+    tau = torch.from_numpy(np.asarray(tau, dtype=np.float64))
+    return torch.exp(-dt / tau) if discretization == "zoh" else 1.0 - dt / tau
+
+
+def to_nir(model: SpikingRNN, discretization: str = "zoh") -> Any:
+    """The :class:`nir.NIRGraph` of a LIF/ALIF :class:`~fptt.SpikingRNN` (see the module docstring);
+    ``discretization`` (``"zoh"`` or ``"euler"``) is the integration rule the graph's time constants
+    are written for."""
     nir = _nir()
+    if discretization not in NIR_DISCRETIZATIONS:
+        raise ValueError(f"discretization must be one of {', '.join(NIR_DISCRETIZATIONS)}, got {discretization!r}")
     _check_exportable(model)
     dt = float(model.layers[0].dt)
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array([model.input_size])})}
@@ -137,12 +160,12 @@ def to_nir(model: SpikingRNN) -> Any:
                      else torch.zeros(size, size, dtype=torch.float64))
         if layer.reset == "zero":
             integrator = spikes = f"{prefix}_lif"
-            nodes[spikes] = nir.LIF(tau=_array(tau), r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros.copy(),
+            nodes[spikes] = nir.LIF(tau=_node_tau(decay, dt, discretization), r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros.copy(),
                                     metadata=metadata)
             recurrent_needed = layer.recurrent_weight is not None
         else:
             integrator, spikes = f"{prefix}_membrane", f"{prefix}_spikes"
-            nodes[integrator] = nir.LI(tau=_array(tau), r=ones, v_leak=zeros)
+            nodes[integrator] = nir.LI(tau=_node_tau(decay, dt, discretization), r=ones, v_leak=zeros)
             nodes[spikes] = nir.Threshold(threshold=threshold, metadata=metadata)
             edges.append((integrator, spikes))
             recurrent = recurrent - torch.diag(layer.baseline_threshold * dt / (1.0 - decay))
@@ -157,14 +180,15 @@ def to_nir(model: SpikingRNN) -> Any:
     edges.append((membrane_source if model.readout_from == "membrane" else source, "readout_affine"))
     last = "readout_affine"
     if isinstance(readout, FixedReadout):
-        tau_out = torch.exp(readout.log_tau.detach().to(torch.float64)) * dt  # k = exp(-dt / (τ_out dt))
+        decay = torch.exp(-1.0 / torch.exp(readout.log_tau.detach().to(torch.float64)))  # k = exp(-1/τ_out)
         size = model.output_size
-        nodes["readout_li"] = nir.LI(tau=_array(tau_out), r=np.ones(size), v_leak=np.zeros(size))
+        nodes["readout_li"] = nir.LI(tau=_node_tau(decay, dt, discretization), r=np.ones(size), v_leak=np.zeros(size))
         edges.append(("readout_affine", "readout_li"))
         last = "readout_li"
     nodes["output"] = nir.Output(output_type={"output": np.array([model.output_size])})
     edges.append((last, "output"))
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"fptt_dt": dt, "fptt_readout_from": model.readout_from})
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"fptt_dt": dt, "fptt_readout_from": model.readout_from,
+                                                             "fptt_discretization": discretization})
     return graph
 
 
@@ -197,6 +221,9 @@ def from_nir(graph: Any) -> SpikingRNN:
     constants, thresholds, reset, adaptation and the options kept in metadata)."""
     metadata = {key: _text(value) for key, value in (graph.metadata or {}).items()}
     dt = _number(metadata.get("fptt_dt", 1.0))
+    discretization = str(metadata.get("fptt_discretization", "zoh"))
+    if discretization not in NIR_DISCRETIZATIONS:
+        raise NIRImportError(f"unknown fptt_discretization {discretization!r}; expected one of {NIR_DISCRETIZATIONS}")
     readout_from = str(metadata.get("fptt_readout_from", "spikes"))
     layers: list[dict[str, Any]] = []
     while f"layer{len(layers)}_input" in graph.nodes:
@@ -245,12 +272,12 @@ def from_nir(graph: Any) -> SpikingRNN:
         for layer, saved in zip(model.layers, layers):
             layer.input_weight.weight.copy_(torch.from_numpy(np.asarray(saved["affine"].weight, dtype=np.float64)))
             layer.input_weight.bias.copy_(torch.from_numpy(np.asarray(saved["affine"].bias, dtype=np.float64)))
-            tau = torch.from_numpy(saved["tau"])
-            layer.tau_membrane.copy_(tau)
+            decay = _node_decay(saved["tau"], dt, discretization)
+            layer.tau_membrane.copy_(-dt / torch.log(decay))  # α = exp(-dt / τ_m)
             if layer.recurrent_weight is not None:
                 weight = torch.from_numpy(saved["recurrent"])
                 if saved["reset"] == "subtract":  # undo the folded reset: W_r = W' + diag(b_0 dt / (1 - α))
-                    weight = weight + torch.diag(saved["threshold"] * dt / (1.0 - torch.exp(-dt / tau)))
+                    weight = weight + torch.diag(saved["threshold"] * dt / (1.0 - decay))
                 layer.recurrent_weight.weight.copy_(weight)
             if adaptive:
                 layer.tau_adaptation.copy_(torch.from_numpy(np.asarray(saved["meta"]["fptt_tau_adaptation"],
@@ -258,15 +285,15 @@ def from_nir(graph: Any) -> SpikingRNN:
         model.readout.weight.weight.copy_(torch.from_numpy(np.asarray(readout_affine.weight, dtype=np.float64)))
         model.readout.weight.bias.copy_(torch.from_numpy(np.asarray(readout_affine.bias, dtype=np.float64)))
         if readout == "fixed":
-            tau_out = np.asarray(_node(graph, "readout_li", "LI").tau, dtype=np.float64) / dt
-            model.readout.log_tau.copy_(torch.from_numpy(np.log(tau_out)))
+            decay = _node_decay(_node(graph, "readout_li", "LI").tau, dt, discretization)
+            model.readout.log_tau.copy_(torch.log(-1.0 / torch.log(decay)))  # k = exp(-1/τ_out)
     return model
 
 
-def write_nir(model: SpikingRNN, path: str | Path) -> Path:
+def write_nir(model: SpikingRNN, path: str | Path, discretization: str = "zoh") -> Path:
     """Export ``model`` with :func:`to_nir` and write it with ``nir.write`` (HDF5) to ``path``."""
     nir = _nir()
-    graph = to_nir(model)
+    graph = to_nir(model, discretization)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nir.write(str(path), graph)

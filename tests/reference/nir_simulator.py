@@ -1,9 +1,10 @@
 """A plain clocked simulator of NIR graphs, written for clarity, not speed: the oracle that shows
 an exported graph's *primitives* compute the fptt network (no fptt code, no metadata read).
 
-Semantics (those stated in fptt.nir_io): steps of length dt; a neuron node integrates its summed
-input held over the step (zero-order hold): v ← e^{-dt/τ} v + (1 − e^{-dt/τ}) (v_leak + R I)...
-written out below for v_leak = 0 as NIR's τ dv/dt = (v_leak − v) + R I gives; a LIF node fires
+Semantics (those stated in fptt.nir_io): steps of length dt; a neuron node integrates NIR's
+τ dv/dt = (v_leak − v) + R I with its summed input held over the step, exactly (``"zoh"``:
+v ← e^{-dt/τ} v + (1 − e^{-dt/τ}) (v_leak + R I)) or by one forward-Euler step (``"euler"``:
+v ← v + (dt/τ) (v_leak + R I − v)); a LIF node fires
 z = [v > v_threshold] and sets v ← v_reset where it fired; Threshold z = [x > θ]; Affine W x + b;
 Linear W x. Edges are evaluated in a topological order of the graph without its back edges; a
 back edge (one closing a cycle) delivers the previous step's value (zeros at the first step).
@@ -39,7 +40,7 @@ def _order(nodes: dict, edges: list[tuple[str, str]]) -> tuple[list[str], set[tu
     return order, back
 
 
-def simulate(graph, x: np.ndarray, dt: float = 1.0) -> np.ndarray:
+def simulate(graph, x: np.ndarray, dt: float = 1.0, discretization: str = "zoh") -> np.ndarray:
     """Run ``graph`` on ``x`` (batch, time, features); returns the output node's values (batch, time, out)."""
     nodes, edges = graph.nodes, list(graph.edges)
     order, back = _order(nodes, edges)
@@ -69,7 +70,7 @@ def simulate(graph, x: np.ndarray, dt: float = 1.0) -> np.ndarray:
                 value = total @ np.asarray(node.weight).T
             elif kind in ("LI", "LIF"):
                 tau, r, leak = (np.asarray(node.tau), np.asarray(node.r), np.asarray(node.v_leak))
-                decay = np.exp(-dt / tau)
+                decay = np.exp(-dt / tau) if discretization == "zoh" else 1.0 - dt / tau
                 v = voltage.get(name, np.zeros((batch, tau.shape[0])))
                 drive = leak + r * (total if total is not None else 0.0)
                 v = decay * v + (1.0 - decay) * drive
