@@ -122,7 +122,8 @@ def check_checkpoint_resume(make: Callable[[torch.dtype], nn.Module], path) -> N
     assert first.loss == second.loss
     for (name, a), b in zip(model.state_dict().items(), restored.state_dict().values()):
         assert torch.equal(a, b), name
-    for a, b in zip(optimizer.averaged_state_dict(model).values(), restored_optimizer.averaged_state_dict(restored).values()):
+    averages = restored_optimizer.averaged_state_dict(restored).values()
+    for a, b in zip(optimizer.averaged_state_dict(model).values(), averages):
         assert torch.equal(a, b)
 
 

@@ -160,8 +160,8 @@ def to_nir(model: SpikingRNN, discretization: str = "zoh") -> Any:
                      else torch.zeros(size, size, dtype=torch.float64))
         if layer.reset == "zero":
             integrator = spikes = f"{prefix}_lif"
-            nodes[spikes] = nir.LIF(tau=_node_tau(decay, dt, discretization), r=ones, v_leak=zeros, v_threshold=threshold, v_reset=zeros.copy(),
-                                    metadata=metadata)
+            nodes[spikes] = nir.LIF(tau=_node_tau(decay, dt, discretization), r=ones, v_leak=zeros,
+                                    v_threshold=threshold, v_reset=zeros.copy(), metadata=metadata)
             recurrent_needed = layer.recurrent_weight is not None
         else:
             integrator, spikes = f"{prefix}_membrane", f"{prefix}_spikes"
@@ -182,7 +182,8 @@ def to_nir(model: SpikingRNN, discretization: str = "zoh") -> Any:
     if isinstance(readout, FixedReadout):
         decay = torch.exp(-1.0 / torch.exp(readout.log_tau.detach().to(torch.float64)))  # k = exp(-1/τ_out)
         size = model.output_size
-        nodes["readout_li"] = nir.LI(tau=_node_tau(decay, dt, discretization), r=np.ones(size), v_leak=np.zeros(size))
+        nodes["readout_li"] = nir.LI(tau=_node_tau(decay, dt, discretization), r=np.ones(size),
+                                     v_leak=np.zeros(size))
         edges.append(("readout_affine", "readout_li"))
         last = "readout_li"
     nodes["output"] = nir.Output(output_type={"output": np.array([model.output_size])})

@@ -85,8 +85,8 @@ class SnnTorchAdapter(AdapterBase):
                     raise ValueError(f"layer {index} is snntorch.{type(module).__name__}, which SnnTorchAdapter does "
                                      f"not support; supported neurons: {', '.join(_STATES)}")
                 if module.init_hidden:
-                    raise ValueError(f"layer {index} ({type(module).__name__}) was built with init_hidden=True; build it "
-                                     "with init_hidden=False: the adapter carries the state explicitly")
+                    raise ValueError(f"layer {index} ({type(module).__name__}) was built with init_hidden=True; "
+                                     "build it with init_hidden=False: the adapter carries the state explicitly")
                 kinds.append(name)
             else:
                 kinds.append(None)
