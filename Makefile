@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine (Python >= 3.10):
 #   make demo   -- set up .venv and run the FPTT-vs-BPTT demo (the adding task, T = 200, ~2.5 min)
-#   make test   -- set up .venv and run the test suite
+#   make test   -- set up .venv (with the interop and logging extras) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+INTEROP := $(VENV)/.interop
 
 .PHONY: demo test venv clean bench
 
@@ -18,10 +19,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev,data,plot,config]"
 	touch $(STAMP)
 
+# the interop and logging extras, for their tests: once per venv, torch held at $(TORCH)
+$(INTEROP): $(STAMP) constraints/interop.txt
+	$(BIN)/python -m pip install --quiet -c constraints/interop.txt -e ".[interop,logging]"
+	touch $(INTEROP)
+
 demo: $(STAMP)
 	$(BIN)/fptt demo
 
-test: $(STAMP)
+test: $(STAMP) $(INTEROP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -70,6 +70,7 @@ def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
             learner.observe(torch.rand(2, 3, dtype=torch.float64), torch.tensor([1, 2]) if rank == 0 or t >= 2 else None)
         assert learner.updates == 3
         torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"stream{rank}.pt"))
+        dist.barrier()  # no rank leaves while its peer's gloo threads still talk to it (as the CLI does)
     finally:
         dist.destroy_process_group()
 

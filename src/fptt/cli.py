@@ -1,4 +1,5 @@
-"""The ``fptt`` command line: ``train``, ``eval``, ``bench``, ``stream`` and ``demo`` (see docs/CLI.md).
+"""The ``fptt`` command line: ``train``, ``eval``, ``export``, ``compare``, ``bench``, ``stream`` and ``demo``
+(see docs/CLI.md).
 
 Built on :mod:`argparse` (standard library, no dependency). Heavy imports (torch, the trainer,
 matplotlib) happen inside the commands so that ``fptt --help`` and argument errors are instant.
@@ -27,7 +28,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by SIGTERM after saving a checkp
 _NOT_CONFIG = {"command", "config", "resume", "quiet", "debug", "handler"}
 # what may change when resuming a run (everything else would break exact continuation)
 _RESUMABLE = {"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots", "data_dir",
-              "checkpoint_every", "on_nonfinite", "eval_every", "stop_at"}
+              "checkpoint_every", "on_nonfinite", "eval_every", "stop_at", "log"}
 
 
 def _chrono(text: str) -> float | str | None:
@@ -52,7 +53,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (EVAL_WITH, INITIAL_STATES, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+    from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
                              SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
@@ -155,6 +156,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                      help="record the peak bytes autograd saves per update (SavedTensorMeter)")
     run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=s,
                      help="write plots/ at the end of the run (default on)")
+    run.add_argument("--log", choices=LOGGERS, default=s,
+                     help="also write the run's metrics (loss, accuracy/mse, firing rate, lr, memory) to an experiment "
+                          "tracker: tensorboard writes RUN_DIR/tensorboard (pip install 'fptt[logging]'); default none")
     run.add_argument("--distributed", action="store_true", default=s,
                      help="data-parallel training over the processes of `torchrun --nproc_per_node=N -m fptt.cli "
                           "train ...` (on by itself under torchrun; see docs/DISTRIBUTED.md)")
@@ -195,6 +199,39 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also save the evaluated weights (W̄ by default) as a plain state_dict to FILE")
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
+
+    from .vocabulary import EXPORT_FORMATS, NIR_DISCRETIZATIONS
+
+    export = commands.add_parser("export", help="export a run's model (W̄ by default) to NIR or a state_dict",
+                                 description=(
+        "Write the model of a saved run in another format: --format nir, a NIR graph (the Neuromorphic "
+        "Intermediate Representation, HDF5; LIF and ALIF networks, see docs/INTEROP.md), or --format "
+        "state_dict (a plain torch state_dict plus FILE.config.json). FPTT runs export the running average W̄ "
+        "unless --with weights."))
+    export.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="nir", help="output format (default nir)")
+    export.add_argument("--output", "-o", metavar="FILE",
+                        help="output file (default RUN_DIR/export/model.nir or model.pt)")
+    export.add_argument("--with", dest="with_", choices=("average", "weights"), default="average",
+                        help="FPTT runs: the running average W̄ (default) or the weights W")
+    export.add_argument("--which", choices=("last", "best"), default="last", help="checkpoint of a run folder")
+    export.add_argument("--discretization", choices=NIR_DISCRETIZATIONS, default="zoh",
+                        help="nir: write the time constants for exact integration (zoh, default) or for one "
+                             "forward-Euler step per dt (euler, what Norse's NIR import runs)")
+    _add_common(export)
+    export.set_defaults(handler=_cmd_export)
+
+    compare = commands.add_parser("compare", help="several runs side by side: a table and their learning curves",
+                                  description=(
+        "Print a table of several run folders (task, neuron, method, k, epochs, final and best score, training "
+        "time, memory) and plot their learning curves in one figure (curve.jsonl points when every run has them, "
+        "else the per-epoch metrics)."))
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--plot", metavar="FILE", default="compare.png",
+                         help="the figure's file (default compare.png in the current folder)")
+    compare.add_argument("--no-plot", action="store_true", help="print the table only")
+    compare.add_argument("--json", action="store_true", help="print the table's rows as JSON")
+    compare.set_defaults(handler=_cmd_compare, quiet=False, debug=False)
 
     bench = commands.add_parser("bench", help="memory, speed and peer benchmarks", description=(
         "Run a benchmark of fptt.bench; the arguments after the benchmark's name are its own "
@@ -339,6 +376,55 @@ def _export(model, config, payload: dict, used: str, path: Path) -> None:
     shape = payload.get("model_shape") or {}
     write_text_atomic(Path(f"{path}.config.json"), json.dumps(
         {"config": config.to_dict(), "weights": used, **shape}, indent=2) + "\n")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .build import load_model
+
+    try:
+        config, model, payload, used = load_model(args.path, device="cpu", which=args.which, weights=args.with_)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    source = Path(args.path)
+    folder = source if source.is_dir() else source.parent
+    output = Path(args.output) if args.output else folder / "export" / ("model.nir" if args.format == "nir" else "model.pt")
+    if args.format == "nir":
+        from .nir_io import NIRExportError, write_nir
+
+        try:
+            write_nir(model, output, args.discretization)
+        except NIRExportError as error:
+            raise UsageError(f"cannot export {config.model} network to NIR: {error}") from None
+        except ImportError as error:
+            raise UsageError(str(error)) from None
+    else:
+        _export(model, config, payload, used, output)
+    if not args.quiet:
+        what = "averaged weights W̄" if used == "average" else "weights W"
+        print(f"exported the {what} of {args.path} (epoch {payload['epoch']}) as {args.format} to {output}",
+              file=sys.stderr)
+    print(output)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import comparison_rows, format_table, load_run_record, plot_comparison
+
+    try:
+        records = [load_run_record(run) for run in args.runs]
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    rows = comparison_rows(records)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    if not args.no_plot:
+        try:
+            path = plot_comparison(records, args.plot)
+        except ImportError as error:
+            raise UsageError(f"plotting needs matplotlib ({error}); pip install 'fptt[plot]', or pass --no-plot") from None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        print(f"learning curves: {path}", file=sys.stderr)
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

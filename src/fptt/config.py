@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
+from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
                          READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
 
 __all__ = [
@@ -95,6 +95,7 @@ class TrainConfig:
     run_dir: Optional[str] = None
     measure_memory: bool = False
     plots: bool = True
+    log: str = "none"  # also write the metrics to an experiment tracker: "tensorboard" (the logging extra)
     distributed: bool = False  # DDP over the torchrun processes (also on when launched by torchrun)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +124,7 @@ class TrainConfig:
             "eval_with": EVAL_WITH, "readout": READOUTS,
             "readout_from": READOUT_INPUTS, "norm": NORMS,
             "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
+            "log": LOGGERS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -54,6 +54,7 @@ from .config import TrainConfig, default_run_dir, save_config
 from .engine import EpochMetrics, evaluate, train_epoch
 from .measure import peak_rss_mb, per_update
 from .optim import FPTT
+from .tracking import Tracker, open_tracker
 
 __all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir",
            # builders, from fptt.build (kept importable from here for existing code)
@@ -190,6 +191,7 @@ class Trainer:
         self.start_epoch = 0
         self.skip_batches = 0
         self.saved_tensor_peak = 0
+        self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
         seed_everything(config.seed)
         self.train_set = build_dataset(config, "train")
         self.eval_split = default_eval_split(config)
@@ -370,12 +372,21 @@ class Trainer:
         if self.is_main:
             with (self.run_dir / CURVE).open("a") as handle:
                 handle.write(json.dumps(point) + "\n")
+            self.tracker.curve(point)
         watched = scores["average"] if fptt and self.config.eval_with == "average" else scores["weights"]
         target = self.config.stop_at
         if target is not None and watched is not None and (watched >= target if metric == "accuracy" else watched <= target):
             if not self.target_reached:
                 self.log(f"stop_at reached: {metric} {watched:.4g} after {point['batch']} batches")
             self.target_reached = True
+
+    @staticmethod
+    @contextmanager
+    def _closing(tracker: Tracker) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            tracker.close()
 
     @contextmanager
     def _sigint(self) -> Iterator[None]:
@@ -415,7 +426,10 @@ class Trainer:
             write_text_atomic(self.run_dir / CURVE, "".join(json.dumps(point) + "\n" for point in self.curve))
         started = time.perf_counter()
         interrupted = False
-        with self._sigint():
+        if self.is_main and config.log != "none":
+            done = self.start_epoch * self.batches_per_epoch + self.skip_batches
+            self.tracker = open_tracker(config.log, self.run_dir, purge_step=done + 1 if done else None)
+        with self._sigint(), self._closing(self.tracker):
             self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
@@ -458,6 +472,8 @@ class Trainer:
                 if self.is_main:
                     with metrics_path.open("a") as handle:
                         handle.write(json.dumps(row) + "\n")
+                    self.tracker.epoch(row, epoch * self.batches_per_epoch + resumed_at + batches.done,
+                                       self.saved_tensor_peak if config.measure_memory else None)
                 score = _score(row["eval"])
                 improved = self.best is None or score > self.best
                 if improved:

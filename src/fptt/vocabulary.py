@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
            "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS",
-           "EVAL_WITH", "check_registry"]
+           "EVAL_WITH", "EXPORT_FORMATS", "NIR_DISCRETIZATIONS", "LOGGERS", "check_registry"]
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist")
 NEURONS = ("ltc", "alif", "lif")
@@ -29,6 +29,9 @@ OPTIMIZERS = ("adam", "adamax", "sgd")
 SCHEDULES = ("none", "step", "cosine")
 SCHEDULE_UNITS = ("epoch", "batch")
 EVAL_WITH = ("average", "weights")
+EXPORT_FORMATS = ("nir", "state_dict")  # fptt export --format
+NIR_DISCRETIZATIONS = ("zoh", "euler")  # how the exported NIR time constants are to be integrated
+LOGGERS = ("none", "tensorboard")  # fptt train --log
 
 
 def check_registry(kind: str, registered: tuple[str, ...], names: tuple[str, ...]) -> None:
