@@ -23,6 +23,7 @@ __all__ = [
     "markdown_table",
     "synchronize",
     "check_device",
+    "timed",
 ]
 
 
@@ -108,6 +109,15 @@ def check_device(device: str) -> torch.device:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn: Callable[[], None]) -> float:
+    """Seconds ``fn()`` takes, with the device synchronised before and after."""
+    synchronize(device)
+    started = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - started
 
 
 def median(values: Iterable[float]) -> float:

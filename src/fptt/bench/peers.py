@@ -21,7 +21,6 @@ each; Linux).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -35,7 +34,7 @@ from ..models import SpikingRNN
 from ..optim import FPTT
 from .common import (
     benchmark_parser, check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
-    synchronize, write_outputs,
+    timed, write_outputs,
 )
 from .speed import naive_fptt_sequence
 
@@ -107,14 +106,6 @@ def _setups(hidden: int, x: torch.Tensor, y: torch.Tensor, device: torch.device
     return setups
 
 
-def _timed(device: torch.device, fn: Callable[[], None]) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - started
-
-
 def run_peer_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool = False, device: str = "cpu",
                        threads: int = 2) -> dict:
     """Time per step, saved bytes per update and peak-RSS growth of each FPTT implementation.
@@ -141,7 +132,7 @@ def run_peer_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool =
             "saved_mib_per_update": meter.peak / 2**20,
             "peak_rss_growth_mib": (high_water / 1024.0 - before) if peak_reset and high_water and before else None,
         }
-    raw = interleaved({name: (lambda t=train: _timed(dev, t) / steps) for name, (train, _) in setups.items()}, rounds)
+    raw = interleaved({name: (lambda t=train: timed(dev, t) / steps) for name, (train, _) in setups.items()}, rounds)
     finish_info(info)
     ms = {name: 1e3 * median(values) for name, values in raw.items()}
     vs_fptt = {name: median(a / b for a, b in zip(values, raw["fptt"])) for name, values in raw.items()}

@@ -16,7 +16,6 @@ and summarised by medians; ratios are the figures to read on a shared machine.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -30,7 +29,7 @@ from ..optim import FPTT
 from ..state import detach_state
 from .common import (
     benchmark_parser, check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
-    synchronize, write_outputs,
+    timed, write_outputs,
 )
 
 __all__ = ["run_speed_benchmark", "naive_fptt_sequence", "main"]
@@ -76,14 +75,6 @@ def naive_fptt_sequence(model: SpikingRNN, x: torch.Tensor, y: torch.Tensor, inn
                 averages[name].mul_(1 - beta).add_(beta * param).sub_((beta / alpha) * lambdas[name])
 
 
-def _timed(device: torch.device, fn: Callable[[], None]) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - started
-
-
 def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, rounds: int,
                     with_naive: bool = True) -> dict:
     """Per-step seconds of FPTT (engine), the floor (engine 'online', plain Adamax), naive FPTT, no-grad."""
@@ -95,13 +86,13 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
     floor_model = _model(hidden, 0, device)
     floor_opt = _adamax(floor_model)
     runs: dict[str, Callable[[], float]] = {
-        "fptt": lambda: _timed(device, lambda: train_epoch(fptt_model, loader, fptt_opt, method="fptt", k=1)) / steps,
-        "floor": lambda: _timed(device, lambda: train_epoch(floor_model, loader, floor_opt, method="online")) / steps,
+        "fptt": lambda: timed(device, lambda: train_epoch(fptt_model, loader, fptt_opt, method="fptt", k=1)) / steps,
+        "floor": lambda: timed(device, lambda: train_epoch(floor_model, loader, floor_opt, method="online")) / steps,
     }
     if with_naive:  # the full comparison: also the fused update, the naive loop, a no-grad forward
         fused_model = _model(hidden, 0, device)
         fused_opt = FPTT(_adamax(fused_model), alpha=0.1, beta=0.5, fused=True)
-        runs["fptt_fused"] = lambda: _timed(
+        runs["fptt_fused"] = lambda: timed(
             device, lambda: train_epoch(fused_model, loader, fused_opt, method="fptt", k=1)) / steps
         naive_model = _model(hidden, 0, device)
         naive_opt = _adamax(naive_model)
@@ -109,7 +100,7 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
         lambdas = {n: torch.zeros_like(p) for n, p in naive_model.named_parameters()}
         x_steps = x.to(device).transpose(0, 1).contiguous()
         y_dev = y.to(device)
-        runs["naive"] = lambda: _timed(device, lambda: naive_fptt_sequence(
+        runs["naive"] = lambda: timed(device, lambda: naive_fptt_sequence(
             naive_model, x_steps, y_dev, naive_opt, averages, lambdas)) / steps
 
         def nograd() -> None:
@@ -118,7 +109,7 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
                 for t in range(steps):
                     _, state = naive_model.step(x_steps[t], state)
 
-        runs["nograd_forward"] = lambda: _timed(device, nograd) / steps
+        runs["nograd_forward"] = lambda: timed(device, nograd) / steps
     for run in runs.values():  # warm-up (allocator, lazy optimizer state, kernels)
         run()
     raw = interleaved(runs, rounds)
@@ -148,7 +139,7 @@ def _epoch_benchmark(device: torch.device, hidden: int, batch: int, steps: int, 
         inner = _adamax(model)
         opt = FPTT(inner, alpha=0.1, beta=0.5, fused=name.endswith("fused")) if kwargs["method"] == "fptt" else inner
         models[name] = (model, opt)
-        runs[name] = (lambda m=model, o=opt, kw=kwargs: _timed(
+        runs[name] = (lambda m=model, o=opt, kw=kwargs: timed(
             device, lambda: train_epoch(m, data, o, **kw)) / batches)
     raw = interleaved(runs, rounds)
     per_batch = {k: median(v) for k, v in raw.items()}
