@@ -197,7 +197,9 @@ class Trainer:
         check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
         self.input_size, self.output_size = dataset_shape(self.train_set)
         seq_len = int(self.train_set[0][0].shape[0])
-        self.model = build_model(config, self.input_size, self.output_size, seq_len).to(self.device)
+        self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
+        self.model = build_model(config, self.input_size, self.output_size, seq_len,
+                                 input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
         if self.world_size > 1 or self.config.distributed:
             from .distributed import DistributedModel
@@ -274,7 +276,8 @@ class Trainer:
             "history": self.history,
             "curve": self.curve,
             "best": self.best,
-            "model_shape": {"input_size": self.input_size, "output_size": self.output_size},
+            "model_shape": {"input_size": self.input_size, "output_size": self.output_size,
+                            "input_shape": None if self.input_shape is None else list(self.input_shape)},
             "saved_tensor_peak_bytes": self.saved_tensor_peak,
         }
 
