@@ -32,6 +32,7 @@ counts (``flatten=True``) or (num_frames, 2, H', W'), with H' = W' = ceil(sensor
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Optional
 
@@ -162,6 +163,8 @@ class SaccadeMNIST(Dataset):
         seed: seeds the per-recording sensor mismatch.
         num_samples: keep the first N recordings of the split.
         flatten: items (num_frames, 2·H'·W') if True, else (num_frames, 2, H', W').
+        cache: keep each recording's events in memory once simulated (about 100 kB per
+            recording with the defaults; shared with :meth:`rebinned` copies).
     """
 
     num_classes = 10
@@ -182,6 +185,7 @@ class SaccadeMNIST(Dataset):
         seed: int = 0,
         num_samples: Optional[int] = None,
         flatten: bool = True,
+        cache: bool = False,
     ) -> None:
         from .mnist import mnist10k_images
 
@@ -211,6 +215,15 @@ class SaccadeMNIST(Dataset):
         self.seq_len = num_frames
         self.input_size = 2 * side * side
         saccade_scene(np.zeros((28, 28)), self.offsets[:1], sensor)  # checks the sensor size once
+        self._events: Optional[dict[int, np.ndarray]] = {} if cache else None
+
+    def rebinned(self, num_frames: int) -> "SaccadeMNIST":
+        """The same recordings binned into ``num_frames`` frames (a copy sharing the event cache)."""
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
+        other = copy.copy(self)
+        other.num_frames = other.seq_len = num_frames
+        return other
 
     def __len__(self) -> int:
         return len(self.images)
@@ -227,8 +240,13 @@ class SaccadeMNIST(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range ({len(self)} recordings)")
+        if self._events is not None and index in self._events:
+            return self._events[index]
         scene = saccade_scene(self.images[index] / 255.0, self.offsets, self.sensor_size[0])
-        return simulate_dvs(scene, self.times, self._threshold_map(index), self.log_eps)
+        events = simulate_dvs(scene, self.times, self._threshold_map(index), self.log_eps)
+        if self._events is not None:
+            self._events[index] = events
+        return events
 
     def frames(self, index: int) -> Tensor:
         """Binned events (num_frames, 2, H', W') float32, the span of the *recording* cut in equal bins."""
