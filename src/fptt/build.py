@@ -46,8 +46,8 @@ def _uses_bundled_mnist(config: TrainConfig) -> bool:
 
 
 def default_eval_split(config: TrainConfig) -> str:
-    """``heldout`` for the bundled MNIST-10k, ``test`` otherwise."""
-    return "heldout" if _uses_bundled_mnist(config) else "test"
+    """``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
+    return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
 
 
 def build_dataset(config: TrainConfig, split: str) -> Dataset:
