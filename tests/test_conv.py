@@ -240,3 +240,14 @@ def test_conv_snn_refuses_bad_shapes_and_inputs():
         model.step(torch.rand(3, 128), state)
     with pytest.raises(ValueError, match="gate_input"):
         ConvLTC(2, "4c3", (8, 8), gate_input="product")
+
+
+def test_wide_frames_are_read_time_major_in_bounded_blocks():
+    from fptt.batches import _BLOCK_ELEMENTS, StepInputs
+
+    x = torch.rand(4, 50, 2 * 128 * 128)  # a batch of full-resolution DVS frames
+    inputs = StepInputs(x, torch.device("cpu"), torch.float32)
+    assert inputs.block_steps * 4 * x.shape[2] <= _BLOCK_ELEMENTS and inputs.block_steps < 50
+    for t in (0, 1, inputs.block_steps, 49):
+        assert torch.equal(inputs[t], x[:, t])
+        assert inputs.block.shape[0] <= inputs.block_steps
