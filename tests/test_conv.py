@@ -251,3 +251,50 @@ def test_wide_frames_are_read_time_major_in_bounded_blocks():
     for t in (0, 1, inputs.block_steps, 49):
         assert torch.equal(inputs[t], x[:, t])
         assert inputs.block.shape[0] <= inputs.block_steps
+
+
+def _conv_ddp_setup():
+    torch.manual_seed(0)
+    model = ConvSNN((2, 6, 6), ["3c3"], [4], 3, norm="layer", initial_membrane="zero").double()
+    generator = torch.Generator().manual_seed(4)
+    x = (torch.rand(4, 5, 72, generator=generator) < 0.3).double()
+    y = torch.randint(0, 3, (4,), generator=generator)
+    return model, FPTT(torch.optim.Adam(model.parameters(), lr=1e-2), alpha=0.2), x, y
+
+
+def _conv_ddp_worker(rank: int, port: int, out_dir: str) -> None:
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    from fptt.distributed import DistributedModel
+    from tests.test_distributed import _snapshot
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        model, optimizer, x, y = _conv_ddp_setup()
+        train_epoch(DistributedModel(model), [(x[2 * rank:2 * rank + 2], y[2 * rank:2 * rank + 2])], optimizer,
+                    method="fptt", k=2)
+        torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ddp_ranks_train_a_conv_network_as_one_process_on_the_whole_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    from tests.test_distributed import _free_port, _snapshot
+
+    mp.start_processes(_conv_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+    model, optimizer, x, y = _conv_ddp_setup()
+    train_epoch(model, [(x, y)], optimizer, method="fptt", k=2)
+    single = _snapshot(model, optimizer)
+    for key in ("params", "averages", "lambdas"):
+        for a, b, c in zip(ranks[0][key], ranks[1][key], single[key]):
+            assert torch.equal(a, b), f"{key} differ across ranks"
+            torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-11)
