@@ -124,3 +124,50 @@ def test_dvsgesture_paper_preset_trains_end_to_end_on_tonic_files(tmp_path):
     payload = torch.load(run / "checkpoint_last.pt", weights_only=False)
     assert payload["model_shape"]["input_shape"] == [2, 64, 64]
     assert "conv_layers.5.membrane_rate.weight" in payload["model"]
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _cifar10dvs_layout(root, per_class: int = 100) -> None:
+    """tonic's CIFAR10-DVS layout, <root>/CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat4, in the
+    recordings' own format (AEDAT4, written by tests/data/aedat4.py); tonic needs 1,000 files."""
+    from tests.data.aedat4 import write_aedat4
+
+    rng = np.random.default_rng(0)
+    for label in CIFAR_CLASSES:
+        folder = root / "CIFAR10DVS" / label
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            n = 40
+            write_aedat4(folder / f"cifar10_{label}_{i}.aedat4", np.sort(rng.integers(0, 1_000_000, n)),
+                         rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n))
+
+
+def test_aedat4_files_written_by_the_tests_are_read_back_by_tonic(tmp_path):
+    pytest.importorskip("aedat")
+    from tonic.io import read_aedat4
+
+    from tests.data.aedat4 import write_aedat4
+
+    t, x, y, on = np.arange(7) * 250, np.arange(7) * 3, 127 - np.arange(7), np.arange(7) % 2
+    write_aedat4(tmp_path / "r.aedat4", t, x, y, on, packets=3)
+    events = read_aedat4(str(tmp_path / "r.aedat4"))
+    assert events["t"].tolist() == t.tolist() and events["x"].tolist() == x.tolist()
+    assert events["y"].tolist() == y.tolist() and events[events.dtype.names[3]].tolist() == on.astype(bool).tolist()
+
+
+def test_dvscifar10_paper_preset_trains_end_to_end_on_aedat4_files(tmp_path):
+    pytest.importorskip("tonic")
+    pytest.importorskip("aedat")
+    _cifar10dvs_layout(tmp_path)
+    run = tmp_path / "run"
+    done = fptt("train", "--task", "dvscifar10", "--preset", "paper", "--data-dir", str(tmp_path),
+                "--spatial-factor", "0.5", "--frames", "2", "--batch-size", "2", "--max-batches", "1",
+                "--max-eval-batches", "1", "--eval-batch-size", "2", "--epochs", "1", "--threads", "1",
+                "--no-plots", "--run-dir", str(run), timeout=600)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "paper" and config["conv"] == list(REFERENCE_DVS_CONV) and config["k"] == 1
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["train"]["updates"] == 2 and row["eval"]["samples"] == 2
