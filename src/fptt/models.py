@@ -19,7 +19,8 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .neurons.cells import check_step_input, get_neuron
+from .neurons.cells import LTC, check_step_input, get_neuron
+from .neurons.conv import ConvLTC
 from .neurons.functional import NeuronState
 from .neurons.readout import get_readout
 from .surrogate import SurrogateSpec
@@ -207,9 +208,6 @@ class ConvSNN(nn.Module):
         **neuron_options,
     ) -> None:
         super().__init__()
-        from .neurons.cells import LTC
-        from .neurons.conv import ConvLTC
-
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 3 or min(shape) <= 0:
             raise ValueError(f"input_shape must be (channels, height, width) with positive sizes, got {input_shape!r}")
