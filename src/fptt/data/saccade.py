@@ -78,19 +78,18 @@ def saccade_scene(image: np.ndarray, offsets: np.ndarray, sensor: int = 34) -> n
     padded[1:-1, 1:-1] = image
     top, left = (sensor - height) / 2.0, (sensor - width) / 2.0
     grid = np.arange(sensor, dtype=np.float64)
-    scene = np.empty((len(offsets), sensor, sensor))
-    for k, (dx, dy) in enumerate(offsets):
-        # sensor pixel (r, c) sees image point (r - top - dy, c - left - dx); +1 for the padding
-        rows = np.clip(grid - top - dy + 1.0, 0.0, height + 1.0)
-        cols = np.clip(grid - left - dx + 1.0, 0.0, width + 1.0)
-        r0 = np.minimum(np.floor(rows).astype(np.int64), height)
-        c0 = np.minimum(np.floor(cols).astype(np.int64), width)
-        fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
-        a = padded[np.ix_(r0, c0)]
-        b = padded[np.ix_(r0, c0 + 1)]
-        c = padded[np.ix_(r0 + 1, c0)]
-        d = padded[np.ix_(r0 + 1, c0 + 1)]
-        scene[k] = (a * (1 - fc) + b * fc) * (1 - fr) + (c * (1 - fc) + d * fc) * fr
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
+    # sensor pixel (r, c) sees image point (r - top - dy, c - left - dx); +1 for the padding.
+    # All K samples at once: rows (K, S), columns (K, S), then four gathers of (K, S, S).
+    rows = np.clip(grid[None, :] - top - offsets[:, 1:2] + 1.0, 0.0, height + 1.0)
+    cols = np.clip(grid[None, :] - left - offsets[:, 0:1] + 1.0, 0.0, width + 1.0)
+    r0 = np.minimum(np.floor(rows).astype(np.int64), height)
+    c0 = np.minimum(np.floor(cols).astype(np.int64), width)
+    fr, fc = (rows - r0)[:, :, None], (cols - c0)[:, None, :]
+    r0, c0 = r0[:, :, None], c0[:, None, :]
+    top_row = padded[r0, c0] * (1 - fc) + padded[r0, c0 + 1] * fc
+    bottom_row = padded[r0 + 1, c0] * (1 - fc) + padded[r0 + 1, c0 + 1] * fc
+    scene = top_row * (1 - fr) + bottom_row * fr
     return scene
 
 
