@@ -298,3 +298,23 @@ def test_two_ddp_ranks_train_a_conv_network_as_one_process_on_the_whole_batch(tm
         for a, b, c in zip(ranks[0][key], ranks[1][key], single[key]):
             assert torch.equal(a, b), f"{key} differ across ranks"
             torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-11)
+
+
+def test_recorded_activity_of_a_conv_network_matches_its_steps():
+    from fptt.plots import record_activity
+
+    torch.manual_seed(0)
+    model = ConvSNN((2, 6, 6), ["3c3"], [4], 3)
+    x = (torch.rand(5, 72) < 0.5).float() * 3
+    torch.manual_seed(1)
+    activity = record_activity(model, x)
+    assert [tuple(s.shape) for s in activity["spikes"]] == [(5, 27), (5, 4)]
+    conv_rates = activity["membrane_rate"][0]
+    assert conv_rates.shape == (5, 27) and bool(((conv_rates > 0) & (conv_rates < 1)).all())
+    assert activity["membrane_rate"][1].shape == (5, 4)
+    torch.manual_seed(1)
+    state = model.init_state(1)
+    for t in range(5):
+        _, state = model.step(x[t:t + 1], state)
+        assert torch.equal(state.conv[0].spikes[0].flatten(), activity["spikes"][0][t])
+        assert torch.equal(state.dense[0].spikes[0], activity["spikes"][1][t])

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
-from .functional import ConvLTCParameters, NeuronState, Reset, conv_ltc_step
+from .functional import ConvLTCParameters, NeuronState, Reset, _conv_rate, conv_ltc_step
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
 
@@ -157,6 +157,12 @@ class ConvLTC(nn.Module):
     def input_current(self, x: Tensor) -> Tensor:
         """d_t = pool(N(W_x ⊛ x_t + c_x))."""
         return self.pool(self.norm(self.synapse(x)))
+
+    def membrane_rate_at(self, x: Tensor, state: NeuronState) -> Tensor:
+        """α_t = σ(W_m ⊛ [d_t, u_{t-1}] + c_m) of the step ``forward(x, state)`` takes (plots, inspection)."""
+        params = self.parameters_tuple()
+        return _conv_rate(self.input_current(x), state.membrane, params.membrane_weight, params.membrane_bias,
+                          params.gate_input, params.padding)
 
     def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
         """One step: ``x`` (batch, C_in, H, W) -> spikes (batch, C, H', W'), new state."""
