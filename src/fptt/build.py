@@ -16,12 +16,12 @@ from torch.utils.data import Dataset
 
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
-from .vocabulary import EVENT_TASKS
 from .models import ConvSNN, SpikingRNN
 from .optim import FPTT
+from .vocabulary import EVENT_TASKS
 
-__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape", "build_model",
-           "build_optimizer", "build_scheduler", "load_run", "load_model"]
+__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
+           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
 
 
 def resolve_device(name: str) -> torch.device:
