@@ -79,13 +79,13 @@ def measure_child(spec: dict) -> dict:
     train_epoch(model, [(x[:, :2], y)], optimizer, method=config.method, k=1 if k else None, clip_grad_norm=clip)
     result = measure_batch_memory(model, optimizer, (x, y), config.method, k, torch.device("cpu"), clip_grad_norm=clip)
     return {"frames": config.frames, "method": config.method, "k": k, "batch_size": config.batch_size,
-            "command": command(spec["flags"]), **result}
+            "command": command(spec["flags"]), "git_commit": machine_info("cpu")["git_commit"], **result}
 
 
 def run_memory(args: argparse.Namespace) -> list[dict]:
     results = []
     for frames in args.frames:
-        for method in METHODS:
+        for method in args.methods:
             spec = {"flags": flags(args, frames, method, 0)}
             env = dict(os.environ, OMP_NUM_THREADS="1")
             code = ("import json, sys; sys.path.insert(0, 'experiments'); from frames_study import measure_child; "
@@ -115,7 +115,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
         train = SaccadeMNIST("train", num_samples=args.train_samples, **options)
         heldout = SaccadeMNIST("heldout", num_samples=args.test_samples, **options)
         for frames in sorted(args.frames, reverse=True):  # the longest first: the claim's case
-            for method in METHODS:
+            for method in args.methods:
                 values = flags(args, frames, method, seed)
                 run_dir = args.out / "runs" / f"f{frames}_{method}_s{seed}"
                 if (run_dir / "summary.json").is_file():
@@ -261,6 +261,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("phase", choices=("all", "memory", "accuracy", "report"))
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 300, 500])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--train-samples", type=int, default=512)
     parser.add_argument("--test-samples", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
