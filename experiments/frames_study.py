@@ -118,16 +118,20 @@ def run_accuracy(args: argparse.Namespace) -> None:
             for method in args.methods:
                 values = flags(args, frames, method, seed)
                 run_dir = args.out / "runs" / f"f{frames}_{method}_s{seed}"
-                if (run_dir / "summary.json").is_file():
+                if (run_dir / "summary.json").is_file() or (run_dir / "diverged.json").is_file():
                     continue
                 config = resolve_config(flag_values=values)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "command.txt").write_text(command(values) + f" --run-dir {run_dir}\n")
                 started = time.perf_counter()
-                summary = Trainer(config, run_dir, log=None, progress=False, handle_sigint=False,
-                                  datasets=(train.rebinned(frames), heldout.rebinned(frames))).fit()
-                print(json.dumps({"frames": frames, "method": method, "seed": seed,
-                                  "accuracy": summary["last"]["eval"]["accuracy"],
+                try:
+                    summary = Trainer(config, run_dir, log=None, progress=False, handle_sigint=False,
+                                      datasets=(train.rebinned(frames), heldout.rebinned(frames))).fit()
+                    accuracy = summary["last"]["eval"]["accuracy"]
+                except FloatingPointError as error:  # a NaN/Inf gradient: a result of the method, recorded
+                    (run_dir / "diverged.json").write_text(json.dumps({"error": str(error)}, indent=2) + "\n")
+                    accuracy = None
+                print(json.dumps({"frames": frames, "method": method, "seed": seed, "accuracy": accuracy,
                                   "seconds": time.perf_counter() - started}), flush=True)
                 for stale in run_dir.glob("checkpoint_*.pt"):  # the study keeps metrics, not weights
                     stale.unlink()
@@ -136,13 +140,18 @@ def run_accuracy(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------ report
 def _runs(out: Path) -> list[dict]:
     runs = []
-    for summary_path in sorted((out / "runs").glob("*/summary.json")):
-        run_dir = summary_path.parent
+    finished = sorted({*(out / "runs").glob("*/summary.json"), *(out / "runs").glob("*/diverged.json")})
+    for marker in finished:
+        run_dir = marker.parent
         config = json.loads((run_dir / "config.json").read_text())
         epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        diverged = marker.name == "diverged.json"
         runs.append({
             "frames": config["frames"], "method": config["method"], "seed": config["seed"], "k": config["k"],
-            "heldout_accuracy": epochs[-1]["eval"]["accuracy"],
+            # a run that diverged (NaN/Inf gradient) has no final accuracy; its completed epochs are kept
+            "diverged": json.loads(marker.read_text())["error"] if diverged else None,
+            "epochs_completed": len(epochs),
+            "heldout_accuracy": None if diverged else epochs[-1]["eval"]["accuracy"],
             "heldout_accuracy_per_epoch": [e["eval"]["accuracy"] for e in epochs],
             "train_accuracy": epochs[-1]["train"]["accuracy"],
             "epoch_seconds": [e["train"]["seconds"] for e in epochs],
@@ -166,12 +175,15 @@ def report(args: argparse.Namespace, info: dict) -> dict:
     rows, table = [], {}
     for frames in sorted({r["frames"] for r in runs} | {m["frames"] for m in memory}):
         for method in METHODS:
-            group = [r for r in runs if r["frames"] == frames and r["method"] == method]
+            every = [r for r in runs if r["frames"] == frames and r["method"] == method]
+            group = [r for r in every if r["diverged"] is None]
+            diverged_seeds = sorted(r["seed"] for r in every if r["diverged"] is not None)
             mem = next((m for m in memory if m["frames"] == frames and m["method"] == method), None)
             accuracy = _mean_std([r["heldout_accuracy"] for r in group]) if group else (None, None)
             seconds = _mean_std([s for r in group for s in r["epoch_seconds"]]) if group else (None, None)
             entry = {
                 "frames": frames, "method": method, "seeds": sorted(r["seed"] for r in group),
+                "diverged_seeds": diverged_seeds,
                 "heldout_accuracy_mean": accuracy[0], "heldout_accuracy_std": accuracy[1],
                 "heldout_accuracy_per_seed": [r["heldout_accuracy"] for r in sorted(group, key=lambda r: r["seed"])],
                 "epoch_seconds_mean": seconds[0],
@@ -181,7 +193,9 @@ def report(args: argparse.Namespace, info: dict) -> dict:
             }
             table[(frames, method)] = entry
             pct = (lambda v: None if v is None else 100 * v)
-            rows.append([frames, method, ", ".join(str(s) for s in entry["seeds"]) or None,
+            seeds_cell = ", ".join(str(s) for s in entry["seeds"]) + "".join(
+                f", {s} (diverged)" for s in diverged_seeds)
+            rows.append([frames, method, seeds_cell.lstrip(", ") or None,
                          None if entry["heldout_accuracy_mean"] is None else
                          f"{pct(entry['heldout_accuracy_mean']):.1f}"
                          + ("" if entry["heldout_accuracy_std"] is None else f" ± {pct(entry['heldout_accuracy_std']):.1f}"),
@@ -208,7 +222,10 @@ def report(args: argparse.Namespace, info: dict) -> dict:
                         "saved tensors / update (MiB)", "RSS peak − baseline (MiB)", "s / epoch"], rows), "",
         f"Training: {args.train_samples} recordings, held out: {args.test_samples}, {args.epochs} epochs, batch "
         f"{args.batch_size}; FPTT k = 1, TBPTT k = {args.tbptt_k}. Memory: one batch of {args.batch_size} after a "
-        "warm-up update, in a fresh process (seed 0).", "",
+        "warm-up update, in a fresh process (seed 0). A run marked diverged stopped on a NaN/Inf gradient "
+        "(the library's default on_nonfinite=stop); it is left out of the mean and listed below.", "",
+        *[f"- diverged: {r['frames']} frames, {r['method']}, seed {r['seed']}, after {r['epochs_completed']} "
+          f"epoch(s): {r['diverged'].split(';')[0]}" for r in runs if r["diverged"]], "",
         "FPTT ≥ BPTT (mean held-out accuracy): " + ("; ".join(
             f"{v['frames']} frames: {'yes' if v['fptt_mean_ge_bptt_mean'] else 'no'}" for v in verdicts) or "—"), "",
         "Commands (one per run):", "",
