@@ -29,6 +29,8 @@ _EXPORTS = {
     "TrainConfig": "config",
     "SpikingRNN": "models",
     "NetworkState": "models",
+    "ConvSNN": "models",
+    "ConvNetworkState": "models",
     "detach_state": "state",
     "map_state": "state",
     "state_to": "state",

@@ -57,8 +57,10 @@ def _check_batch(x: Tensor, y: Tensor, per_step_targets: bool, batch_index: int,
                          f"expects {input_size} (shape (batch, time, features) = {tuple(x.shape)})")
     if not isinstance(y, Tensor):
         raise TypeError(f"targets of batch {batch_index} must be a tensor, got {type(y).__name__}")
-    # in chunks of time steps: a temporary of O(chunk), not of O(T), whatever the sequence length
-    for chunk in x.split(_CHECK_CHUNK, dim=1):
+    # in chunks of time steps holding at most _CHECK_ELEMENTS values: isfinite's temporaries (it
+    # builds |x| as a full float copy) stay O(chunk), not O(T), whatever the length and width
+    steps = max(1, _CHECK_ELEMENTS // max(1, x.shape[0] * x.shape[2]))
+    for chunk in x.split(steps, dim=1):
         if not bool(torch.isfinite(chunk).all()):
             raise ValueError(f"inputs of batch {batch_index} contain NaN or Inf values")
     if y.shape[0] != x.shape[0]:
@@ -118,27 +120,31 @@ def loader_length(loader: Iterable, max_batches: Optional[int]) -> Optional[int]
     return length
 
 
-_CHECK_CHUNK = 1024  # time steps per finiteness check
-_BLOCK = 128  # time steps per time-major input block
+_CHECK_ELEMENTS = 1 << 20  # values per finiteness check (a 4 MiB float32 chunk)
+_BLOCK = 128  # at most this many time steps per time-major input block
+_BLOCK_ELEMENTS = 1 << 22  # and at most this many values (16 MiB in float32; wide event frames)
 
 
 class StepInputs:
     """``inputs[t]``: the contiguous ``(batch, features)`` input of step t.
 
-    The batch-first ``(batch, time, features)`` tensor is made time-major one block of
-    ``_BLOCK`` steps at a time (steps are read in increasing order), so the engine's own copy of
-    the input is O(block), not O(T)."""
+    The batch-first ``(batch, time, features)`` tensor is made time-major one block at a time
+    (``_BLOCK`` steps, fewer for wide inputs so that a block holds at most ``_BLOCK_ELEMENTS``
+    values; steps are read in increasing order), so the engine's own copy of the input is
+    O(block), not O(T). The previous block is released before the next is made."""
 
     def __init__(self, x: Tensor, device: torch.device, dtype: torch.dtype) -> None:
         self.x = x.to(device=device, dtype=dtype, non_blocking=True)
         self.batch_size, self.seq_len = self.x.shape[0], self.x.shape[1]
+        self.block_steps = max(1, min(_BLOCK, _BLOCK_ELEMENTS // max(1, self.batch_size * self.x.shape[2])))
         self.start, self.block = 0, self.x[:, :0].transpose(0, 1)
 
     def __getitem__(self, t: int) -> Tensor:
         offset = t - self.start
         if not 0 <= offset < self.block.shape[0]:
             self.start, offset = t, 0
-            self.block = self.x[:, t:t + _BLOCK].transpose(0, 1).contiguous()
+            self.block = self.x[:, :0].transpose(0, 1)  # drop our reference to the old block first
+            self.block = self.x[:, t:t + self.block_steps].transpose(0, 1).contiguous()
         return self.block[offset]
 
 

@@ -8,7 +8,7 @@ in how a model is made.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -16,11 +16,12 @@ from torch.utils.data import Dataset
 
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
-from .models import SpikingRNN
+from .models import ConvSNN, SpikingRNN
 from .optim import FPTT
+from .vocabulary import EVENT_TASKS
 
-__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "build_model",
-           "build_optimizer", "build_scheduler", "load_run", "load_model"]
+__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
+           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,8 +46,8 @@ def _uses_bundled_mnist(config: TrainConfig) -> bool:
 
 
 def default_eval_split(config: TrainConfig) -> str:
-    """``heldout`` for the bundled MNIST-10k, ``test`` otherwise."""
-    return "heldout" if _uses_bundled_mnist(config) else "test"
+    """``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
+    return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
 
 
 def build_dataset(config: TrainConfig, split: str) -> Dataset:
@@ -63,6 +64,15 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
         options = dict(root=config.data_dir, downsample=config.downsample)
     else:
         options = dict(root=config.data_dir)
+    if config.task in EVENT_TASKS:
+        if config.frames is not None:
+            options["num_frames"] = config.frames
+        if config.spatial_factor is not None:
+            options["spatial_factor"] = config.spatial_factor
+    if config.task == "saccade-mnist":  # generated from the bundled digits; the seed draws the sensor mismatch
+        train = split == "train"
+        options.update(duration_ms=config.duration_ms, seed=config.seed,
+                       num_samples=config.train_samples if train else config.test_samples)
     try:
         return data.get_dataset(config.task, split, **options)
     except data.DatasetNotFoundError:
@@ -99,16 +109,33 @@ def check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
             raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
 
 
+def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) -> tuple[int, int, int]:
+    """(P, H, W) of a conv model's frames: ``input_shape`` when given (the dataset's
+    ``frame_shape``), else square two-polarity frames, the layout of every event dataset here."""
+    if input_shape is not None:
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 3 or shape[0] * shape[1] * shape[2] != input_size:
+            raise ConfigError(f"frame shape {shape} does not hold the {input_size} input features")
+        return shape  # type: ignore[return-value]
+    side = int(round((input_size / 2) ** 0.5))
+    if 2 * side * side != input_size:
+        raise ConfigError(f"conv layers need frames: {input_size} input features are not 2 polarities of a square "
+                          "map; use an event task (dvsgesture, dvscifar10, nmnist, saccade-mnist)")
+    return (2, side, side)
+
+
 def build_model(config: TrainConfig, input_size: int, output_size: int,
-                seq_len: Optional[int] = None) -> SpikingRNN:
-    """The :class:`SpikingRNN` that ``config`` describes (``seq_len`` resolves ``chrono_tau="seq_len"``).
+                seq_len: Optional[int] = None, input_shape: Optional[Sequence[int]] = None) -> nn.Module:
+    """The :class:`SpikingRNN` that ``config`` describes, or the :class:`ConvSNN` when
+    ``config.conv`` lists conv layers (``input_shape``: the frames' (P, H, W), see
+    :func:`frame_shape`); ``seq_len`` resolves ``chrono_tau="seq_len"``.
 
     ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF (``fused`` fuses the
     LTC dynamics and the FPTT update, only the update for ALIF/LIF); ``fixed_threshold``
     is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
     options: dict[str, Any] = dict(
         norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
-        initial_membrane=config.initial_state, synapse_init=config.synapse_init,
+        initial_membrane=config.initial_state, synapse_init=config.synapse_init, recurrent=config.recurrent,
     )
     if config.model != "lif":
         options["adaptation_strength"] = config.adaptation
@@ -120,6 +147,9 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
                        chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=config.fused)
     elif config.gate_slopes or config.chrono_tau is not None:
         raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
+    if config.conv:
+        return ConvSNN(frame_shape(input_size, input_shape), list(config.conv), list(config.hidden), output_size,
+                       readout=config.readout, gate_input=config.conv_gate, **options)
     return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
                       readout=config.readout, readout_from=config.readout_from, **options)
 
@@ -163,7 +193,8 @@ def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tupl
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
     config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
     shape = payload.get("model_shape") or {}
-    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
+    model = build_model(config, shape["input_size"], shape["output_size"],
+                        input_shape=shape.get("input_shape")).to(resolve_device(device))
     model.load_state_dict(payload["model"])
     optimizer = build_optimizer(config, model)
     optimizer.load_state_dict(payload["optimizer"])
@@ -188,7 +219,8 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
         model.load_state_dict(optimizer.averaged_state_dict(model))
         return config, model, payload, "average"
     shape = payload.get("model_shape") or {}
-    model = build_model(config, shape["input_size"], shape["output_size"]).to(resolve_device(device))
+    model = build_model(config, shape["input_size"], shape["output_size"],
+                        input_shape=shape.get("input_shape")).to(resolve_device(device))
     average = payload.get("model_average") if weights == "average" else None
     model.load_state_dict(average if average is not None else payload["model"])
     return config, model, payload, "average" if average is not None else "weights"

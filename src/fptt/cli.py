@@ -53,7 +53,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+    from .vocabulary import (CONV_GATES, EVAL_WITH, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
                              SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
@@ -83,6 +83,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="xavier (default) or torch_default (one nn.Linear over [x_t, s_{t-1}])")
     what.add_argument("--gate-slopes", action=argparse.BooleanOptionalAction, default=s,
                       help="learnable slopes of the LTC gate sigmoids")
+    what.add_argument("--conv", nargs="+", default=s, metavar="LAYER",
+                      help="convolutional LTC layers before the dense ones, e.g. --conv 8c3 16c3 (<channels>c<kernel>"
+                           "[p<pool>], 2x2 max pooling by default); event tasks only (a ConvSNN)")
+    what.add_argument("--conv-gate", choices=CONV_GATES, default=s,
+                      help="conv LTC gates over d + u (sum, the reference DVS-Gesture model; default) or [d, u] (concat)")
+    what.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=s,
+                      help="recurrent synapses in the dense spiking layers (default on)")
     what.add_argument("--chrono-tau", type=_chrono, default=s, metavar="TAU|seq_len|none",
                       help="LTC gate-bias init with time constants ~ U(2, TAU) (seq_len: the sequence length; "
                            "none: zero biases)")
@@ -131,8 +138,15 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seq-len", type=_positive_int, default=s, help="adding task: sequence length T (default 200)")
     data.add_argument("--downsample", type=int, choices=(14, 28), default=s,
                       help="MNIST tasks: 14 for 14×14 images (196 steps) instead of 784")
-    data.add_argument("--train-samples", type=_positive_int, default=s, help="adding task: training sequences")
-    data.add_argument("--test-samples", type=_positive_int, default=s, help="adding task: test sequences")
+    data.add_argument("--train-samples", type=_positive_int, default=s,
+                      help="adding task, saccade-mnist: training sequences")
+    data.add_argument("--test-samples", type=_positive_int, default=s,
+                      help="adding task, saccade-mnist: test (held-out) sequences")
+    data.add_argument("--frames", type=_positive_int, default=s, help="event tasks: frames per sample (default 20)")
+    data.add_argument("--spatial-factor", type=_positive_float, default=s,
+                      help="event tasks: frame downsampling in (0, 1] (e.g. 0.25: 128x128 -> 32x32)")
+    data.add_argument("--duration-ms", type=_positive_float, default=s,
+                      help="saccade-mnist: recording length in ms (default 300)")
     data.add_argument("--data-dir", default=s,
                       help="dataset root (default $FPTT_DATA; MNIST tasks fall back to the bundled MNIST-10k)")
     data.add_argument("--fresh-data", action=argparse.BooleanOptionalAction, default=s,

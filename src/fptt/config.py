@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from .vocabulary import (EVAL_WITH, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
+from .vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
                          READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
 
 __all__ = [
@@ -75,9 +76,15 @@ class TrainConfig:
     gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
     chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
     preset: Optional[str] = None  # a named regime of fptt.presets (recorded; its values are applied)
+    recurrent: bool = True  # dense spiking layers get recurrent synapses W_r s_{t-1}
+    conv: list[str] = field(default_factory=list)  # conv LTC front end, e.g. ["8c3", "16c3"] (ConvSNN); [] = none
+    conv_gate: str = "sum"  # conv LTC gates over d + u (the reference DVS-Gesture model) or "concat" [d, u]
     # data
     seq_len: int = 200
     downsample: Optional[int] = None
+    frames: Optional[int] = None  # event tasks: frames per sample (None: the dataset's default, 20)
+    spatial_factor: Optional[float] = None  # event tasks: frame downsampling in (0, 1] (None: the dataset's)
+    duration_ms: float = 300.0  # saccade-mnist: length of a recording
     train_samples: int = 10_000
     test_samples: int = 1_000
     data_dir: Optional[str] = None
@@ -125,6 +132,7 @@ class TrainConfig:
             "readout_from": READOUT_INPUTS, "norm": NORMS,
             "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
             "log": LOGGERS,
+            "conv_gate": CONV_GATES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -137,7 +145,20 @@ class TrainConfig:
                 not isinstance(h, int) or isinstance(h, bool) or h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden must be one or more positive ints, got {self.hidden!r}")
         positive_ints = ["epochs", "batch_size", "seq_len", "train_samples", "test_samples"]
-        optional_positive_ints = ["threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
+        if not isinstance(self.conv, list):
+            raise ConfigError(f"conv must be a list of layer specifications like ['8c3', '16c3'], got {self.conv!r}")
+        for spec in self.conv:
+            if not isinstance(spec, str) or _CONV_SPEC.match(spec) is None or int(_CONV_SPEC.match(spec).group(2)) % 2 == 0:
+                raise ConfigError(f"conv layer {spec!r} is not of the form <channels>c<odd kernel>[p<pool>], e.g. 64c7")
+        if self.conv and self.readout_from != "spikes":
+            raise ConfigError("a conv network reads out the spikes of its last dense layer: readout_from must be spikes")
+        if self.conv and self.model != "ltc":
+            raise ConfigError(f"conv layers are LTC layers; model must be ltc with conv, got {self.model!r}")
+        if self.spatial_factor is not None and not (_is_number(self.spatial_factor) and 0 < self.spatial_factor <= 1):
+            raise ConfigError(f"spatial_factor must lie in (0, 1], got {self.spatial_factor!r}")
+        if not _is_number(self.duration_ms) or not 0 < self.duration_ms < math.inf:
+            raise ConfigError(f"duration_ms must be a positive number, got {self.duration_ms!r}")
+        optional_positive_ints = ["frames", "threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
                                   "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
             value = getattr(self, key)
@@ -176,7 +197,7 @@ class TrainConfig:
         if self.preset is not None and self.preset not in PRESET_NAMES:
             raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
         for key in ("reset_lambda", "fused", "measure_memory", "plots", "distributed", "fixed_threshold",
-                    "gate_slopes", "fresh_data"):
+                    "gate_slopes", "fresh_data", "recurrent"):
             if not isinstance(getattr(self, key, False), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.load_average_each_epoch is not None and not isinstance(self.load_average_each_epoch, bool):
@@ -192,6 +213,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_CONV_SPEC = re.compile(CONV_LAYER_PATTERN)
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 # Task defaults and presets live in fptt.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).

@@ -6,7 +6,7 @@ backend, so importing this module costs nothing and works on machines without a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -24,39 +24,59 @@ def _pyplot():
 
 
 @torch.no_grad()
+def _membrane_rate(layer: torch.nn.Module, layer_input: Tensor, layer_state: Any) -> Optional[Tensor]:
+    """α_t of an LTC layer for this step's input and state (what its step computes), or None."""
+    gate_layer = getattr(layer, "membrane_rate", None)
+    if isinstance(gate_layer, torch.nn.Linear):  # dense LTC: σ(k (W_m [d_t, u_{t-1}] + c_m))
+        current = layer.input_current(layer_input, layer_state.spikes)
+        gate = gate_layer(torch.cat([current, layer_state.membrane], dim=-1))
+        slope = getattr(layer, "membrane_slope", None)
+        return torch.sigmoid(gate if slope is None else slope * gate)
+    if hasattr(layer, "membrane_rate_at"):  # conv LTC: σ(W_m ⊛ [d_t, u_{t-1}] + c_m)
+        return layer.membrane_rate_at(layer_input, layer_state)
+    return None
+
+
 def record_activity(model: torch.nn.Module, x: Tensor) -> dict[str, list[Tensor]]:
-    """Step ``model`` (a :class:`~fptt.SpikingRNN`) over one sequence ``x`` (T, C) and record,
-    per hidden layer, the spikes s_t (T, H) and, for LTC layers, the membrane rate
-    α_t = σ(W_m [d_t, u_{t-1}] + c_m) (T, H), recomputed from the cell's ``membrane_rate``
-    layer on the same d_t and u_{t-1} the step uses (SPEC §2)."""
+    """Step ``model`` (a :class:`~fptt.SpikingRNN` or :class:`~fptt.ConvSNN`) over one sequence
+    ``x`` (T, C) and record, per spiking layer (conv layers first), the spikes s_t (T, H; a conv
+    layer's maps flattened) and, for LTC layers, the membrane rate α_t (SPEC §2) (T, H),
+    recomputed from the layer's gate on the same input and state its step uses. The layers are
+    observed through forward hooks while ``model.step`` runs, so any network of these layers works."""
+    layers = [*getattr(model, "conv_layers", ()), *getattr(model, "dense_layers", getattr(model, "layers", ()))]
+    spikes: list[list[Tensor]] = [[] for _ in layers]
+    rates: list[list[Tensor]] = [[] for _ in layers]
+
+    def before(index: int):
+        def hook(layer, args):
+            rate = _membrane_rate(layer, *args)
+            if rate is not None:
+                rates[index].append(rate[0].flatten().cpu())
+        return hook
+
+    def after(index: int):
+        def hook(layer, args, output):
+            spikes[index].append(output[0][0].flatten().cpu())
+        return hook
+
+    handles = [layer.register_forward_pre_hook(before(i)) for i, layer in enumerate(layers)]
+    handles += [layer.register_forward_hook(after(i)) for i, layer in enumerate(layers)]
     was_training = model.training
     model.eval()
     try:
-        x = x.to(next(model.parameters()).device, next(model.parameters()).dtype)
-        state = model.init_state(1)
-        spikes: list[list[Tensor]] = [[] for _ in model.layers]
-        rates: list[list[Tensor]] = [[] for _ in model.layers]
-        for t in range(x.shape[0]):
-            layer_input = x[t].unsqueeze(0)
-            layer_states = []
-            for index, (layer, layer_state) in enumerate(zip(model.layers, state.layers)):
-                rate_layer = getattr(layer, "membrane_rate", None)
-                if isinstance(rate_layer, torch.nn.Linear):
-                    current = layer.input_current(layer_input, layer_state.spikes)
-                    gate = rate_layer(torch.cat([current, layer_state.membrane], dim=-1))
-                    slope = getattr(layer, "membrane_slope", None)  # σ(k (W [d, u] + c)) with gate slopes
-                    rates[index].append(torch.sigmoid(gate if slope is None else slope * gate)[0].cpu())
-                layer_input, layer_state = layer(layer_input, layer_state)
-                spikes[index].append(layer_input[0].cpu())
-                layer_states.append(layer_state)
-            readout_input = layer_input if model.readout_from == "spikes" else layer_states[-1].membrane
-            _, readout_state = model.readout(readout_input, state.readout)
-            state = type(state)(tuple(layer_states), readout_state)
+        with torch.no_grad():
+            parameter = next(model.parameters())
+            x = x.to(parameter.device, parameter.dtype)
+            state = model.init_state(1)
+            for t in range(x.shape[0]):
+                _, state = model.step(x[t].unsqueeze(0), state)
         return {
             "spikes": [torch.stack(layer) for layer in spikes],
             "membrane_rate": [torch.stack(layer) if layer else None for layer in rates],
         }
     finally:
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
 
 

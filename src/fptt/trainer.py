@@ -160,11 +160,13 @@ class Trainer:
             W̄ and λ, scheduler, RNG states, data order, interrupted epoch's position).
         progress: tqdm bars per epoch (default: when stderr is a terminal).
         log: where the per-epoch lines go (default ``print``); ``None`` silences them.
+        datasets: ``(train, evaluation)`` datasets to use instead of building them from the config
+            (they must be what the config describes; e.g. one cached dataset shared by several runs).
     """
 
     def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
                  progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
-                 handle_sigint: bool = True) -> None:
+                 handle_sigint: bool = True, datasets: Optional[tuple[Dataset, Dataset]] = None) -> None:
         config.validate()
         self.config = config
         self.run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
@@ -193,13 +195,18 @@ class Trainer:
         self.saved_tensor_peak = 0
         self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
         seed_everything(config.seed)
-        self.train_set = build_dataset(config, "train")
         self.eval_split = default_eval_split(config)
-        self.eval_set = build_dataset(config, self.eval_split)
+        if datasets is not None:
+            self.train_set, self.eval_set = datasets
+        else:
+            self.train_set = build_dataset(config, "train")
+            self.eval_set = build_dataset(config, self.eval_split)
         check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
         self.input_size, self.output_size = dataset_shape(self.train_set)
         seq_len = int(self.train_set[0][0].shape[0])
-        self.model = build_model(config, self.input_size, self.output_size, seq_len).to(self.device)
+        self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
+        self.model = build_model(config, self.input_size, self.output_size, seq_len,
+                                 input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
         if self.world_size > 1 or self.config.distributed:
             from .distributed import DistributedModel
@@ -276,7 +283,8 @@ class Trainer:
             "history": self.history,
             "curve": self.curve,
             "best": self.best,
-            "model_shape": {"input_size": self.input_size, "output_size": self.output_size},
+            "model_shape": {"input_size": self.input_size, "output_size": self.output_size,
+                            "input_shape": None if self.input_shape is None else list(self.input_shape)},
             "saved_tensor_peak_bytes": self.saved_tensor_peak,
         }
 

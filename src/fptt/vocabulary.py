@@ -8,11 +8,13 @@ validate against the tuples here.
 """
 from __future__ import annotations
 
-__all__ = ["TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
+__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
            "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS",
-           "EVAL_WITH", "EXPORT_FORMATS", "NIR_DISCRETIZATIONS", "LOGGERS", "check_registry"]
+           "EVAL_WITH", "EXPORT_FORMATS", "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN",
+           "check_registry"]
 
-TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist")
+TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")
+EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
 NEURONS = ("ltc", "alif", "lif")
 READOUTS = ("liquid", "fixed", "linear")
 READOUT_INPUTS = ("spikes", "membrane")
@@ -32,6 +34,9 @@ EVAL_WITH = ("average", "weights")
 EXPORT_FORMATS = ("nir", "state_dict")  # fptt export --format
 NIR_DISCRETIZATIONS = ("zoh", "euler")  # how the exported NIR time constants are to be integrated
 LOGGERS = ("none", "tensorboard")  # fptt train --log
+CONV_GATES = ("sum", "concat")  # conv LTC gates over d + u (the reference) or [d, u]
+# a conv LTC layer: "<channels>c<kernel>[p<pool>]" (e.g. "64c7", "32c3p1"); parsed by fptt.neurons.conv
+CONV_LAYER_PATTERN = r"^([1-9][0-9]*)c([1-9][0-9]*)(?:p([1-9][0-9]*))?$"
 
 
 def check_registry(kind: str, registered: tuple[str, ...], names: tuple[str, ...]) -> None:

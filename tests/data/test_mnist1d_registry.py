@@ -33,7 +33,8 @@ def test_mnist1d_shapes_and_rng_untouched(tmp_path, monkeypatch):
 
 
 def test_get_dataset_names():
-    assert DATASET_NAMES == ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist")
+    assert DATASET_NAMES == ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist",
+                             "saccade-mnist")
     train = get_dataset("add", "train", seq_len=20, num_samples=8)
     test = get_dataset("ADD", "test", seq_len=20, num_samples=8, root="/ignored")
     assert torch.equal(test.inputs, AddingTask(20, 8, seed=1_000_003).inputs)

@@ -19,7 +19,7 @@ import torch
 from ..measure import SavedTensorMeter, per_update, reset_peak_rss, status_kb
 from .common import benchmark_parser, check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
 
-__all__ = ["SavedTensorMeter", "measure_update_cycle", "run_memory_benchmark", "main"]
+__all__ = ["SavedTensorMeter", "measure_update_cycle", "measure_batch_memory", "run_memory_benchmark", "main"]
 
 FULL_LENGTHS = (100, 300, 1000, 3000, 10000)
 QUICK_LENGTHS = (10, 20, 40)
@@ -54,6 +54,20 @@ def measure_update_cycle(config: dict) -> dict:
     warm_x = torch.rand(batch, 2, 1)
     train_epoch(model, [(warm_x, y)], optimizer, method=train_method, k=None if method == "bptt" else 1)
 
+    return {**config, **measure_batch_memory(model, optimizer, (x, y), train_method, None if method == "bptt" else k,
+                                             device)}
+
+
+def measure_batch_memory(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
+                         method: str, k: Optional[int], device: torch.device, **train_options) -> dict:
+    """Train one ``batch`` with ``method`` and window ``k`` and report the memory it took: on CPU,
+    the resident peak (VmHWM reset just before; ``ru_maxrss`` where that is impossible) minus the
+    resident size before; on CUDA, ``max_memory_allocated`` minus ``memory_allocated`` before;
+    and the SavedTensorMeter peak (activation bytes kept by the largest single update). Model and
+    optimizer should be warmed up (one update) so that lazily allocated state is in the baseline."""
+    from ..engine import train_epoch
+
+    x, _ = batch
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -67,8 +81,7 @@ def measure_update_cycle(config: dict) -> dict:
         rss_source = "VmHWM after clear_refs" if reset else "ru_maxrss"
     started = time.perf_counter()
     with per_update(optimizer) as meter:
-        metrics = train_epoch(model, [(x, y)], optimizer, method=train_method,
-                              k=None if method == "bptt" else k)
+        metrics = train_epoch(model, [batch], optimizer, method=method, k=k, **train_options)
     seconds = time.perf_counter() - started
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -79,7 +92,6 @@ def measure_update_cycle(config: dict) -> dict:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, maxrss_before) * 1024
     input_bytes = x.numel() * x.element_size()
     return {
-        **config,
         "peak_bytes": int(peak),
         "baseline_bytes": int(before),
         "delta_bytes": int(peak - before),

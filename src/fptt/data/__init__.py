@@ -12,11 +12,12 @@ from .idx import IDXFormatError, read_idx, write_idx
 from .mnist import SequentialMNIST, mnist10k_split
 from .mnist1d import MNIST1D
 from .registry import DATASET_NAMES, get_dataset
+from .saccade import SaccadeMNIST, simulate_dvs
 from .shd import SHD, SHDFormatError
 
 __all__ = [
     "AddingTask", "SequentialMNIST", "mnist10k_split", "MNIST1D", "SHD", "SHDFormatError",
     "DVSGesture", "DVSCIFAR10", "NMNIST", "EventFileError", "events_to_frames", "pad_collate",
-    "get_dataset", "DATASET_NAMES",
+    "get_dataset", "DATASET_NAMES", "SaccadeMNIST", "simulate_dvs",
     "read_idx", "write_idx", "IDXFormatError", "DatasetNotFoundError", "data_root",
 ]

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from ._common import DatasetNotFoundError, data_root
 from .idx import read_idx
 
-__all__ = ["SequentialMNIST", "mnist10k_split"]
+__all__ = ["SequentialMNIST", "mnist10k_split", "mnist10k_images"]
 
 MEAN, STD = 0.1307, 0.3081
 _FILES = {
@@ -89,6 +89,17 @@ def mnist10k_split(labels: np.ndarray, train_fraction: float = 0.8, seed: int = 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(heldout))
 
 
+def mnist10k_images(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) of a split of the bundled MNIST-10k: ``"train"``
+    (8,000) or ``"heldout"`` (2,000), by :func:`mnist10k_split`."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"the bundled MNIST-10k has splits 'train' (8,000) and 'heldout' (2,000), got {split!r}")
+    images, labels = _load_files(None, "test")
+    train_index, heldout_index = mnist10k_split(labels)
+    index = train_index if split == "train" else heldout_index
+    return images[index], labels[index]
+
+
 class SequentialMNIST(Dataset):
     """(Permuted) sequential MNIST; see the module docstring for splits, shapes and sources.
 
@@ -119,12 +130,7 @@ class SequentialMNIST(Dataset):
             raise ValueError(f"downsample must be None, 28 or 14, got {downsample!r}")
         self.source = "MNIST-10k (bundled MNIST test split)" if root_path is None else f"MNIST at {root_path}"
         if root_path is None:
-            if split not in ("train", "heldout"):
-                raise ValueError(f"the bundled MNIST-10k has splits 'train' (8,000) and 'heldout' (2,000), got {split!r}")
-            images, labels = _load_files(None, "test")
-            train_index, heldout_index = mnist10k_split(labels)
-            index = train_index if split == "train" else heldout_index
-            images, labels = images[index], labels[index]
+            images, labels = mnist10k_images(split)
         else:
             images, labels = _load_files(root_path, split)
         self.split = split

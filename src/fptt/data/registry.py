@@ -68,6 +68,14 @@ def _nmnist(split: str, **kwargs: Any) -> Dataset:
     return NMNIST(split=split, **kwargs)
 
 
+def _saccade_mnist(split: str, **kwargs: Any) -> Dataset:
+    from .saccade import SaccadeMNIST
+
+    kwargs.pop("root", None)  # made from the bundled MNIST-10k
+    split = {"test": "heldout"}.get(split, split)
+    return SaccadeMNIST(split=split, **kwargs)
+
+
 _REGISTRY: dict[str, Callable[..., Dataset]] = {
     "add": _adding,
     "smnist": _smnist,
@@ -77,6 +85,7 @@ _REGISTRY: dict[str, Callable[..., Dataset]] = {
     "dvsgesture": _dvsgesture,
     "dvscifar10": _dvscifar10,
     "nmnist": _nmnist,
+    "saccade-mnist": _saccade_mnist,
 }
 DATASET_NAMES = tuple(_REGISTRY)
 check_registry("dataset", DATASET_NAMES, TASKS)
@@ -86,7 +95,8 @@ def get_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
     """Build dataset ``name`` (one of :data:`DATASET_NAMES`, case-insensitive) for ``split``;
     ``kwargs`` go to its constructor. ``root`` is accepted and ignored by the generated datasets
     (``add``, ``mnist1d``); ``"add"`` uses ``seed`` s for train and s + 1,000,003 for test (as
-    the trainer does); ``"dvscifar10"`` maps ``"train"``/``"test"`` to its own ``"train90"``/``"test10"``."""
+    the trainer does); ``"dvscifar10"`` maps ``"train"``/``"test"`` to its own ``"train90"``/``"test10"``;
+    ``"saccade-mnist"`` maps ``"test"`` to ``"heldout"``."""
     key = str(name).lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")

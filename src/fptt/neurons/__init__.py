@@ -1,20 +1,24 @@
 """Spiking neurons (LTC, ALIF, LIF) and leaky readouts: pure step functions and modules (SPEC §2)."""
 from .cells import ALIF, LIF, LTC, NEURONS, SpikingCell, get_neuron
+from .conv import ConvLTC, ConvSpec, parse_conv_spec
 from .functional import (
     ALIFParameters,
+    ConvLTCParameters,
     LTCParameters,
     NeuronState,
     alif_step,
+    conv_ltc_step,
     fixed_readout_step,
     lif_step,
     liquid_readout_step,
     ltc_step,
+    ltc_update,
 )
 from .readout import READOUTS, FixedReadout, LinearReadout, LiquidReadout, Readout, get_readout
 
 __all__ = [
-    "LTC", "ALIF", "LIF", "SpikingCell", "NEURONS", "get_neuron",
-    "NeuronState", "LTCParameters", "ALIFParameters",
-    "ltc_step", "alif_step", "lif_step", "fixed_readout_step", "liquid_readout_step",
+    "LTC", "ALIF", "LIF", "SpikingCell", "NEURONS", "get_neuron", "ConvLTC", "ConvSpec", "parse_conv_spec",
+    "NeuronState", "LTCParameters", "ALIFParameters", "ConvLTCParameters",
+    "ltc_step", "ltc_update", "conv_ltc_step", "alif_step", "lif_step", "fixed_readout_step", "liquid_readout_step",
     "Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout",
 ]

@@ -20,7 +20,7 @@ from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
 from .fused import LTCDynamicsKernels
 
-__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input"]
+__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
 
 InitialMembrane = Literal["random", "zero"]
 Norm = Literal["none", "layer"]
@@ -35,6 +35,21 @@ def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
         raise ValueError(f"{name} must have shape (batch, {features}) for one time step, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
+
+
+def initial_neuron_state(shape: tuple[int, ...], initial_membrane: str, baseline_threshold: float,
+                         device: torch.device | str, dtype: torch.dtype) -> NeuronState:
+    """The state at t = 0 (SPEC §2) of a layer whose neurons have ``shape`` (batch first):
+    u_0 ~ U(0, 1) (``"random"``) or 0 (``"zero"``), b_0 = the baseline threshold, s_0 = 0."""
+    if shape[0] <= 0:
+        raise ValueError(f"batch_size must be positive, got {shape[0]}")
+    if initial_membrane == "random":
+        membrane = torch.rand(shape, device=device, dtype=dtype)
+    else:
+        membrane = torch.zeros(shape, device=device, dtype=dtype)
+    adaptation = torch.full(shape, baseline_threshold, device=device, dtype=dtype)
+    spikes = torch.zeros(shape, device=device, dtype=dtype)
+    return NeuronState(membrane, adaptation, spikes)
 
 
 def _make_norm(norm: str, size: int, scale: float) -> nn.Module:
@@ -136,19 +151,10 @@ class SpikingCell(nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> NeuronState:
         """u_0 ~ U(0, 1) (or 0 with ``initial_membrane="zero"``), b_0 = baseline threshold, s_0 = 0."""
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         reference = self.input_weight.weight
-        device = reference.device if device is None else device
-        dtype = reference.dtype if dtype is None else dtype
-        shape = (batch_size, self.hidden_size)
-        if self.initial_membrane == "random":
-            membrane = torch.rand(shape, device=device, dtype=dtype)
-        else:
-            membrane = torch.zeros(shape, device=device, dtype=dtype)
-        adaptation = torch.full(shape, self.baseline_threshold, device=device, dtype=dtype)
-        spikes = torch.zeros(shape, device=device, dtype=dtype)
-        return NeuronState(membrane, adaptation, spikes)
+        return initial_neuron_state((batch_size, self.hidden_size), self.initial_membrane, self.baseline_threshold,
+                                    reference.device if device is None else device,
+                                    reference.dtype if dtype is None else dtype)
 
     def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:  # pragma: no cover
         raise NotImplementedError

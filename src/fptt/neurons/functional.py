@@ -19,7 +19,10 @@ __all__ = [
     "NeuronState",
     "LTCParameters",
     "ALIFParameters",
+    "ConvLTCParameters",
+    "ltc_update",
     "ltc_step",
+    "conv_ltc_step",
     "alif_step",
     "lif_step",
     "fixed_readout_step",
@@ -124,6 +127,56 @@ def _preactivation(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, s
     return gate if slope is None else slope * gate
 
 
+def ltc_update(
+    current: Tensor,
+    state: NeuronState,
+    membrane_gate: Tensor,
+    adaptation_gate: Optional[Tensor],
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 0.1,
+    adaptation_strength: float = 1.8,
+    reset: Reset = "zero",
+    kernels: Optional["LTCDynamicsKernels"] = None,
+) -> tuple[Tensor, NeuronState]:
+    """The LTC neuron's state update, given the pre-activations of its liquid rates (SPEC §2);
+    shared by the dense (:func:`ltc_step`) and the convolutional (:func:`conv_ltc_step`) layers,
+    which differ only in how they compute z_m and z_a. Works elementwise on tensors of any shape.
+
+    .. math::
+        α_t &= σ(z_m),\qquad ρ_t = σ(z_a)\\
+        b_t &= ρ_t b_{t-1} + (1-ρ_t) s_{t-1}\\
+        θ_t &= b_0 + β b_t\\
+        u_t &= u_{t-1} + α_t (d_t - u_{t-1})            \quad (R_m = 1)\\
+        s_t &= H(u_t - θ_t)\\
+        u_t &← u_t (1 - s_t)\ \text{(reset="zero")}\quad\text{or}\quad u_t - θ_t s_t\ \text{(reset="subtract")}
+
+    ``membrane_gate`` is z_m, ``adaptation_gate`` is z_a (``None``: adaptation off, β must be 0,
+    b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) the update
+    runs as one compiled forward and one hand-written compiled backward (same results to float
+    rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    """
+    _check_reset(reset)
+    membrane, adaptation, spikes = state
+    if adaptation_gate is None and adaptation_strength != 0:
+        raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
+                         "(params.adaptation_weight is None)")
+    if kernels is not None:
+        from .fused import ltc_dynamics
+
+        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
+                            baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
+                            subtract=reset == "subtract")
+    if adaptation_gate is not None:
+        # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
+        adaptation = torch.lerp(spikes, adaptation, torch.sigmoid(adaptation_gate))
+    threshold = baseline_threshold + adaptation_strength * adaptation
+    membrane = torch.lerp(membrane, current, torch.sigmoid(membrane_gate))
+    spikes = spike_fn(membrane - threshold)
+    membrane = membrane * (1.0 - spikes) if reset == "zero" else membrane - threshold * spikes
+    return spikes, NeuronState(membrane, adaptation, spikes)
+
+
 def ltc_step(
     current: Tensor,
     state: NeuronState,
@@ -138,47 +191,85 @@ def ltc_step(
     """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
 
     .. math::
-        α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \\quad\\text{(membrane rate, 1/τ_m)}\\\\
-        ρ_t &= σ(W_a [d_t, b_{t-1}] + c_a)            \\quad\\text{(adaptation decay)}\\\\
-        b_t &= ρ_t b_{t-1} + (1-ρ_t) s_{t-1}\\\\
-        θ_t &= b_0 + β b_t\\\\
-        u_t &= u_{t-1} + α_t (d_t - u_{t-1})            \\quad (R_m = 1)\\\\
-        s_t &= H(u_t - θ_t)\\\\
-        u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
+        α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \quad\text{(membrane rate, 1/τ_m)}\\
+        ρ_t &= σ(W_a [d_t, b_{t-1}] + c_a)            \quad\text{(adaptation decay)}
+
+    then the state update of :func:`ltc_update` (b_t, θ_t, u_t, s_t and the reset; fused with
+    ``kernels``).
 
     ``baseline_threshold`` is b_0, ``adaptation_strength`` is β (β = 0 disables adaptation).
     With ``params.adaptation_weight`` None (adaptation off, β must be 0) ρ_t is not computed and
     b_t = b_{t-1}: the threshold is the fixed b_0 (the authors' adding-task regime, b_0 = 0.5).
     With gate slopes k (``params.membrane_slope``/``adaptation_slope``) the rates are
     α_t = σ(k_m (W_m [d_t, u_{t-1}] + c_m)) and ρ_t = σ(k_a (W_a [d_t, b_{t-1}] + c_a)).
-    With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) everything after the gate
-    matmuls runs as one compiled forward and one hand-written compiled backward (same results to
-    float rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
-    _check_reset(reset)
-    membrane, adaptation, spikes = state
-    if params.adaptation_weight is None and adaptation_strength != 0:
-        raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
-                         "(params.adaptation_weight is None)")
+    membrane, adaptation, _ = state
     membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                    params.membrane_slope)
     adaptation_gate = None if params.adaptation_weight is None else _preactivation(
         current, adaptation, params.adaptation_weight, params.adaptation_bias, params.adaptation_slope)
-    if kernels is not None:
-        from .fused import ltc_dynamics
+    return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
+                      adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
-        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
-                            baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
-                            subtract=reset == "subtract")
-    membrane_rate = torch.sigmoid(membrane_gate)
-    if adaptation_gate is not None:
-        # b_t = ρ b + (1 - ρ) s = s + ρ (b - s);  u_t = u + α (d - u)   (lerp: one kernel each)
-        adaptation = torch.lerp(spikes, adaptation, torch.sigmoid(adaptation_gate))
-    threshold = baseline_threshold + adaptation_strength * adaptation
-    membrane = torch.lerp(membrane, current, membrane_rate)
-    spikes = spike_fn(membrane - threshold)
-    membrane = membrane * (1.0 - spikes) if reset == "zero" else membrane - threshold * spikes
-    return spikes, NeuronState(membrane, adaptation, spikes)
+
+class ConvLTCParameters(NamedTuple):
+    """Convolutional gates of a :func:`conv_ltc_step`: kernels W_m, W_a and biases c_m, c_a (C,).
+
+    ``gate_input="sum"`` (the reference DVS-Gesture model): kernels (C, C, k, k) applied to
+    d_t + u_{t-1} (resp. d_t + b_{t-1}); ``"concat"``: kernels (C, 2C, k, k) applied to the channel
+    concatenation [d_t, u_{t-1}]. ``adaptation_weight``/``adaptation_bias`` are ``None`` when
+    adaptation is off. ``padding`` keeps the feature map's size (k // 2 for odd k).
+    """
+
+    membrane_weight: Tensor
+    membrane_bias: Tensor
+    adaptation_weight: Optional[Tensor]
+    adaptation_bias: Optional[Tensor]
+    gate_input: str = "sum"
+    padding: int = 0
+
+
+def _conv_preactivation(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, gate_input: str,
+                        padding: int) -> Tensor:
+    """W ⊛ (d + x) + c (``"sum"``) or W ⊛ [d, x] + c (``"concat"``, channels): a rate's argument."""
+    if gate_input == "sum":
+        gate_in = current + own
+    elif gate_input == "concat":
+        gate_in = torch.cat((current, own), dim=1)
+    else:
+        raise ValueError(f"gate_input must be 'sum' or 'concat', got {gate_input!r}")
+    return F.conv2d(gate_in, weight, bias, padding=padding)
+
+
+def conv_ltc_step(
+    current: Tensor,
+    state: NeuronState,
+    params: ConvLTCParameters,
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 0.1,
+    adaptation_strength: float = 1.8,
+    reset: Reset = "zero",
+    kernels: Optional["LTCDynamicsKernels"] = None,
+) -> tuple[Tensor, NeuronState]:
+    """One step of a convolutional LTC layer (SPEC §4, the reference DVS-Gesture model): the state
+    (u, b, s) is a feature map (batch, C, H, W) and the liquid rates are convolutions,
+
+    .. math::
+        α_t &= σ(W_m ⊛ [d_t, u_{t-1}] + c_m),\qquad ρ_t = σ(W_a ⊛ [d_t, b_{t-1}] + c_a)
+
+    where ``[d, x]`` is d + x (``params.gate_input="sum"``, the reference's tied form) or the
+    channel concatenation (``"concat"``); then the elementwise update of :func:`ltc_update`
+    (fused with ``kernels``). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
+    """
+    membrane, adaptation, _ = state
+    membrane_gate = _conv_preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
+                                        params.gate_input, params.padding)
+    adaptation_gate = None if params.adaptation_weight is None else _conv_preactivation(
+        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.gate_input, params.padding)
+    return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
+                      adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
 
 def alif_step(
