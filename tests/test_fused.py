@@ -267,3 +267,25 @@ def test_fused_paths_on_cuda_match_the_exact_paths() -> None:
         models.append(model)
     for a, b in zip(*(m.parameters() for m in models)):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_a_conv_ltc_layer_with_fused_dynamics_equals_the_plain_one() -> None:
+    from fptt.neurons.conv import ConvLTC
+
+    results = []
+    for kernels in (None, LTCDynamicsKernels(compile=False)):
+        torch.manual_seed(0)
+        layer = ConvLTC(2, "4c3", (6, 6)).to(D)
+        layer.dynamics_kernels = kernels
+        x = torch.rand(3, 2, 6, 6, dtype=D)
+        state = layer.init_state(3)
+        outputs = []
+        for _ in range(3):
+            spikes, state = layer(x, state)
+            outputs.append(spikes.sum() + state.membrane.pow(2).sum() + state.adaptation.sum())
+        grads = torch.autograd.grad(sum(outputs), list(layer.parameters()))
+        results.append((state, grads))
+    (state, grads), (fused_state, fused_grads) = results
+    for a, b in zip((*state, *grads), (*fused_state, *fused_grads)):
+        torch.testing.assert_close(b, a, **TOL)
+    assert state.spikes.any()

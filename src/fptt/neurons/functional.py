@@ -144,12 +144,12 @@ def ltc_update(
     which differ only in how they compute z_m and z_a. Works elementwise on tensors of any shape.
 
     .. math::
-        α_t &= σ(z_m),\qquad ρ_t = σ(z_a)\\
-        b_t &= ρ_t b_{t-1} + (1-ρ_t) s_{t-1}\\
-        θ_t &= b_0 + β b_t\\
-        u_t &= u_{t-1} + α_t (d_t - u_{t-1})            \quad (R_m = 1)\\
-        s_t &= H(u_t - θ_t)\\
-        u_t &← u_t (1 - s_t)\ \text{(reset="zero")}\quad\text{or}\quad u_t - θ_t s_t\ \text{(reset="subtract")}
+        α_t &= σ(z_m),\\qquad ρ_t = σ(z_a)\\\\
+        b_t &= ρ_t b_{t-1} + (1-ρ_t) s_{t-1}\\\\
+        θ_t &= b_0 + β b_t\\\\
+        u_t &= u_{t-1} + α_t (d_t - u_{t-1})            \\quad (R_m = 1)\\\\
+        s_t &= H(u_t - θ_t)\\\\
+        u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
 
     ``membrane_gate`` is z_m, ``adaptation_gate`` is z_a (``None``: adaptation off, β must be 0,
     b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) the update
@@ -191,8 +191,8 @@ def ltc_step(
     """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
 
     .. math::
-        α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \quad\text{(membrane rate, 1/τ_m)}\\
-        ρ_t &= σ(W_a [d_t, b_{t-1}] + c_a)            \quad\text{(adaptation decay)}
+        α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \\quad\\text{(membrane rate, 1/τ_m)}\\\\
+        ρ_t &= σ(W_a [d_t, b_{t-1}] + c_a)            \\quad\\text{(adaptation decay)}
 
     then the state update of :func:`ltc_update` (b_t, θ_t, u_t, s_t and the reset; fused with
     ``kernels``).
@@ -257,7 +257,7 @@ def conv_ltc_step(
     (u, b, s) is a feature map (batch, C, H, W) and the liquid rates are convolutions,
 
     .. math::
-        α_t &= σ(W_m ⊛ [d_t, u_{t-1}] + c_m),\qquad ρ_t = σ(W_a ⊛ [d_t, b_{t-1}] + c_a)
+        α_t &= σ(W_m ⊛ [d_t, u_{t-1}] + c_m),\\qquad ρ_t = σ(W_a ⊛ [d_t, b_{t-1}] + c_a)
 
     where ``[d, x]`` is d + x (``params.gate_input="sum"``, the reference's tied form) or the
     channel concatenation (``"concat"``); then the elementwise update of :func:`ltc_update`
