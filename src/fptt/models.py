@@ -14,7 +14,7 @@ A state is a tensor or a nested tuple/NamedTuple of tensors; engines only map ov
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,7 @@ from .neurons.functional import NeuronState
 from .neurons.readout import get_readout
 from .surrogate import SurrogateSpec
 
-__all__ = ["SpikingRNN", "NetworkState", "ConvSNN", "ConvNetworkState", "REFERENCE_DVS_CONV", "SMALL_DVS_CONV",
+__all__ = ["SpikingRNN", "NetworkState", "unroll_steps", "ConvSNN", "ConvNetworkState", "REFERENCE_DVS_CONV", "SMALL_DVS_CONV",
            "check_sequence_input"]
 
 
@@ -34,6 +34,19 @@ class NetworkState(NamedTuple):
 
     layers: tuple[NeuronState, ...]
     readout: Tensor
+
+
+def unroll_steps(model: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    """Step a stateful model over ``x`` (batch, time, ...) from ``state`` (``model.init_state`` if
+    None): the outputs stacked on the time axis and the final state. Keeps the graph of every step
+    (what BPTT differentiates)."""
+    if state is None:
+        state = model.init_state(x.shape[0], x.device, x.dtype)
+    outputs = []
+    for t in range(x.shape[1]):
+        output, state = model.step(x[:, t], state)
+        outputs.append(output)
+    return torch.stack(outputs, dim=1), state
 
 
 def check_sequence_input(x: Tensor, features: int, name: str = "input") -> None:
@@ -140,13 +153,7 @@ class SpikingRNN(nn.Module):
                              f"convert one of them (x.to({weight.dtype}) or model.to({x.dtype}))")
         if x.device != weight.device:
             raise ValueError(f"input is on {x.device} but the model is on {weight.device}; move one of them")
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        outputs = []
-        for t in range(x.shape[1]):
-            output, state = self.step(x[:, t], state)
-            outputs.append(output)
-        return torch.stack(outputs, dim=1), state
+        return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Optional[NetworkState] = None) -> Tensor:
         """Scores for every step: (batch, time, input_size) -> (batch, time, output_size)."""
@@ -279,13 +286,7 @@ class ConvSNN(nn.Module):
     def unroll(self, x: Tensor, state: Optional[ConvNetworkState] = None) -> tuple[Tensor, ConvNetworkState]:
         """Run a sequence ``x`` (batch, time, P·H·W); scores (batch, time, output_size) and the final state."""
         check_sequence_input(x, self.input_size)
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        outputs = []
-        for t in range(x.shape[1]):
-            output, state = self.step(x[:, t], state)
-            outputs.append(output)
-        return torch.stack(outputs, dim=1), state
+        return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Optional[ConvNetworkState] = None) -> Tensor:
         return self.unroll(x, state)[0]

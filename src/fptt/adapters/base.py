@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..models import unroll_steps
 from ..state import state_to
 
 __all__ = ["AdapterBase", "require"]
@@ -100,13 +101,7 @@ class AdapterBase(nn.Module):
         if not isinstance(x, Tensor) or x.dim() != len(self.input_shape) + 2:
             raise ValueError(f"input must have shape (batch, time, {', '.join(map(str, self.input_shape))}) "
                              f"(batch first), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        if state is None:
-            state = self.init_state(x.shape[0], x.device, x.dtype)
-        outputs = []
-        for t in range(x.shape[1]):
-            output, state = self.step(x[:, t], state)
-            outputs.append(output)
-        return torch.stack(outputs, dim=1), state
+        return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Any = None) -> Tensor:
         """Outputs for every step: (batch, time, *input_shape) -> (batch, time, ...)."""
