@@ -1,8 +1,9 @@
 """Time per training step and per epoch (issue 6, benchmarks 2 and 3).
 
-(a) FPTT step (k=1, :func:`fptt.train_epoch` with ``FPTT(Adamax)``, exact and ``fused=True``) vs its
-    floor, the same engine with ``method="online"`` and plain Adamax (one forward + backward of one
-    step + one optimizer step, no regularizer); a no-grad forward step for reference.
+(a) FPTT step (k=1, :func:`fptt.train_epoch` with ``FPTT(Adamax)``; exact, and fused: ``fused=True``
+    for both the LTC dynamics and the update) vs its floor, the same engine with ``method="online"``
+    and plain Adamax (one forward + backward of one step + one optimizer step, no regularizer); a
+    no-grad forward step for reference.
 (b) vs a *naive* FPTT written here the way the paper's code does it: the regularizer built as an
     autograd expression over all named parameters every step, added to the loss, one backward,
     then the post-update in a Python loop.
@@ -37,9 +38,9 @@ __all__ = ["run_speed_benchmark", "naive_fptt_sequence", "main"]
 EPOCH_SAMPLES = 8000
 
 
-def _model(hidden: int, seed: int, device: torch.device) -> SpikingRNN:
+def _model(hidden: int, seed: int, device: torch.device, fused: bool = False) -> SpikingRNN:
     torch.manual_seed(seed)
-    return SpikingRNN(1, hidden, 10, neuron="ltc").to(device)
+    return SpikingRNN(1, hidden, 10, neuron="ltc", fused=fused).to(device)
 
 
 def _adamax(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -90,7 +91,7 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
         "floor": lambda: timed(device, lambda: train_epoch(floor_model, loader, floor_opt, method="online")) / steps,
     }
     if with_naive:  # the full comparison: also the fused update, the naive loop, a no-grad forward
-        fused_model = _model(hidden, 0, device)
+        fused_model = _model(hidden, 0, device, fused=True)
         fused_opt = FPTT(_adamax(fused_model), alpha=0.1, beta=0.5, fused=True)
         runs["fptt_fused"] = lambda: timed(
             device, lambda: train_epoch(fused_model, loader, fused_opt, method="fptt", k=1)) / steps
@@ -135,9 +136,10 @@ def _epoch_benchmark(device: torch.device, hidden: int, batch: int, steps: int, 
     }
     models, runs = {}, {}
     for name, kwargs in setups.items():
-        model = _model(hidden, 0, device)
+        fused = name.endswith("fused")
+        model = _model(hidden, 0, device, fused=fused)
         inner = _adamax(model)
-        opt = FPTT(inner, alpha=0.1, beta=0.5, fused=name.endswith("fused")) if kwargs["method"] == "fptt" else inner
+        opt = FPTT(inner, alpha=0.1, beta=0.5, fused=fused) if kwargs["method"] == "fptt" else inner
         models[name] = (model, opt)
         runs[name] = (lambda m=model, o=opt, kw=kwargs: timed(
             device, lambda: train_epoch(m, data, o, **kw)) / batches)
