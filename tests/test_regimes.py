@@ -57,7 +57,7 @@ def test_gate_slopes_scale_the_gate_pre_activation():
     """σ(k (W z + c)) = σ((k W) z + k c): a cell with slopes k equals one without, weights scaled by k."""
     torch.manual_seed(1)
     sloped = LTC(INPUT, HIDDEN, gate_slopes=True).double()
-    assert sloped.membrane_slope.shape == () and float(sloped.membrane_slope) == 1.0
+    assert sloped.membrane_slope.shape == () and float(sloped.membrane_slope.detach()) == 1.0
     with torch.no_grad():
         sloped.membrane_slope.fill_(1.7)
         sloped.adaptation_slope.fill_(0.6)
