@@ -168,6 +168,36 @@ def report() -> None:
                      f"{memory} | {row['trace_mib']:.2f} |")
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot_curves()
+
+
+def plot_curves() -> None:
+    """Held-out MSE against training iterations on the adding task (seed 0; FPTT: the weights W)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [task for task in ("add200", "add1000") if (RESULTS / run_name(task, "alif", "eprop", 0)).exists()]
+    if not tasks:
+        return
+    figure, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        for network, method in ENTRIES:
+            path = RESULTS / run_name(task, network, method, 0) / "curve.jsonl"
+            if not path.exists():
+                continue
+            points = [json.loads(line) for line in path.read_text().splitlines()]
+            axis.plot([p["batch"] for p in points], [p["weights"] for p in points], marker="o", markersize=3,
+                      label=f"{method} ({network.upper()})")
+        axis.axhline(0.167, color="grey", linestyle=":", label="chance (predict 1)")
+        axis.set_yscale("log")
+        axis.set_xlabel("iteration (batch of 64 fresh sequences)")
+        axis.set_ylabel("held-out MSE (512 sequences)")
+        axis.set_title(f"adding task T = {task[3:]}, seed 0")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "adding_curves.png", dpi=120)
 
 
 def main() -> None:

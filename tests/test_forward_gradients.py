@@ -196,6 +196,17 @@ def test_eprop_and_ostl_refuse_models_they_have_no_derivation_for():
         TraceLearner(SpikingRNN(I, [4], O, neuron="alif", readout="fixed", norm="layer"), "eprop")
     with pytest.raises(ValueError, match="feedback='random' is e-prop's"):
         TraceLearner(SpikingRNN(I, [4], O, neuron="alif", readout="fixed"), "ostl", feedback="random")
+    model = SpikingRNN(I, [4], O, neuron="alif", readout="fixed")
+    learner = TraceLearner(model, "eprop")
+    with pytest.raises(RuntimeError, match="start"):
+        learner.step(torch.zeros(2, I), model.init_state(2))
+    learner.start(2, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="batch size"):
+        learner.step(torch.zeros(3, I), model.init_state(3))
+    model.readout.log_tau.requires_grad_(False)
+    model.register_parameter("extra", torch.nn.Parameter(torch.zeros(1)))
+    with pytest.raises(ValueError, match="no gradient rule for parameter.*extra"):
+        TraceLearner(model, "eprop")
 
 
 def test_the_configuration_names_the_methods_an_ltc_model_can_use():

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 from .models import NetworkState
-from .neurons.cells import ALIF
+from .neurons.cells import ALIF, check_step_input
 from .neurons.readout import FixedReadout, LinearReadout
 from .vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
 
@@ -170,6 +170,10 @@ class TraceLearner:
         leaf that requires grad (so a loss on it gives δ_t) and the new state."""
         if not self.layer_traces:
             raise RuntimeError("TraceLearner.start(batch_size, device, dtype) must be called at each sequence start")
+        check_step_input(x, self.model.input_size)
+        if x.shape[0] != self.layer_traces[0].membrane.shape[0]:
+            raise ValueError(f"batch size of input ({x.shape[0]}) and traces ({self.layer_traces[0].membrane.shape[0]}) "
+                             "differ; call start(batch_size, ...) at each sequence")
         with torch.no_grad():
             spikes = x
             new_layers = []
