@@ -81,6 +81,19 @@ def test_eprop_equals_bptt_when_no_recurrent_weight_is_in_the_learning_signal_pa
     assert max(errors.values()) < 1e-12, errors
 
 
+def test_eprop_is_exact_with_another_time_step_and_without_recurrent_synapses():
+    torch.manual_seed(1)
+    model = SpikingRNN(I, [6], O, neuron="alif", readout="fixed", dt=0.5, tau_membrane_init=(4.0, 1.0),
+                       tau_adaptation_init=(20.0, 5.0)).double()
+    torch.nn.init.zeros_(model.layers[0].recurrent_weight.weight)
+    x, y = _data()
+    errors = _max_relative_error(model, _trace_gradients(model, x, y, "eprop"), _bptt_gradients(model, x, y))
+    assert max(errors.values()) < 1e-12, errors
+    model = SpikingRNN(I, [6], O, neuron="alif", readout="linear", recurrent=False).double()
+    errors = _max_relative_error(model, _trace_gradients(model, x, y, "ostl"), _bptt_gradients(model, x, y))
+    assert max(errors.values()) < 1e-12, errors
+
+
 def test_ostl_equals_bptt_for_one_layer_with_a_linear_readout():
     model = _network("alif", "linear")
     x, y = _data()
