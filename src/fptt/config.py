@@ -188,7 +188,6 @@ class TrainConfig:
         if not isinstance(self.milestones, list) or any(not isinstance(m, int) or m <= 0 for m in self.milestones):
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
 
-
     def _validate_trace_method(self) -> None:
         """e-prop/OSTL have eligibility traces for ALIF/LIF layers with a fixed or linear readout of
         the spikes and no layer norm (fptt.forward_gradients.check_trace_model checks the model)."""
