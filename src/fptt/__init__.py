@@ -24,6 +24,7 @@ _EXPORTS = {
     "EpochMetrics": "engine",
     "OnlineLearner": "streaming",
     "WindowUpdate": "window",
+    "TraceLearner": "forward_gradients",
     "Trainer": "trainer",
     "fit": "trainer",
     "TrainConfig": "config",

@@ -53,7 +53,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (CONV_GATES, EVAL_WITH, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+    from .vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
                              SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
@@ -64,7 +64,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the reference code's regime and hyperparameters for the task (docs/PRESETS.md); "
                            "explicit flags still override it")
     what.add_argument("--model", choices=NEURONS, default=s, help="spiking neuron of the hidden layers (default ltc)")
-    what.add_argument("--method", choices=METHODS, default=s, help="training method (default fptt)")
+    what.add_argument("--method", choices=METHODS, default=s,
+                      help="training method (default fptt; eprop and ostl train alif/lif models)")
+    what.add_argument("--feedback", choices=FEEDBACKS, default=s,
+                      help="eprop: feedback of the readout error, the readout weights (default) or fixed random")
     what.add_argument("--hidden", type=_positive_int, nargs="+", default=s, metavar="N",
                       help="hidden layer sizes, one int per layer (default per task, 128 or 256)")
     what.add_argument("--readout", choices=READOUTS, default=s,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from .vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS,
-                         READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
+from .vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
+                         METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
+                         SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS, WEIGHTINGS)
 
 __all__ = [
     "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
@@ -51,6 +52,7 @@ class TrainConfig:
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
     fused: bool = False  # FPTT update as one compiled pass per parameter (fptt.fused)
+    feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -133,6 +135,7 @@ class TrainConfig:
             "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
             "log": LOGGERS,
             "conv_gate": CONV_GATES,
+            "feedback": FEEDBACKS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -170,6 +173,8 @@ class TrainConfig:
             raise ConfigError("give either k (steps per update) or update_points (updates per sequence), not both")
         if self.method == "online" and ((self.k not in (None, 1)) or self.update_points is not None):
             raise ConfigError("method online updates at every step (k = 1); use tbptt for longer windows")
+        if self.method in TRACE_METHODS:
+            self._validate_trace_method()
         if self.task == "add":  # the only task whose length the config fixes; others: the Trainer checks
             for key in ("k", "update_points"):
                 value = getattr(self, key)
@@ -206,6 +211,27 @@ class TrainConfig:
             raise ConfigError(f"downsample must be 14 or 28 (MNIST tasks), got {self.downsample!r}")
         if not isinstance(self.milestones, list) or any(not isinstance(m, int) or m <= 0 for m in self.milestones):
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
+
+    def _validate_trace_method(self) -> None:
+        """e-prop/OSTL have eligibility traces for ALIF/LIF layers with a fixed or linear readout of
+        the spikes and no layer norm (fptt.forward_gradients.check_trace_model checks the model)."""
+        method = self.method
+        if self.model not in TRACE_NEURONS:
+            others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
+            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} neuron's "
+                              f"liquid gates have no {method} derivation); a {self.model} model trains with {others}")
+        if self.readout not in TRACE_READOUTS:
+            raise ConfigError(f"method {method} needs --readout {' or '.join(TRACE_READOUTS)}, got {self.readout}")
+        if self.readout_from != "spikes":
+            raise ConfigError(f"method {method} needs --readout-from spikes")
+        if self.norm != "none":
+            raise ConfigError(f"method {method} needs --norm none (a layer norm couples the neurons of a layer)")
+        if method == "eprop" and len(self.hidden) != 1:
+            raise ConfigError(f"method eprop trains one recurrent layer, got hidden {self.hidden}; use ostl for deeper networks")
+        if method == "ostl" and self.feedback != "symmetric":
+            raise ConfigError("--feedback random is e-prop's; ostl back-propagates the error through the layers")
+        if self.distributed:
+            raise ConfigError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
 
 
 def _is_number(value: Any) -> bool:

@@ -21,6 +21,10 @@ Methods, for a sequence of length T split into windows of ``k`` steps:
 * ``"online"``: ``"tbptt"`` with k = 1, the ablation showing what FPTT's regularizer buys.
 * ``"bptt"``: the whole sequence is unrolled, the mean of all ℓ_t is back-propagated once, one
   optimizer step per sequence. Memory O(T).
+* ``"eprop"`` / ``"ostl"``: no unrolling; eligibility traces follow the forward pass and each
+  ℓ_t adds its forward-in-time gradient (:mod:`fptt.forward_gradients`); every k steps (default
+  1) the window's gradient is written into ``.grad`` and the plain optimizer steps. ALIF/LIF
+  networks only. Memory O(n_in·n + n²) per layer, independent of T and k.
 
 ``loss_steps="window_end"`` keeps only the last step of each window in the loss (the authors'
 adding-task setting with K update points); the default ``"every"`` uses all steps.
@@ -38,7 +42,7 @@ from torch import Tensor, nn
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
 from .optim import FPTT
-from .vocabulary import LOSS_STEPS, METHODS, WEIGHTINGS
+from .vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .window import WindowUpdate
 
 __all__ = [
@@ -53,7 +57,7 @@ __all__ = [
     "iter_windows",
 ]
 
-Method = Literal["fptt", "bptt", "tbptt", "online"]
+Method = Literal["fptt", "bptt", "tbptt", "online", "eprop", "ostl"]
 Weighting = Literal["linear", "uniform", "last"]
 
 
@@ -164,6 +168,8 @@ def train_epoch(
     progress: bool = False,
     description: str = "train",
     on_nonfinite: Literal["stop", "skip"] = "stop",
+    feedback: str = "symmetric",
+    feedback_seed: int = 0,
 ) -> EpochMetrics:
     """Train ``model`` for one pass over ``loader`` with ``method`` (see the module docstring).
 
@@ -181,6 +187,10 @@ def train_epoch(
             detached as at any window start) and counted in ``skipped_updates``; batches whose
             final-step loss is not finite are left out of the metrics (``extra["nonfinite_batches"]``).
             Costs one host sync per update.
+        feedback / feedback_seed: e-prop's feedback matrix, ``"symmetric"`` (W_o) or ``"random"``
+            (drawn from ``feedback_seed``, the same in every epoch); ignored by the other methods.
+    For ``"eprop"``/``"ostl"`` the metrics' ``extra["trace_bytes"]`` is the memory the
+    eligibility traces held (per batch; independent of T).
     Returns the :class:`EpochMetrics` of the pass.
     """
     _check_protocol(model)
@@ -190,7 +200,16 @@ def train_epoch(
     if method == "online":
         if (k not in (None, 1)) or update_points is not None:
             raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
-    window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite)
+    if feedback not in FEEDBACKS:
+        raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
+    learner = None
+    if method in TRACE_METHODS:
+        from .forward_gradients import TraceLearner
+
+        learner = TraceLearner(model, method, feedback=feedback, feedback_seed=feedback_seed)
+    window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite,
+                          gradients=learner)
+    trace_bytes = 0
     skip_nonfinite = window.skip_nonfinite
     first_skipped: Optional[str] = None
     nonfinite_batches = 0
@@ -207,6 +226,7 @@ def train_epoch(
         seq_len = inputs.seq_len
         windows = _method_windows(seq_len, method, k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+        window.start_sequence(inputs.batch_size, device, dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         output = None
         for start, stop in windows:
@@ -227,6 +247,8 @@ def train_epoch(
             window.close(stop - start if loss_steps == "every" and stop - start != 1 else 1)
             if window.skipped != skipped_before and first_skipped is None:
                 first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
+        if learner is not None:
+            trace_bytes = max(trace_bytes, learner.nbytes())
         first = window.first_nonfinite()
         if first is not None:
             start, stop = _nth_update_window(first, seq_len, method, k, update_points, weighting, loss_steps)
@@ -260,6 +282,8 @@ def train_epoch(
         raise FloatingPointError(f"every one of the {nonfinite_batches} batches gave a non-finite final loss; "
                                  "nothing was learnt (check the inputs and the learning rate)")
     metrics = accumulator.result(kind, window.updates, time.perf_counter() - started, device, window.skipped)
+    if learner is not None:
+        metrics.extra["trace_bytes"] = trace_bytes
     if window.skipped or nonfinite_batches:
         metrics.extra.update(nonfinite_batches=nonfinite_batches, first_skipped=first_skipped)
         warnings.warn(f"{window.skipped} update(s) skipped for a non-finite loss or gradient (first: "

@@ -53,6 +53,7 @@ from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stal
 from .config import TrainConfig, default_run_dir, save_config
 from .engine import EpochMetrics, evaluate, train_epoch
 from .measure import peak_rss_mb, per_update
+from .vocabulary import TRACE_METHODS
 from .optim import FPTT
 from .tracking import Tracker, open_tracker
 
@@ -194,6 +195,7 @@ class Trainer:
         self.skip_batches = 0
         self.saved_tensor_peak = 0
         self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
+        self.trace_bytes = 0  # e-prop/OSTL: the eligibility traces' memory (largest batch)
         seed_everything(config.seed)
         self.eval_split = default_eval_split(config)
         if datasets is not None:
@@ -341,15 +343,17 @@ class Trainer:
         batches = _Batches(self.train_loader(epoch), start, config.max_batches,
                            lambda: self._should_stop() or self.target_reached,
                            on_boundary=lambda done: self._between_batches(epoch, start + done))
-        windowed = config.method in ("fptt", "tbptt")  # bptt takes the whole sequence, online single steps
+        # bptt takes the whole sequence, online single steps; eprop/ostl update every k steps (default 1)
+        windowed = config.method in ("fptt", "tbptt", "eprop", "ostl")
         windows = {"k": config.k, "update_points": config.update_points} if windowed else {}
         with per_update(self.optimizer) if config.measure_memory else nullcontext() as meter:
             metrics = train_epoch(
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
-                on_nonfinite=config.on_nonfinite, **windows,
+                on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed, **windows,
             )
+        self.trace_bytes = max(self.trace_bytes, int(metrics.extra.get("trace_bytes", 0)))
         if meter is not None:
             self.saved_tensor_peak = max(self.saved_tensor_peak, meter.peak)
         return metrics, batches
@@ -531,6 +535,7 @@ class Trainer:
             "train_seconds": sum(row["train"]["seconds"] for row in self.history),
             "peak_rss_mb": peak_rss_mb(),
             "saved_tensor_peak_bytes": self.saved_tensor_peak if self.config.measure_memory else None,
+            "trace_bytes": self.trace_bytes if self.config.method in TRACE_METHODS else None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
             "world_size": self.world_size,

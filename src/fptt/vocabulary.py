@@ -9,9 +9,9 @@ validate against the tuples here.
 from __future__ import annotations
 
 __all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
-           "RESETS", "METHODS", "WEIGHTINGS", "LOSSES", "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS",
-           "EVAL_WITH", "EXPORT_FORMATS", "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN",
-           "check_registry"]
+           "RESETS", "METHODS", "TRACE_METHODS", "TRACE_NEURONS", "TRACE_READOUTS", "FEEDBACKS", "WEIGHTINGS", "LOSSES",
+           "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
+           "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "check_registry"]
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")
 EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
@@ -22,7 +22,13 @@ NORMS = ("none", "layer")
 SYNAPSE_INITS = ("xavier", "torch_default")
 INITIAL_STATES = ("random", "zero")
 RESETS = ("zero", "subtract")
-METHODS = ("fptt", "bptt", "tbptt", "online")
+METHODS = ("fptt", "bptt", "tbptt", "online", "eprop", "ostl")
+# methods whose gradient is computed forward in time by eligibility traces (fptt.forward_gradients):
+# they train ALIF/LIF layers with a fixed or linear readout of the spikes, without a layer norm
+TRACE_METHODS = ("eprop", "ostl")
+TRACE_NEURONS = ("alif", "lif")
+TRACE_READOUTS = ("fixed", "linear")
+FEEDBACKS = ("symmetric", "random")  # e-prop's feedback matrix B: W_o, or fixed random
 WEIGHTINGS = ("linear", "uniform", "last")
 LOSSES = ("auto", "cross_entropy", "mse")
 LOSS_STEPS = ("every", "window_end")

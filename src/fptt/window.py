@@ -22,6 +22,11 @@ window are summed, and at the window's end one update is made::
 * **Clipping.** For a plain optimizer, ``clip_grad_norm`` clips the total gradient norm before
   the step. For :class:`~fptt.optim.FPTT`, the wrapper clips the *combined* gradient (loss +
   regulariser, SPEC §3.4), so the value belongs on the wrapper and a second one is refused here.
+* **Gradients computed forward in time** (``gradients=``, e-prop and OSTL,
+  :class:`~fptt.forward_gradients.TraceLearner`). The source runs each step itself (advancing its
+  eligibility traces), turns each added step loss into its gradient contribution at once, and at
+  :meth:`close` writes the window's gradient into ``.grad`` instead of ``backward()``; the
+  non-finite policy, clipping and the optimizer step are the same as for every other method.
 * **Data parallelism.** With a :class:`~fptt.distributed.DistributedModel`, only the last step of
   the window runs DDP's synchronising forward, so the window's single backward all-reduces every
   gradient once. Every rank must take part in that all-reduce: a window that ran a synchronising
@@ -50,10 +55,13 @@ class WindowUpdate:
         optimizer: any optimizer; :class:`~fptt.optim.FPTT` for the paper's method.
         clip_grad_norm: total-norm clipping for plain optimizers (for FPTT set it on the wrapper).
         on_nonfinite: ``"stop"`` or ``"skip"``.
+        gradients: a forward-in-time gradient source (:class:`~fptt.forward_gradients.TraceLearner`)
+            used instead of autograd through the window; None for the back-propagating methods.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
-                 clip_grad_norm: Optional[float] = None, on_nonfinite: str = "stop") -> None:
+                 clip_grad_norm: Optional[float] = None, on_nonfinite: str = "stop",
+                 gradients: Optional[Any] = None) -> None:
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         if clip_grad_norm is not None:
@@ -69,6 +77,7 @@ class WindowUpdate:
         self.clip_grad_norm = clip_grad_norm
         self.skip_nonfinite = on_nonfinite == "skip"
         self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.gradients = gradients
         self._set_sync: Optional[Callable[[bool], None]] = getattr(model, "set_gradient_sync", None)
         self.updates = 0  # applied updates
         self.skipped = 0  # updates dropped for a NaN/Inf (on_nonfinite="skip")
@@ -85,6 +94,11 @@ class WindowUpdate:
     def distributed(self) -> bool:
         return self._set_sync is not None
 
+    def start_sequence(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> None:
+        """A new sequence begins (a forward-in-time gradient source resets its traces)."""
+        if self.gradients is not None:
+            self.gradients.start(batch_size, device, dtype)
+
     def begin(self, state: Any) -> Any:
         """Open a window: the state, detached (gradients never flow back past this point)."""
         self.loss = None
@@ -94,6 +108,8 @@ class WindowUpdate:
     def step(self, x_t: Tensor, state: Any, *, sync: bool = False) -> tuple[Tensor, Any]:
         """One time step of the model. ``sync``: this step is the window's last before a backward
         (DDP prepares its all-reduce on it; ignored for single-process models)."""
+        if self.gradients is not None:
+            return self.gradients.step(x_t, state)
         if self._set_sync is not None:
             self._set_sync(sync)
         output, state = self.model.step(x_t, state)
@@ -103,6 +119,9 @@ class WindowUpdate:
 
     def add(self, term: Tensor) -> None:
         """Add one weighted step loss w_t L(v_t, y_t) to the open window."""
+        if self.gradients is not None:  # its gradient now, while the traces are those of step t
+            self.gradients.accumulate(term)
+            term = term.detach()
         self.loss = term if self.loss is None else self.loss + term
 
     def close(self, divisor: int = 1) -> bool:
@@ -118,7 +137,10 @@ class WindowUpdate:
             loss = loss / divisor
         self._synced_output = None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.gradients is not None:
+            self.gradients.write(self.parameters, divisor)
+        else:
+            loss.backward()
         if self.skip_nonfinite:
             if not _loss_and_gradients_finite(loss, self.parameters):
                 self.optimizer.zero_grad(set_to_none=True)
