@@ -134,7 +134,7 @@ def test_scaled_layer_norm_gives_currents_of_the_chosen_size_in_every_mode():
     x, s = torch.rand(BATCH, INPUT), (torch.rand(BATCH, 256) < 0.03).float()
     current = cell.input_current(x, s)
     # two normalised terms of std 0.1 each (input, recurrent)
-    assert float(current.std(dim=-1).mean()) == pytest.approx(0.1 * math.sqrt(2), rel=0.2)
+    assert float(current.detach().std(dim=-1).mean()) == pytest.approx(0.1 * math.sqrt(2), rel=0.2)
     cell.eval()
     torch.testing.assert_close(cell.input_current(x, s), current)  # no running statistics
     torch.testing.assert_close(cell.input_current(x[:1], s[:1]), current[:1])  # batch of one: a stream
@@ -151,7 +151,7 @@ def test_linear_readout_reads_the_current_step_only():
     v2, state = readout(second, state)
     torch.testing.assert_close(v2, readout.weight(second))  # v_t = W_o x_t + c_o, no leak
     torch.testing.assert_close(v1, readout.weight(first))
-    assert float(readout.weight.bias.abs().max()) > 0, "PyTorch's default bias init, as the reference"
+    assert float(readout.weight.bias.detach().abs().max()) > 0, "PyTorch's default bias init, as the reference"
 
 
 def test_the_adding_task_regime_builds_a_quiet_network_that_holds_an_analog_membrane():
