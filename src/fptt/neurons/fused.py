@@ -94,14 +94,19 @@ class LTCDynamicsKernels:
         self.backward = LazyCompiled(_backward, compile=compile, name="fused LTC backward")
 
 
+def _detached(*tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+    return tuple(None if t is None else t.detach() for t in tensors)
+
+
 class _LTCDynamics(torch.autograd.Function):
     """Outputs (s, u, b) with adaptation, (s, u) without (b is then the input b₀ itself)."""
 
     @staticmethod
     def forward(ctx, z_m, z_a, current, membrane, adaptation, spikes, threshold, strength, subtract,  # type: ignore[override]
                 surrogate, kernels):
+        # detached views: the compiled function sees plain tensors (no autograd metadata to guard on)
         s, u, b, alpha, rho, integrated, distance = kernels.forward(
-            z_m, z_a, current, membrane, adaptation, spikes, threshold, strength, subtract)
+            *_detached(z_m, z_a, current, membrane, adaptation, spikes), threshold, strength, subtract)
         ctx.save_for_backward(alpha, rho, current, membrane, adaptation, spikes, integrated, distance)
         ctx.constants = (surrogate, strength, subtract, kernels)
         return (s, u) if b is None else (s, u, b)
@@ -110,7 +115,7 @@ class _LTCDynamics(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_membrane, grad_adaptation=None):  # type: ignore[override]
         surrogate, strength, subtract, kernels = ctx.constants
         needs = ctx.needs_input_grad
-        grads = kernels.backward(grad_spikes, grad_membrane, grad_adaptation, *ctx.saved_tensors,
+        grads = kernels.backward(*_detached(grad_spikes, grad_membrane, grad_adaptation, *ctx.saved_tensors),
                                  surrogate, strength, subtract, any(needs[3:6]))
         return (*(g if needs[i] else None for i, g in enumerate(grads)), None, None, None, None, None)
 
