@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from fptt import FPTT, SpikingRNN, detach_state, evaluate, train_epoch
 from fptt.measure import per_update
