@@ -36,6 +36,14 @@ class NetworkState(NamedTuple):
     readout: Tensor
 
 
+def _hidden_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:
+    """``hidden_sizes`` as a list of layer widths (an int is one layer); ``ValueError`` unless all positive ints."""
+    sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
+    if not sizes or any((not isinstance(size, int)) or size <= 0 for size in sizes):
+        raise ValueError(f"hidden_sizes must be one or more positive ints, got {hidden_sizes!r}")
+    return sizes
+
+
 def unroll_steps(model: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
     """Step a stateful model over ``x`` (batch, time, ...) from ``state`` (``model.init_state`` if
     None): the outputs stacked on the time axis and the final state. Keeps the graph of every step
@@ -97,9 +105,7 @@ class SpikingRNN(nn.Module):
         if readout_from not in ("spikes", "membrane"):
             raise ValueError(f"readout_from must be 'spikes' or 'membrane', got {readout_from!r}")
         self.readout_from = readout_from
-        sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
-        if not sizes or any((not isinstance(size, int)) or size <= 0 for size in sizes):
-            raise ValueError(f"hidden_sizes must be one or more positive ints, got {hidden_sizes!r}")
+        sizes = _hidden_sizes(hidden_sizes)
         if input_size <= 0 or output_size <= 0:
             raise ValueError(f"input_size and output_size must be positive, got {input_size}, {output_size}")
         cell_class = get_neuron(neuron)
@@ -220,9 +226,7 @@ class ConvSNN(nn.Module):
             raise ValueError(f"input_shape must be (channels, height, width) with positive sizes, got {input_shape!r}")
         if not conv:
             raise ValueError("a ConvSNN needs at least one conv layer (e.g. conv=['8c3']); use SpikingRNN without")
-        sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
-        if not sizes or any((not isinstance(size, int)) or size <= 0 for size in sizes):
-            raise ValueError(f"hidden_sizes must be one or more positive ints, got {hidden_sizes!r}")
+        sizes = _hidden_sizes(hidden_sizes)
         if output_size <= 0:
             raise ValueError(f"output_size must be positive, got {output_size}")
         shared = {key: neuron_options[key] for key in ("baseline_threshold", "adaptation_strength", "reset",
