@@ -145,6 +145,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="adding task, saccade-mnist: training sequences")
     data.add_argument("--test-samples", type=_positive_int, default=s,
                       help="adding task, saccade-mnist: test (held-out) sequences")
+    data.add_argument("--validation-samples", type=int, default=s, metavar="N",
+                      help="hold N training samples out (a fixed draw) and evaluate on them after each epoch, "
+                           "leaving the test split for one final `fptt eval --split test` (default 0: none)")
     data.add_argument("--frames", type=_positive_int, default=s, help="event tasks: frames per sample (default 20)")
     data.add_argument("--spatial-factor", type=_positive_float, default=s,
                       help="event tasks: frame downsampling in (0, 1] (e.g. 0.25: 128x128 -> 32x32)")
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a saved run or checkpoint",
                                    description="Rebuild a saved model from its config and evaluate it.")
     evaluate.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
-    evaluate.add_argument("--split", choices=("train", "test", "heldout"),
+    evaluate.add_argument("--split", choices=("train", "validation", "test", "heldout"),
                           help="split to evaluate (default the run's evaluation split)")
     evaluate.add_argument("--with", dest="with_", choices=("average", "weights"), default="average",
                           help="FPTT runs: the running average W̄ (default) or the weights W")

@@ -89,6 +89,7 @@ class TrainConfig:
     duration_ms: float = 300.0  # saccade-mnist: length of a recording
     train_samples: int = 10_000
     test_samples: int = 1_000
+    validation_samples: int = 0  # carve this many training samples out as the per-epoch evaluation split (0: none)
     data_dir: Optional[str] = None
     fresh_data: bool = False  # adding task: a new draw for every training sequence (lazy, constant memory)
     max_batches: Optional[int] = None
@@ -161,6 +162,9 @@ class TrainConfig:
             raise ConfigError(f"spatial_factor must lie in (0, 1], got {self.spatial_factor!r}")
         if not _is_number(self.duration_ms) or not 0 < self.duration_ms < math.inf:
             raise ConfigError(f"duration_ms must be a positive number, got {self.duration_ms!r}")
+        if not isinstance(self.validation_samples, int) or isinstance(self.validation_samples, bool) \
+                or self.validation_samples < 0:
+            raise ConfigError(f"validation_samples must be an int >= 0, got {self.validation_samples!r}")
         optional_positive_ints = ["frames", "threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
                                   "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
