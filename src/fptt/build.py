@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .baselines import RecurrentBaseline
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .models import ConvSNN, SpikingRNN
 from .optim import FPTT
-from .vocabulary import EVENT_TASKS
+from .vocabulary import BASELINE_CELLS, EVENT_TASKS
 
 __all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
            "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
@@ -173,6 +174,10 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
     ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF (``fused`` fuses the
     LTC dynamics and the FPTT update, only the update for ALIF/LIF); ``fixed_threshold``
     is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
+    if config.model in BASELINE_CELLS:  # the non-spiking ceiling: no neuron options apply
+        if config.conv:
+            raise ConfigError(f"conv layers are LTC layers; --model {config.model} takes none")
+        return RecurrentBaseline(input_size, list(config.hidden), output_size, cell=config.model)
     options: dict[str, Any] = dict(
         norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
         initial_membrane=config.initial_state, synapse_init=config.synapse_init, recurrent=config.recurrent,

@@ -53,7 +53,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+    from .vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, METHODS, MODELS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
                              SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
     from .presets import PRESET_NAMES
 
@@ -63,7 +63,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--preset", choices=PRESET_NAMES, default=s,
                       help="the reference code's regime and hyperparameters for the task (docs/PRESETS.md); "
                            "explicit flags still override it")
-    what.add_argument("--model", choices=NEURONS, default=s, help="spiking neuron of the hidden layers (default ltc)")
+    what.add_argument("--model", choices=MODELS, default=s,
+                      help="spiking neuron of the hidden layers (default ltc), or a non-spiking gru/lstm baseline")
     what.add_argument("--method", choices=METHODS, default=s,
                       help="training method (default fptt; eprop and ostl train alif/lif models)")
     what.add_argument("--feedback", choices=FEEDBACKS, default=s,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from .vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
-                         METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
+from .vocabulary import (BASELINE_CELLS, MODELS, CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
+                         METHODS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
                          SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS, WEIGHTINGS)
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "TASK_DEFAULTS", "load_config_file", "resolve_config",
 ]
 
-MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
 CONFIG_FILE = "config.json"  # in every run folder: enough to rebuild the model and to resume
 
@@ -222,8 +221,10 @@ class TrainConfig:
         method = self.method
         if self.model not in TRACE_NEURONS:
             others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
-            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} neuron's "
-                              f"liquid gates have no {method} derivation); a {self.model} model trains with {others}")
+            why = ("is not a spiking network" if self.model in BASELINE_CELLS
+                   else f"neuron's liquid gates have no {method} derivation")
+            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} model {why}); "
+                              f"a {self.model} model trains with {others}")
         if self.readout not in TRACE_READOUTS:
             raise ConfigError(f"method {method} needs --readout {' or '.join(TRACE_READOUTS)}, got {self.readout}")
         if self.readout_from != "spikes":

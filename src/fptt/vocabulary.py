@@ -8,7 +8,7 @@ validate against the tuples here.
 """
 from __future__ import annotations
 
-__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
+__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
            "RESETS", "METHODS", "TRACE_METHODS", "TRACE_NEURONS", "TRACE_READOUTS", "FEEDBACKS", "WEIGHTINGS", "LOSSES",
            "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
            "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "check_registry"]
@@ -16,6 +16,8 @@ __all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "READOUTS", "READOUT_INPUTS", "NOR
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")
 EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
 NEURONS = ("ltc", "alif", "lif")
+BASELINE_CELLS = ("gru", "lstm")  # non-spiking recurrent baselines (fptt.baselines)
+MODELS = NEURONS + BASELINE_CELLS  # what `fptt train --model` takes
 READOUTS = ("liquid", "fixed", "linear")
 READOUT_INPUTS = ("spikes", "membrane")
 NORMS = ("none", "layer")
