@@ -75,6 +75,21 @@ define("m1d_eval_weights", "mnist1d", ["--eval-with", "weights", "--no-load-aver
 define("m1d_k10", "mnist1d", ["--k", "10"], _A)
 define("m1d_online", "mnist1d", ["--method", "online"], _A)
 
+# ---- MNIST-1D, second wave: 30 epochs, cosine lr, the knobs that moved the first wave
+_B = "wave2-mnist1d"
+_LONG = ["--epochs", "30", "--schedule", "cosine"]
+define("m1d30_uniform", "mnist1d", _LONG + ["--weighting", "uniform"], _B)
+define("m1d30_uniform_b32", "mnist1d", _LONG + ["--weighting", "uniform", "--batch-size", "32"], _B)
+define("m1d30_uniform_chrono", "mnist1d", _LONG + ["--weighting", "uniform", "--chrono-tau", "seq_len"], _B)
+define("m1d30_uniform_membrane", "mnist1d", _LONG + ["--weighting", "uniform", "--readout-from", "membrane"], _B)
+define("m1d30_uniform_h256_adamax", "mnist1d", _LONG + ["--weighting", "uniform", "--hidden", "256", "--optimizer",
+                                                        "adamax"], _B)
+define("m1d30_gru_fptt_uniform", "mnist1d", _LONG + ["--model", "gru", "--weighting", "uniform"], _B)
+define("m1d30_gru_bptt", "mnist1d", _LONG + ["--model", "gru", "--method", "bptt", "--weighting", "last"], _B)
+define("m1d30_bptt_membrane", "mnist1d", _LONG + ["--method", "bptt", "--readout-from", "membrane"], _B)
+define("m1d30_alif_bptt_b0.01", "mnist1d", _LONG + ["--model", "alif", "--method", "bptt", "--threshold", "0.01",
+                                                   "--readout", "fixed"], _B)
+
 
 def run_dir(name: str) -> Path:
     return RUN_ROOT / name

@@ -108,7 +108,7 @@ def test_config_file_values_and_flag_override(tmp_path):
 
 BAD_FLAGS = [
     (["train", "--task", "imagenet"], "invalid choice: 'imagenet'"),
-    (["train", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["train", "--model", "transformer"], "invalid choice: 'transformer'"),
     (["train", "--method", "rtrl"], "invalid choice: 'rtrl'"),
     (["train", "--hidden", "0"], "expected a positive integer"),
     (["train", "--k", "2", "--update-points", "3"], "not allowed with argument"),
