@@ -19,15 +19,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 # public name -> the module that defines it
 _EXPORTS = {
     "FPTT": "optim",
-    "train_epoch": "engine",
-    "evaluate": "engine",
-    "EpochMetrics": "engine",
-    "OnlineLearner": "streaming",
-    "WindowUpdate": "window",
-    "TraceLearner": "forward_gradients",
-    "Trainer": "trainer",
-    "fit": "trainer",
-    "TrainConfig": "config",
+    "train_epoch": "training.engine",
+    "evaluate": "training.engine",
+    "EpochMetrics": "training.engine",
+    "OnlineLearner": "training.streaming",
+    "WindowUpdate": "training.window",
+    "TraceLearner": "training.traces.learner",
+    "Trainer": "run.trainer",
+    "fit": "run.trainer",
+    "TrainConfig": "run.config",
     "SpikingRNN": "models",
     "NetworkState": "models",
     "ConvSNN": "models",
@@ -35,7 +35,7 @@ _EXPORTS = {
     "detach_state": "state",
     "map_state": "state",
     "state_to": "state",
-    "preset_values": "presets",
+    "preset_values": "run.presets",
 }
 _SUBMODULES = ("neurons", "surrogate")
 

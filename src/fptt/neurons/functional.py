@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from .fused import LTCDynamicsKernels
+    from .kernels import LTCDynamicsKernels
 
 __all__ = [
     "NeuronState",
@@ -152,7 +152,7 @@ def ltc_update(
         u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
 
     ``membrane_gate`` is z_m, ``adaptation_gate`` is z_a (``None``: adaptation off, β must be 0,
-    b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) the update
+    b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.kernels.LTCDynamicsKernels`) the update
     runs as one compiled forward and one hand-written compiled backward (same results to float
     rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
@@ -162,7 +162,7 @@ def ltc_update(
         raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
                          "(params.adaptation_weight is None)")
     if kernels is not None:
-        from .fused import ltc_dynamics
+        from .kernels import ltc_dynamics
 
         return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
                             baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,

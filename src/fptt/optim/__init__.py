@@ -175,7 +175,7 @@ class FPTT(Optimizer):
             updated) of the combined gradient ``∇ℓ + ∇R`` is clipped to this value before
             the inner step, as in SPEC §3 step 4.
         fused: ``True`` runs the regularizer gradient, the inner step and the post-update as one
-            compiled pass per parameter (:mod:`fptt.fused`; Adam, Adamax and SGD only; the first
+            compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD only; the first
             update compiles, a few seconds); ``"eager"`` runs the same fused equations without
             compiling (tests, debugging); ``False`` (default) the exact multi-tensor path.
             Results agree to float rounding, and checkpoints are interchangeable.
@@ -269,7 +269,7 @@ class FPTT(Optimizer):
         return value
 
     def _fused_update(self, fused: bool | str) -> Any:
-        from .fused import FUSED_MODES, FusedUpdate
+        from .fused_update import FUSED_MODES, FusedUpdate
 
         if not any(fused is mode or (isinstance(mode, str) and fused == mode) for mode in FUSED_MODES):
             raise ValueError(f"FPTT: fused must be one of {FUSED_MODES}, got {fused!r}")

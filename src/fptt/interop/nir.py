@@ -57,10 +57,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import SpikingRNN
-from .neurons.cells import LTC
-from .neurons.readout import FixedReadout, LinearReadout, LiquidReadout
-from .vocabulary import NIR_DISCRETIZATIONS
+from ..models import SpikingRNN
+from ..neurons.cells import LTC
+from ..neurons.readout import FixedReadout, LinearReadout, LiquidReadout
+from ..vocabulary import NIR_DISCRETIZATIONS
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRExportError", "NIRImportError"]
 
@@ -152,7 +152,7 @@ def to_nir(model: SpikingRNN, discretization: str = "zoh") -> Any:
         if layer.adaptation_strength:
             metadata.update(fptt_adaptation_strength=float(layer.adaptation_strength),
                             fptt_tau_adaptation=_array(layer.tau_adaptation),
-                            fptt_note="adaptive threshold b_0 + beta b_t (no NIR primitive): fptt.nir_io restores it "
+                            fptt_note="adaptive threshold b_0 + beta b_t (no NIR primitive): fptt.interop.nir restores it "
                                       "from these keys; other NIR tools simulate this layer as LIF")
         threshold = np.full(size, layer.baseline_threshold)
         zeros, ones = np.zeros(size), np.ones(size)
@@ -206,7 +206,7 @@ def _node(graph: Any, name: str, kind: str) -> Any:
     if node is None or type(node).__name__ != kind:
         found = "missing" if node is None else type(node).__name__
         raise NIRImportError(f"node {name!r} should be a NIR {kind} ({found}); fptt imports the LIF/ALIF graphs that "
-                             "fptt.nir_io.to_nir writes (see docs/INTEROP.md)")
+                             "fptt.interop.nir.to_nir writes (see docs/INTEROP.md)")
     return node
 
 
@@ -251,7 +251,7 @@ def from_nir(graph: Any) -> SpikingRNN:
                            recurrent=None if recurrent is None else np.asarray(recurrent.weight, dtype=np.float64)))
     if not layers:
         raise NIRImportError("the graph has no node 'layer0_input': fptt imports the LIF/ALIF graphs that "
-                             "fptt.nir_io.to_nir writes (see docs/INTEROP.md)")
+                             "fptt.interop.nir.to_nir writes (see docs/INTEROP.md)")
     readout_affine = _node(graph, "readout_affine", "Affine")
     readout = "fixed" if "readout_li" in graph.nodes else "linear"
     if len({layer["reset"] for layer in layers}) != 1 or len({layer["threshold"] for layer in layers}) != 1:

@@ -1,8 +1,8 @@
 """Builders: configuration → dataset, model, optimizer, scheduler (and a run's saved model back).
 
-One place for every caller: the :class:`~fptt.trainer.Trainer` (``fptt train``), ``fptt eval``,
+One place for every caller: the :class:`~fptt.run.trainer.Trainer` (``fptt train``), ``fptt eval``,
 ``fptt stream --preset``, ``fptt demo`` and the experiment scripts build their objects here, from a
-:class:`~fptt.config.TrainConfig`, so that a run, its evaluation and its experiments cannot differ
+:class:`~fptt.run.config.TrainConfig`, so that a run, its evaluation and its experiments cannot differ
 in how a model is made.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from torch.utils.data import Dataset
 
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
-from .models import ConvSNN, SpikingRNN
-from .optim import FPTT
-from .vocabulary import EVENT_TASKS
+from ..models import ConvSNN, SpikingRNN
+from ..optim import FPTT
+from ..vocabulary import EVENT_TASKS
 
 __all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
            "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
@@ -40,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _uses_bundled_mnist(config: TrainConfig) -> bool:
-    from .data import data_root
+    from ..data import data_root
 
     return config.task in ("smnist", "psmnist") and data_root(config.data_dir) is None
 
@@ -53,7 +53,7 @@ def default_eval_split(config: TrainConfig) -> str:
 def build_dataset(config: TrainConfig, split: str) -> Dataset:
     """The dataset of ``config.task`` for ``split`` (``train``, ``test`` or ``heldout``), through the
     registry :func:`fptt.data.get_dataset` (which fixes, e.g., the adding task's test seed)."""
-    from . import data
+    from .. import data
 
     if config.task == "add":
         train = split == "train"

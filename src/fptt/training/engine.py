@@ -22,7 +22,7 @@ Methods, for a sequence of length T split into windows of ``k`` steps:
 * ``"bptt"``: the whole sequence is unrolled, the mean of all ℓ_t is back-propagated once, one
   optimizer step per sequence. Memory O(T).
 * ``"eprop"`` / ``"ostl"``: no unrolling; eligibility traces follow the forward pass and each
-  ℓ_t adds its forward-in-time gradient (:mod:`fptt.forward_gradients`); every k steps (default
+  ℓ_t adds its forward-in-time gradient (:mod:`fptt.training.traces.learner`); every k steps (default
   1) the window's gradient is written into ``.grad`` and the plain optimizer steps. ALIF/LIF
   networks only. Memory O(n_in·n + n²) per layer, independent of T and k.
 
@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
-from .optim import FPTT
-from .vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
+from ..optim import FPTT
+from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .window import WindowUpdate
 
 __all__ = [
@@ -204,7 +204,7 @@ def train_epoch(
         raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
     learner = None
     if method in TRACE_METHODS:
-        from .forward_gradients import TraceLearner
+        from .traces.learner import TraceLearner
 
         learner = TraceLearner(model, method, feedback=feedback, feedback_seed=feedback_seed)
     window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite,

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 from torch.optim import SGD, Adam, Adamax, Optimizer
 
-from .compiled import LazyCompiled
+from ..compiled import LazyCompiled
 
 __all__ = ["FUSED_MODES", "FusedUpdate", "fused_unsupported_reason"]
 

@@ -10,8 +10,8 @@ window are summed, and at the window's end one update is made::
     loss ← loss / divisor; backward()                       # close(): one backward per window,
     non-finite policy; clip (plain optimizers); optimizer.step()   #   one optimizer step
 
-:class:`WindowUpdate` owns that sequence, so :func:`fptt.engine.train_epoch` and
-:class:`fptt.streaming.OnlineLearner` cannot drift apart. Its policies:
+:class:`WindowUpdate` owns that sequence, so :func:`fptt.training.engine.train_epoch` and
+:class:`fptt.training.streaming.OnlineLearner` cannot drift apart. Its policies:
 
 * **Non-finite values** (``on_nonfinite``). ``"stop"``: every update is applied, and an on-device
   flag records whether each window loss was finite (no host sync per update). The caller reads it
@@ -23,11 +23,11 @@ window are summed, and at the window's end one update is made::
   the step. For :class:`~fptt.optim.FPTT`, the wrapper clips the *combined* gradient (loss +
   regulariser, SPEC §3.4), so the value belongs on the wrapper and a second one is refused here.
 * **Gradients computed forward in time** (``gradients=``, e-prop and OSTL,
-  :class:`~fptt.forward_gradients.TraceLearner`). The source runs each step itself (advancing its
+  :class:`~fptt.training.traces.learner.TraceLearner`). The source runs each step itself (advancing its
   eligibility traces), turns each added step loss into its gradient contribution at once, and at
   :meth:`close` writes the window's gradient into ``.grad`` instead of ``backward()``; the
   non-finite policy, clipping and the optimizer step are the same as for every other method.
-* **Data parallelism.** With a :class:`~fptt.distributed.DistributedModel`, only the last step of
+* **Data parallelism.** With a :class:`~fptt.training.distributed.DistributedModel`, only the last step of
   the window runs DDP's synchronising forward, so the window's single backward all-reduces every
   gradient once. Every rank must take part in that all-reduce: a window that ran a synchronising
   step but has no loss on this rank back-propagates ``0 · Σ output`` (a zero gradient) instead
@@ -40,9 +40,9 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .optim import FPTT
-from .state import detach_state
-from .vocabulary import ON_NONFINITE
+from ..optim import FPTT
+from ..state import detach_state
+from ..vocabulary import ON_NONFINITE
 
 __all__ = ["WindowUpdate"]
 
@@ -55,7 +55,7 @@ class WindowUpdate:
         optimizer: any optimizer; :class:`~fptt.optim.FPTT` for the paper's method.
         clip_grad_norm: total-norm clipping for plain optimizers (for FPTT set it on the wrapper).
         on_nonfinite: ``"stop"`` or ``"skip"``.
-        gradients: a forward-in-time gradient source (:class:`~fptt.forward_gradients.TraceLearner`)
+        gradients: a forward-in-time gradient source (:class:`~fptt.training.traces.learner.TraceLearner`)
             used instead of autograd through the window; None for the back-propagating methods.
     """
 

@@ -3,7 +3,7 @@
 Both e-prop (Bellec et al., Nat. Commun. 11, 3625, 2020) and OSTL (Bohnstingl et al., IEEE TNNLS
 2022) split the gradient of a recurrent spiking layer into a part computed forward in time from
 quantities local to each synapse (the eligibility trace, here) and a learning signal that carries
-the error of the current step (:mod:`fptt.forward_gradients`). This module holds the traces of the
+the error of the current step (:mod:`fptt.training.traces.learner`). This module holds the traces of the
 ALIF/LIF layer (:func:`fptt.neurons.functional.alif_step`, SPEC §2) and of the fixed and linear
 readouts, with the equations they implement.
 
@@ -62,9 +62,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .neurons.cells import ALIF
-from .neurons.functional import NeuronState
-from .neurons.readout import FixedReadout, LinearReadout, Readout
+from ...neurons.cells import ALIF
+from ...neurons.functional import NeuronState
+from ...neurons.readout import FixedReadout, LinearReadout, Readout
 
 __all__ = ["SpikingLayerTraces", "ReadoutTraces", "leaky_filter_"]
 

@@ -79,7 +79,7 @@ class DistributedModel(nn.Module):
     def __init__(self, model: nn.Module, **ddp_options: Any) -> None:
         super().__init__()
         if not (dist.is_available() and dist.is_initialized()):
-            raise RuntimeError("initialise torch.distributed first (fptt.distributed.setup())")
+            raise RuntimeError("initialise torch.distributed first (fptt.training.distributed.setup())")
         self.module = model
         self.ddp = DistributedDataParallel(_StepForward(model), **ddp_options)
         self._sync = True

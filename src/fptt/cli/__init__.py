@@ -53,9 +53,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
+    from ..vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, METHODS, NEURONS, NORMS, OPTIMIZERS, READOUTS, SCHEDULE_UNITS,
                              SCHEDULES, SYNAPSE_INITS, TASKS, WEIGHTINGS)
-    from .presets import PRESET_NAMES
+    from ..run.presets import PRESET_NAMES
 
     s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
     what = parser.add_argument_group("what to train")
@@ -182,7 +182,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="fptt",
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
-    from .vocabulary import EXPORT_FORMATS, NIR_DISCRETIZATIONS
+    from ..vocabulary import EXPORT_FORMATS, NIR_DISCRETIZATIONS
 
     export = commands.add_parser("export", help="export a run's model (W̄ by default) to NIR or a state_dict",
                                  description=(
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Stream MNIST-10k digits pixel after pixel with no sequence boundaries through an LTC network "
         "trained online by FPTT (an update every --k steps); the pixel permutation changes at --drift-at. "
         "Writes the online accuracy and process memory over time (stream.json, stream.png)."))
-    from .stream_demo import add_arguments as add_stream_arguments
+    from .stream import add_arguments as add_stream_arguments
 
     add_stream_arguments(stream)
     stream.set_defaults(handler=_cmd_stream, debug=False)
@@ -288,7 +288,7 @@ def _log_function(quiet: bool):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, default_run_dir, load_config_file, resolve_config, save_config
+    from ..run.config import TrainConfig, default_run_dir, load_config_file, resolve_config, save_config
 
     flags = {key: value for key, value in vars(args).items() if key not in _NOT_CONFIG}
     if args.resume:
@@ -313,7 +313,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(config.run_dir or default_run_dir(config))
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 writes the run's files
             save_config(config, run_dir)
-    from .trainer import Trainer
+    from ..run.trainer import Trainer
 
     log = _log_function(args.quiet)
     trainer = Trainer(config, run_dir, resume=bool(args.resume), progress=(not args.quiet) and sys.stderr.isatty(),
@@ -342,9 +342,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from .build import build_dataset, default_eval_split, load_model
-    from .engine import evaluate
-    from .trainer import evaluation_rng
+    from ..run.build import build_dataset, default_eval_split, load_model
+    from ..training.engine import evaluate
+    from ..run.trainer import evaluation_rng
 
     try:
         config, model, payload, used = load_model(args.path, device=args.device, which=args.which,
@@ -386,7 +386,7 @@ def _export(model, config, payload: dict, used: str, path: Path) -> None:
     c["input_size"], c["output_size"]).load_state_dict(torch.load(path))``."""
     import torch
 
-    from .checkpoint import write_text_atomic
+    from ..run.checkpoint import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -396,7 +396,7 @@ def _export(model, config, payload: dict, used: str, path: Path) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .build import load_model
+    from ..run.build import load_model
 
     try:
         config, model, payload, used = load_model(args.path, device="cpu", which=args.which, weights=args.with_)
@@ -406,7 +406,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     folder = source if source.is_dir() else source.parent
     output = Path(args.output) if args.output else folder / "export" / ("model.nir" if args.format == "nir" else "model.pt")
     if args.format == "nir":
-        from .nir_io import NIRExportError, write_nir
+        from ..interop.nir import NIRExportError, write_nir
 
         try:
             write_nir(model, output, args.discretization)
@@ -425,7 +425,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import comparison_rows, format_table, load_run_record, plot_comparison
+    from ..run.compare import comparison_rows, format_table, load_run_record, plot_comparison
 
     try:
         records = [load_run_record(run) for run in args.runs]
@@ -463,7 +463,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from .stream_demo import run_from_args
+    from .stream import run_from_args
 
     try:
         run_from_args(args)
@@ -490,13 +490,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = bool(getattr(args, "debug", False))
     if debug:
         return args.handler(args)
-    from .config import ConfigError
+    from ..run.config import ConfigError
 
-    from .checkpoint import CheckpointError
+    from ..run.checkpoint import CheckpointError
 
     actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError, CheckpointError)
     try:
-        from .data import DatasetNotFoundError
+        from ..data import DatasetNotFoundError
 
         actionable += (DatasetNotFoundError,)
     except ImportError:  # pragma: no cover
@@ -515,6 +515,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .batches import LossFn
-from .measure import peak_rss_mb
+from ..memory import peak_rss_mb
 
 __all__ = ["EpochMetrics", "Accumulator", "firing_rate"]
 

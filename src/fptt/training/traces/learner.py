@@ -2,11 +2,11 @@
 
 Both methods train a :class:`~fptt.models.SpikingRNN` of ALIF/LIF layers with a fixed (leaky) or
 linear readout of the spikes, without unrolling: the network runs forward once, the eligibility
-traces of :mod:`fptt.eligibility` follow it, and at every step t that has a loss
+traces of :mod:`fptt.training.traces.eligibility` follow it, and at every step t that has a loss
 ℓ_t = w_t L(v_t, y) the readout error δ_t = ∂ℓ_t/∂v_t (one tiny autograd call on v_t) is turned
 into a *learning signal* L_{j,t} for each neuron and added to the gradient, Σ_t L_{j,t} e_{ji,t}.
 Every k steps the accumulated gradient (divided like the window loss of the other engines) is
-written into ``.grad`` and the usual :class:`~fptt.window.WindowUpdate` applies the non-finite
+written into ``.grad`` and the usual :class:`~fptt.training.window.WindowUpdate` applies the non-finite
 policy, clipping and ``optimizer.step()`` (Adam, Adamax, SGD: the same optimizers as the other
 engines). Memory: the traces only, O(n_in·n + n²) per layer and sample, independent of T.
 
@@ -53,10 +53,10 @@ import torch
 from torch import Tensor, nn
 
 from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
-from .models import NetworkState
-from .neurons.cells import ALIF, check_step_input
-from .neurons.readout import FixedReadout, LinearReadout
-from .vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
+from ...models import NetworkState
+from ...neurons.cells import ALIF, check_step_input
+from ...neurons.readout import FixedReadout, LinearReadout
+from ...vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
 
 __all__ = ["TraceLearner", "check_trace_model"]
 
@@ -88,7 +88,7 @@ def check_trace_model(model: nn.Module, method: str) -> None:
 class TraceLearner:
     """Runs a :class:`~fptt.models.SpikingRNN` forward and produces its e-prop or OSTL gradient.
 
-    Used by :class:`~fptt.window.WindowUpdate` (``gradients=``): :meth:`start` at each sequence,
+    Used by :class:`~fptt.training.window.WindowUpdate` (``gradients=``): :meth:`start` at each sequence,
     :meth:`step` instead of ``model.step``, :meth:`accumulate` for each weighted step loss (it
     must be a function of the returned output only), :meth:`write` at each update.
 

@@ -1,10 +1,10 @@
 """Epochs, evaluation, metrics, checkpoints and resume around :func:`fptt.train_epoch`.
 
-The time loop lives in the engine (:mod:`fptt.engine`); this module only strings epochs
+The time loop lives in the engine (:mod:`fptt.training.engine`); this module only strings epochs
 together::
 
-    from fptt.config import TrainConfig
-    from fptt.trainer import Trainer
+    from fptt.run.config import TrainConfig
+    from fptt.run.trainer import Trainer
 
     summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
 
@@ -20,7 +20,7 @@ state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last
 
 Distributed (``config.distributed``, or automatically under ``torchrun``): each process trains its
 shard of every epoch (``DistributedSampler``, ``batch_size`` per process) through
-:class:`~fptt.distributed.DistributedModel`, which averages the gradients at each update, so the
+:class:`~fptt.training.distributed.DistributedModel`, which averages the gradients at each update, so the
 weights, W̄ and λ stay identical on all ranks. Every rank evaluates (identical results); only
 rank 0 logs, shows progress and writes files; a stop request is agreed by all ranks at a batch
 boundary. Resume reads ``checkpoint_last.pt`` on every rank (the run folder must be shared). A first SIGINT (Ctrl-C) or
@@ -51,14 +51,14 @@ from .build import (build_dataset, build_model, build_optimizer, build_scheduler
 from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          set_rng_state, write_text_atomic)
 from .config import TrainConfig, default_run_dir, save_config
-from .engine import EpochMetrics, evaluate, train_epoch
-from .measure import peak_rss_mb, per_update
-from .vocabulary import TRACE_METHODS
-from .optim import FPTT
+from ..training.engine import EpochMetrics, evaluate, train_epoch
+from ..memory import peak_rss_mb, per_update
+from ..vocabulary import TRACE_METHODS
+from ..optim import FPTT
 from .tracking import Tracker, open_tracker
 
 __all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir",
-           # builders, from fptt.build (kept importable from here for existing code)
+           # builders, from fptt.run.build (kept importable from here for existing code)
            "build_dataset", "build_model", "build_optimizer", "build_scheduler", "load_run", "resolve_device",
            "default_eval_split"]
 
@@ -211,7 +211,7 @@ class Trainer:
                                  input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
         if self.world_size > 1 or self.config.distributed:
-            from .distributed import DistributedModel
+            from ..training.distributed import DistributedModel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
@@ -224,7 +224,7 @@ class Trainer:
 
     def _setup_distributed(self) -> tuple[int, int]:
         """(rank, world size): (0, 1) unless distributed; then the process group from torchrun."""
-        from .distributed import launched_by_torchrun, setup
+        from ..training.distributed import launched_by_torchrun, setup
 
         if not (self.config.distributed or launched_by_torchrun()):
             return 0, 1

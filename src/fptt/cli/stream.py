@@ -8,7 +8,7 @@ changes: the learner must re-adapt online. Accuracy is *prequential* (test-then-
 prediction at the last pixel of each digit, made before that step's update. Process memory
 (RSS) is sampled along the way to show that nothing grows with the stream.
 
-    fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.stream_demo ...)
+    fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.cli.stream ...)
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from .argtypes import positive_float, positive_int
-from .presets import PRESET_NAMES
+from ..run.presets import PRESET_NAMES
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
@@ -46,17 +46,17 @@ def run_stream(
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
     ``preset``: build the network and the inner optimizer from the S-MNIST regime of
-    :mod:`fptt.presets` (``"paper"``: layer-normalised currents with γ = 0.1, learnable gate
+    :mod:`fptt.run.presets` (``"paper"``: layer-normalised currents with γ = 0.1, learnable gate
     slopes, Adamax, clip 1) with ``hidden`` neurons, ``lr`` and ``alpha``; by default a plain LTC
     layer with Adam."""
     import torch
 
-    from .data import SequentialMNIST
-    from .engine import step_weight
-    from .measure import rss_mb
-    from .build import build_model, build_optimizer
-    from .config import resolve_config
-    from .streaming import OnlineLearner
+    from ..data import SequentialMNIST
+    from ..training.engine import step_weight
+    from ..memory import rss_mb
+    from ..run.build import build_model, build_optimizer
+    from ..run.config import resolve_config
+    from ..training.streaming import OnlineLearner
 
     if steps < 196:
         raise ValueError(f"steps must cover at least one digit (196 steps), got {steps}")
@@ -166,7 +166,7 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``fptt stream`` (also ``python -m fptt.stream_demo``)."""
+    """The options of ``fptt stream`` (also ``python -m fptt.cli.stream``)."""
     parser.add_argument("--steps", type=positive_int, default=1_000_000,
                         help="stream length in time steps (default 1,000,000: about 45 min on one CPU core)")
     parser.add_argument("--streams", type=positive_int, default=8, help="parallel streams (batch size, default 8)")
@@ -180,7 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weighting", choices=("uniform", "linear"), default="uniform",
                         help="loss weight of pixel p of a digit: 1 (default) or (p+1)/196 as in the paper's S-MNIST")
     parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                        help="the S-MNIST regime of fptt.presets (normalised currents, gate slopes, Adamax, clip 1)")
+                        help="the S-MNIST regime of fptt.run.presets (normalised currents, gate slopes, Adamax, clip 1)")
     parser.add_argument("--log-every", type=positive_int, default=20,
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .neurons.cells import LTC, check_step_input, get_neuron
-from .neurons.conv import ConvLTC
-from .neurons.functional import NeuronState
-from .neurons.readout import get_readout
-from .surrogate import SurrogateSpec
+from ..neurons.cells import LTC, check_step_input, get_neuron
+from ..neurons.conv import ConvLTC
+from ..neurons.functional import NeuronState
+from ..neurons.readout import get_readout
+from ..surrogate import SurrogateSpec
 
 __all__ = ["SpikingRNN", "NetworkState", "unroll_steps", "ConvSNN", "ConvNetworkState", "REFERENCE_DVS_CONV", "SMALL_DVS_CONV",
            "check_sequence_input"]

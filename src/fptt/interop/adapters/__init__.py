@@ -38,7 +38,7 @@ _EXPORTS = {
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'fptt.adapters' has no attribute {name!r}")
+        raise AttributeError(f"module 'fptt.interop.adapters' has no attribute {name!r}")
     value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
     return value

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from .vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
+from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
                          METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
                          SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS, WEIGHTINGS)
 
@@ -51,7 +51,7 @@ class TrainConfig:
     eval_with: str = "average"
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
-    fused: bool = False  # FPTT update as one compiled pass per parameter (fptt.fused)
+    fused: bool = False  # FPTT update as one compiled pass per parameter (fptt.optim.fused_update)
     feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
     optimizer: str = "adam"
@@ -77,7 +77,7 @@ class TrainConfig:
     synapse_init: str = "xavier"  # or "torch_default" (one nn.Linear over [x_t, s_{t-1}])
     gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
     chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
-    preset: Optional[str] = None  # a named regime of fptt.presets (recorded; its values are applied)
+    preset: Optional[str] = None  # a named regime of fptt.run.presets (recorded; its values are applied)
     recurrent: bool = True  # dense spiking layers get recurrent synapses W_r s_{t-1}
     conv: list[str] = field(default_factory=list)  # conv LTC front end, e.g. ["8c3", "16c3"] (ConvSNN); [] = none
     conv_gate: str = "sum"  # conv LTC gates over d + u (the reference DVS-Gesture model) or "concat" [d, u]
@@ -214,7 +214,7 @@ class TrainConfig:
 
     def _validate_trace_method(self) -> None:
         """e-prop/OSTL have eligibility traces for ALIF/LIF layers with a fixed or linear readout of
-        the spikes and no layer norm (fptt.forward_gradients.check_trace_model checks the model)."""
+        the spikes and no layer norm (fptt.training.traces.learner.check_trace_model checks the model)."""
         method = self.method
         if self.model not in TRACE_NEURONS:
             others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
@@ -242,7 +242,7 @@ def _is_number(value: Any) -> bool:
 _CONV_SPEC = re.compile(CONV_LAYER_PATTERN)
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
-# Task defaults and presets live in fptt.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
+# Task defaults and presets live in fptt.run.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -256,7 +256,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 def save_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
     """Write ``run_dir/config.json`` atomically (the first file of a run: with it, ``--resume``
     can always restart or continue the run)."""
-    from .files import write_text_atomic
+    from ..files import write_text_atomic
 
     return write_text_atomic(Path(run_dir) / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 

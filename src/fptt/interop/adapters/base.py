@@ -9,8 +9,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..models import unroll_steps
-from ..state import state_to
+from ...models import unroll_steps
+from ...state import state_to
 
 __all__ = ["AdapterBase", "require"]
 

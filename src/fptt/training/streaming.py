@@ -2,11 +2,11 @@
 
 :class:`OnlineLearner` drives any stateful model (:mod:`fptt.models`) over a batch of endless
 streams. It is stream bookkeeping (live state, per-stream reset, ring buffer of losses, exact
-``state_dict``) around the same :class:`~fptt.window.WindowUpdate` that the batch engines use:
+``state_dict``) around the same :class:`~fptt.training.window.WindowUpdate` that the batch engines use:
 the state is detached at every window boundary (every ``k`` steps), the loss of the targets given
 inside the window is accumulated and, at the window's end, back-propagated through that window
 only, with the same non-finite policy (stop | skip), clipping and DDP gradient sync as
-:func:`fptt.engine.train_epoch`. Nothing grows with the number of steps seen: the autograd graph
+:func:`fptt.training.engine.train_epoch`. Nothing grows with the number of steps seen: the autograd graph
 spans at most one window and the loss history is a bounded ring buffer.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .state import map_state, select_batch, state_tensors
+from ..state import map_state, select_batch, state_tensors
 from .window import WindowUpdate
 
 __all__ = ["OnlineLearner"]
@@ -49,9 +49,9 @@ class OnlineLearner:
         history: length of the ring buffer of per-update losses (``learner.history``).
         on_nonfinite: ``"stop"`` (default: a NaN/Inf window loss raises ``FloatingPointError``
             naming the stream step) or ``"skip"`` (that update is dropped and counted in
-            ``learner.skipped``), as in :func:`fptt.engine.train_epoch`.
+            ``learner.skipped``), as in :func:`fptt.training.engine.train_epoch`.
 
-    Under DDP (a :class:`~fptt.distributed.DistributedModel`) every rank closes every window with
+    Under DDP (a :class:`~fptt.training.distributed.DistributedModel`) every rank closes every window with
     one all-reduce; a rank that saw no target in a window contributes a zero gradient.
 
     ``observe(x_t, y_t=None, target_mask=None)`` consumes one step ``x_t`` (streams, features) and

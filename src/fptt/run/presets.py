@@ -7,7 +7,7 @@ torch import: ``fptt --help`` stays fast):
 
 * :data:`TASK_DEFAULTS`: what ``fptt train --task T`` uses with no other flag. These must *learn*
   on a 2-core CPU within minutes (``--task add``: test MSE ≤ 0.05 in under 2 minutes).
-* :data:`PRESETS`: ``--preset paper`` (``fptt.presets.preset_values("paper", task)`` in Python),
+* :data:`PRESETS`: ``--preset paper`` (``fptt.run.presets.preset_values("paper", task)`` in Python),
   the reference code's regime and hyperparameters for the task, at the reference's budget.
 
 Precedence: dataclass defaults < task defaults < preset < config file < explicit flags.

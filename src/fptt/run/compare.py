@@ -1,6 +1,6 @@
 """``fptt compare``: several run folders side by side, as a table and as learning curves in one figure.
 
-Reads what :class:`~fptt.trainer.Trainer` writes in each run folder (``config.json``,
+Reads what :class:`~fptt.run.trainer.Trainer` writes in each run folder (``config.json``,
 ``metrics.jsonl``, ``curve.jsonl``, ``summary.json``; a run still in progress has no summary and
 is read from its metrics) and changes nothing in them.
 
@@ -10,7 +10,7 @@ memory (MiB) and, when measured, the bytes autograd saved per update.
 
 Figure: with learning-curve points (``--eval-every``) in every run, the evaluated score of each run
 against training batches (W̄ for FPTT runs evaluated with it, else W); otherwise the per-epoch
-training loss and evaluation score of each run (:func:`fptt.plots.plot_learning_curves`).
+training loss and evaluation score of each run (:func:`fptt.run.plots.plot_learning_curves`).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .vocabulary import LOGGERS
+from ..vocabulary import LOGGERS
 
 __all__ = ["Tracker", "TensorBoardTracker", "open_tracker", "epoch_scalars", "curve_scalars"]
 
