@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..neurons.cells import LTC, check_step_input, get_neuron
 from ..neurons.conv import ConvLTC
-from ..neurons.functional import NeuronState
+from ..neurons.types import NeuronState
 from ..neurons.readout import get_readout
 from ..surrogate import SurrogateSpec
 

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
-from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
+from .functional import alif_step, ltc_step
+from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 from .kernels import LTCDynamicsKernels
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]

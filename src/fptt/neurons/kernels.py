@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ..compiled import LazyCompiled
 from ..surrogate import Surrogate
-from .functional import NeuronState
+from .types import NeuronState
 
 __all__ = ["ltc_dynamics", "LTCDynamicsKernels"]
 

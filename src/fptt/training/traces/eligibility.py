@@ -63,7 +63,7 @@ import torch
 from torch import Tensor
 
 from ...neurons.cells import ALIF
-from ...neurons.functional import NeuronState
+from ...neurons.types import NeuronState
 from ...neurons.readout import FixedReadout, LinearReadout, Readout
 
 __all__ = ["SpikingLayerTraces", "ReadoutTraces", "leaky_filter_"]
