@@ -16,7 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
 from fptt.data import SequentialMNIST
-from fptt.distributed import DistributedModel, is_main_process, setup
+from fptt.training.distributed import DistributedModel, is_main_process, setup
 
 parser = argparse.ArgumentParser(description="data-parallel FPTT on MNIST-10k (196 steps)")
 parser.add_argument("--epochs", type=int, default=2)

@@ -1,4 +1,4 @@
-"""Train a Norse network with FPTT: the Norse model unchanged, behind fptt.adapters.
+"""Train a Norse network with FPTT: the Norse model unchanged, behind fptt.interop.adapters.
 
 A recurrent LIF layer (LIFRecurrentCell), a linear layer and a leaky-integrator readout (LICell)
 in Norse's SequentialState learn MNIST-1D (40 time steps, 10 classes; generated offline by the
@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.adapters import NorseAdapter
+from fptt.interop.adapters import NorseAdapter
 from fptt.data import get_dataset
 
 torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Train an snnTorch network with FPTT: the snnTorch model unchanged, behind fptt.adapters.
+"""Train an snnTorch network with FPTT: the snnTorch model unchanged, behind fptt.interop.adapters.
 
 A recurrent leaky (RLeaky) layer and a leaky readout, built the snnTorch way with init_hidden off,
 learn MNIST-1D (40 time steps of one value, 10 classes; generated offline by the ``mnist1d``
@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.adapters import SnnTorchAdapter
+from fptt.interop.adapters import SnnTorchAdapter
 from fptt.data import get_dataset
 
 torch.manual_seed(0)

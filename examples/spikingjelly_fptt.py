@@ -1,4 +1,4 @@
-"""Train a SpikingJelly network with FPTT: the SpikingJelly model unchanged, behind fptt.adapters.
+"""Train a SpikingJelly network with FPTT: the SpikingJelly model unchanged, behind fptt.interop.adapters.
 
 A recurrent LIF layer (SpikingJelly's LinearRecurrentContainer around a LIFNode) and a linear
 readout, in multi-step mode (step_mode="m"), learn MNIST-1D (40 time steps, 10 classes; generated
@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.adapters import SpikingJellyAdapter
+from fptt.interop.adapters import SpikingJellyAdapter
 from fptt.data import get_dataset
 
 torch.manual_seed(0)

@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fptt import FPTT, SpikingRNN, train_epoch
-from fptt.distributed import DistributedModel
+from fptt.training.distributed import DistributedModel
 
 
 def _time_sequences(model, optimizer, k, batch, steps, repeats) -> list[float]:

@@ -4,8 +4,8 @@ the basis of the README's GPU memory and time estimate.
     python experiments/dvs_reference_memory.py [--out experiments/results/dvs_reference]
 
 Builds the preset's model (conv LTC 64c7-128c7-128c3-256c3-256c3-512c3 on 2x128x128 frames,
-512 LTC, liquid readout) through :func:`fptt.build.build_model`, then measures on this CPU, exactly
-(:class:`~fptt.measure.SavedTensorMeter`, independent of the device): the activation bytes one
+512 LTC, liquid readout) through :func:`fptt.run.build.build_model`, then measures on this CPU, exactly
+(:class:`~fptt.memory.SavedTensorMeter`, independent of the device): the activation bytes one
 FPTT update keeps (k = 1: one frame) and the bytes BPTT keeps per frame (from 2 and 3 frames), at
 batch 1; and the multiply-accumulates of one forward step, counted from the layer shapes. The
 Markdown turns them into the memory of a batch of 16 (the preset's) at 20 and 500 frames, and a
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from fptt.bench.common import machine_info, markdown_table
-from fptt.build import build_model, build_optimizer
-from fptt.config import resolve_config
-from fptt.engine import train_epoch
-from fptt.measure import per_update
+from fptt.run.build import build_model, build_optimizer
+from fptt.run.config import resolve_config
+from fptt.training.engine import train_epoch
+from fptt.memory import per_update
 
 
 def forward_macs(model) -> int:

@@ -28,7 +28,7 @@ from typing import Any, Optional
 import torch
 
 from fptt.bench.common import contention_note, finish_info, machine_info, markdown_table
-from fptt.config import resolve_config
+from fptt.run.config import resolve_config
 
 OUT = Path("experiments/results/frames")
 METHODS = ("fptt", "bptt", "tbptt")
@@ -61,9 +61,9 @@ def command(values: dict[str, Any]) -> str:
 def measure_child(spec: dict) -> dict:
     """One memory measurement (runs in a fresh process): a warmed-up model trains one batch."""
     from fptt.bench.memory import measure_batch_memory
-    from fptt.build import build_model, build_optimizer
+    from fptt.run.build import build_model, build_optimizer
     from fptt.data.saccade import SaccadeMNIST
-    from fptt.engine import train_epoch
+    from fptt.training.engine import train_epoch
 
     torch.set_num_threads(1)
     config = resolve_config(flag_values=spec["flags"])
@@ -106,7 +106,7 @@ def run_memory(args: argparse.Namespace) -> list[dict]:
 # ---------------------------------------------------------------------------------------- accuracy
 def run_accuracy(args: argparse.Namespace) -> None:
     from fptt.data.saccade import SaccadeMNIST
-    from fptt.trainer import Trainer
+    from fptt.run.trainer import Trainer
 
     torch.set_num_threads(1)
     for seed in args.seeds:

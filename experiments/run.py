@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from fptt import evaluate, train_epoch
-from fptt.build import build_dataset, build_model, build_optimizer, build_scheduler, dataset_shape
-from fptt.config import TrainConfig
-from fptt.measure import per_update
+from fptt.run.build import build_dataset, build_model, build_optimizer, build_scheduler, dataset_shape
+from fptt.run.config import TrainConfig
+from fptt.memory import per_update
 
 DEFAULTS = {
     "task": "add",            # add | smnist | psmnist
@@ -59,9 +59,9 @@ DEFAULTS = {
 
 
 def train_config(cfg: dict) -> TrainConfig:
-    """The study's config as a :class:`~fptt.config.TrainConfig` (the library's dataclass
+    """The study's config as a :class:`~fptt.run.config.TrainConfig` (the library's dataclass
     defaults, not the task defaults: the study ran the generic v0.1 LTC network), so that the
-    data, model and optimizer come from :mod:`fptt.build` like every other run."""
+    data, model and optimizer come from :mod:`fptt.run.build` like every other run."""
     return TrainConfig.from_dict({
         "task": cfg["task"], "seq_len": cfg["seq_len"], "downsample": cfg["downsample"],
         "train_samples": cfg["train_samples"], "test_samples": cfg["test_samples"], "model": cfg["neuron"],

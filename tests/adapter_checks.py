@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fptt import FPTT, OnlineLearner, evaluate, train_epoch
-from fptt.checkpoint import load_checkpoint, save_checkpoint
+from fptt.run.checkpoint import load_checkpoint, save_checkpoint
 
 FEATURES, CLASSES = 3, 2
 
@@ -99,7 +99,7 @@ def check_training_reduces_loss(make: Callable[[torch.dtype], nn.Module], lr: fl
 
 
 def check_checkpoint_resume(make: Callable[[torch.dtype], nn.Module], path) -> None:
-    """Train, checkpoint (fptt.checkpoint, weights_only), rebuild a fresh adapter from the file,
+    """Train, checkpoint (fptt.run.checkpoint, weights_only), rebuild a fresh adapter from the file,
     and continue both: the weights and W̄ stay bit-identical."""
     def optimizer_of(model: nn.Module) -> FPTT:
         return FPTT(torch.optim.Adam(model.parameters(), lr=5e-3), alpha=0.1)

@@ -1,11 +1,11 @@
-"""Norse networks under FPTT through fptt.adapters.NorseAdapter, against the real package."""
+"""Norse networks under FPTT through fptt.interop.adapters.NorseAdapter, against the real package."""
 import pytest
 import torch
 from torch import nn
 
 norse = pytest.importorskip("norse.torch")
 
-from fptt.adapters import NorseAdapter  # noqa: E402
+from fptt.interop.adapters import NorseAdapter  # noqa: E402
 from fptt.state import detach_state  # noqa: E402
 
 from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \

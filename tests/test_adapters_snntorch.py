@@ -1,11 +1,11 @@
-"""snnTorch stacks under FPTT through fptt.adapters.SnnTorchAdapter, against the real package."""
+"""snnTorch stacks under FPTT through fptt.interop.adapters.SnnTorchAdapter, against the real package."""
 import pytest
 import torch
 from torch import nn
 
 snn = pytest.importorskip("snntorch")
 
-from fptt.adapters import SnnTorchAdapter  # noqa: E402
+from fptt.interop.adapters import SnnTorchAdapter  # noqa: E402
 
 from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
     check_training_reduces_loss, check_window_gradients  # noqa: E402

@@ -1,4 +1,4 @@
-"""SpikingJelly networks under FPTT through fptt.adapters.SpikingJellyAdapter, against the real package."""
+"""SpikingJelly networks under FPTT through fptt.interop.adapters.SpikingJellyAdapter, against the real package."""
 import pytest
 import torch
 from torch import nn
@@ -6,7 +6,7 @@ from torch import nn
 pytest.importorskip("spikingjelly.activation_based.base")
 from spikingjelly.activation_based import base, functional, layer, neuron  # noqa: E402
 
-from fptt.adapters import SpikingJellyAdapter  # noqa: E402
+from fptt.interop.adapters import SpikingJellyAdapter  # noqa: E402
 
 from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
     check_training_reduces_loss, check_window_gradients  # noqa: E402

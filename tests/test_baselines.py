@@ -1,4 +1,4 @@
-"""The GRU/LSTM baselines (fptt.baselines) and the validation split of the builders."""
+"""The GRU/LSTM baselines (fptt.models.baselines) and the validation split of the builders."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.baselines import RecurrentBaseline
-from fptt.build import build_dataset, build_model, default_eval_split, final_split, validation_indices
-from fptt.config import ConfigError, TrainConfig
+from fptt.models.baselines import RecurrentBaseline
+from fptt.run.build import build_dataset, build_model, default_eval_split, final_split, validation_indices
+from fptt.run.config import ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

@@ -14,7 +14,7 @@ from fptt import FPTT, SpikingRNN, train_epoch
 from fptt.bench import memory as memory_bench
 from fptt.bench import peers as peers_bench
 from fptt.bench import speed as speed_bench
-from fptt.measure import SavedTensorMeter, per_update
+from fptt.memory import SavedTensorMeter, per_update
 
 MACHINE_FIELDS = ("cpu", "cpu_count", "torch", "torch_threads", "command", "device")
 

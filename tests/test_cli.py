@@ -230,9 +230,9 @@ def test_the_parser_and_help_do_not_import_torch():
 
 def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
     from fptt import vocabulary
-    from fptt.config import MODELS, TASKS
+    from fptt.run.config import MODELS, TASKS
     from fptt.data import DATASET_NAMES
-    from fptt.engine import METHODS, WEIGHTINGS
+    from fptt.training.engine import METHODS, WEIGHTINGS
     from fptt.neurons import NEURONS, READOUTS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
@@ -244,8 +244,8 @@ def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
 
 
 def test_eval_exports_the_averaged_weights_as_a_plain_state_dict(tmp_path):
-    from fptt.build import build_model
-    from fptt.config import TrainConfig
+    from fptt.run.build import build_model
+    from fptt.run.config import TrainConfig
 
     run = tmp_path / "run"
     done = fptt("train", "--task", "add", "--seq-len", "10", "--train-samples", "32", "--test-samples", "16",

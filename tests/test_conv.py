@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from fptt.engine import train_epoch
-from fptt.measure import per_update
+from fptt.training.engine import train_epoch
+from fptt.memory import per_update
 from fptt.models import REFERENCE_DVS_CONV, ConvNetworkState, ConvSNN
 from fptt.neurons import NeuronState
 from fptt.neurons.conv import ConvLTC, ConvSpec, parse_conv_spec
@@ -243,7 +243,7 @@ def test_conv_snn_refuses_bad_shapes_and_inputs():
 
 
 def test_wide_frames_are_read_time_major_in_bounded_blocks():
-    from fptt.batches import _BLOCK_ELEMENTS, StepInputs
+    from fptt.training.batches import _BLOCK_ELEMENTS, StepInputs
 
     x = torch.rand(4, 50, 2 * 128 * 128)  # a batch of full-resolution DVS frames
     inputs = StepInputs(x, torch.device("cpu"), torch.float32)
@@ -268,7 +268,7 @@ def _conv_ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
     import torch.distributed as dist
 
-    from fptt.distributed import DistributedModel
+    from fptt.training.distributed import DistributedModel
     from tests.test_distributed import _snapshot
 
     torch.set_num_threads(1)
@@ -301,7 +301,7 @@ def test_two_ddp_ranks_train_a_conv_network_as_one_process_on_the_whole_batch(tm
 
 
 def test_recorded_activity_of_a_conv_network_matches_its_steps():
-    from fptt.plots import record_activity
+    from fptt.run.plots import record_activity
 
     torch.manual_seed(0)
     model = ConvSNN((2, 6, 6), ["3c3"], [4], 3)

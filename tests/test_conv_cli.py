@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from fptt.build import build_model, frame_shape
-from fptt.config import ConfigError, TrainConfig, resolve_config
+from fptt.run.build import build_model, frame_shape
+from fptt.run.config import ConfigError, TrainConfig, resolve_config
 from fptt.models import REFERENCE_DVS_CONV, ConvSNN, SpikingRNN
-from fptt.presets import preset_values
+from fptt.run.presets import preset_values
 from tests.test_cli import fptt
 
 TINY_SACCADE = ["--task", "saccade-mnist", "--train-samples", "16", "--test-samples", "8", "--frames", "4",

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fptt import FPTT, OnlineLearner, SpikingRNN, train_epoch
-from fptt.distributed import DistributedModel, is_main_process, world_size
+from fptt.training.distributed import DistributedModel, is_main_process, world_size
 
 WORLD = 2
 BATCH = 8

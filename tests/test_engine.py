@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fptt import FPTT, SpikingRNN, detach_state, evaluate, train_epoch
-from fptt.measure import per_update
-from fptt.engine import loss_weights, window_bounds
+from fptt.memory import per_update
+from fptt.training.engine import loss_weights, window_bounds
 
 
 class GRUModel(nn.Module):

@@ -1,4 +1,4 @@
-"""e-prop and OSTL (fptt.eligibility, fptt.forward_gradients): exact where the papers' derivations
+"""e-prop and OSTL (fptt.training.traces.eligibility, fptt.training.traces.learner): exact where the papers' derivations
 are exact, traces equal to an independent autograd Jacobian, memory flat in T, errors a user can act on."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fptt.config import ConfigError, TrainConfig
-from fptt.eligibility import SpikingLayerTraces
-from fptt.engine import train_epoch
-from fptt.forward_gradients import TraceLearner
-from fptt.measure import SavedTensorMeter, per_update
+from fptt.run.config import ConfigError, TrainConfig
+from fptt.training.traces.eligibility import SpikingLayerTraces
+from fptt.training.engine import train_epoch
+from fptt.training.traces.learner import TraceLearner
+from fptt.memory import SavedTensorMeter, per_update
 from fptt.models import SpikingRNN
 
 B, I, T, O = 4, 3, 15, 2

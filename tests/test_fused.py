@@ -1,4 +1,4 @@
-"""The fused FPTT update (fptt.fused) against the exact multi-tensor path of fptt.optim.FPTT."""
+"""The fused FPTT update (fptt.optim.fused_update) against the exact multi-tensor path of fptt.optim.FPTT."""
 from __future__ import annotations
 
 import pickle
@@ -7,7 +7,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from fptt.fused import fused_unsupported_reason
+from fptt.optim.fused_update import fused_unsupported_reason
 from fptt.optim import FPTT
 
 try:
@@ -125,9 +125,9 @@ def test_an_unknown_fused_mode_is_refused(fused: Any) -> None:
 
 
 def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
-    from fptt.build import build_optimizer
+    from fptt.run.build import build_optimizer
     from fptt.cli import build_parser
-    from fptt.config import resolve_config
+    from fptt.run.config import resolve_config
 
     args = build_parser().parse_args(["train", "--task", "add", "--optimizer", "adamax", "--fused"])
     flags = {k: v for k, v in vars(args).items() if k in resolve_config().__dataclass_fields__}
@@ -140,7 +140,7 @@ def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
 # --------------------------------------------------------------------------- fused LTC dynamics
 from fptt.models import SpikingRNN  # noqa: E402
 from fptt.neurons.functional import LTCParameters, NeuronState, ltc_step  # noqa: E402
-from fptt.neurons.fused import LTCDynamicsKernels  # noqa: E402
+from fptt.neurons.kernels import LTCDynamicsKernels  # noqa: E402
 from fptt.surrogate import get_surrogate  # noqa: E402
 
 D = torch.float64
@@ -205,7 +205,7 @@ def test_fused_ltc_without_gradients_gives_the_same_step() -> None:
 
 @pytest.mark.parametrize("method", ["fptt", "bptt"])
 def test_a_compiled_fused_network_trains_like_the_plain_one(method: str) -> None:
-    from fptt.engine import train_epoch
+    from fptt.training.engine import train_epoch
 
     data = [(torch.rand(4, 6, 3, dtype=D), torch.randint(0, 2, (4,)))]
     models = []
@@ -255,7 +255,7 @@ def test_a_failed_compilation_warns_once_and_runs_the_same_function_eagerly(monk
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_paths_on_cuda_match_the_exact_paths() -> None:
-    from fptt.engine import train_epoch
+    from fptt.training.engine import train_epoch
 
     data = [(torch.rand(8, 12, 3, device="cuda"), torch.randint(0, 2, (8,), device="cuda"))]
     models = []

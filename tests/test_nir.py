@@ -1,4 +1,4 @@
-"""NIR export/import of LIF and ALIF networks (fptt.nir_io) with the real ``nir`` package."""
+"""NIR export/import of LIF and ALIF networks (fptt.interop.nir) with the real ``nir`` package."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 nir = pytest.importorskip("nir")
 
 from fptt import SpikingRNN  # noqa: E402
-from fptt.nir_io import NIRExportError, NIRImportError, from_nir, read_nir, to_nir, write_nir  # noqa: E402
+from fptt.interop.nir import NIRExportError, NIRImportError, from_nir, read_nir, to_nir, write_nir  # noqa: E402
 
 from .reference.nir_simulator import simulate  # noqa: E402
 
@@ -143,7 +143,7 @@ def test_a_graph_that_is_not_an_fptt_network_is_refused():
 
 
 def test_fptt_export_writes_the_averaged_weights_of_a_run_as_nir(tmp_path, capsys):
-    from fptt.checkpoint import load_checkpoint
+    from fptt.run.checkpoint import load_checkpoint
     from fptt.cli import main
 
     from .test_tracking import _train

@@ -24,9 +24,9 @@ from torch.utils.data import TensorDataset
 
 from .fuzzing import mutate
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
-from fptt.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
-from fptt.config import ConfigError, TrainConfig, resolve_config
-from fptt.trainer import PoisonedCheckpointError, Trainer
+from fptt.run.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
+from fptt.run.config import ConfigError, TrainConfig, resolve_config
+from fptt.run.trainer import PoisonedCheckpointError, Trainer
 
 TIMING_KEYS = {"seconds", "peak_memory_mb"}
 
@@ -164,7 +164,7 @@ def test_a_window_longer_than_the_dataset_sequences_is_refused_before_training(t
 
 
 def test_an_empty_dataset_is_refused_naming_the_split(tmp_path, monkeypatch):
-    import fptt.trainer as trainer_module
+    import fptt.run.trainer as trainer_module
 
     original = trainer_module.build_dataset
 

@@ -8,7 +8,7 @@ import torch
 
 from fptt import FPTT, SpikingRNN
 from fptt.bench import SavedTensorMeter
-from fptt.streaming import OnlineLearner
+from fptt.training.streaming import OnlineLearner
 
 
 def _learner(k: int = 1, seed: int = 0, streams: int = 3) -> OnlineLearner:
@@ -119,7 +119,7 @@ def test_bad_arguments_raise_clear_errors():
 
 
 def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
-    from fptt.stream_demo import run_stream
+    from fptt.cli.stream import run_stream
 
     result = run_stream(steps=392, streams=2, hidden=8, drift_at=0.5, log_every_digits=1, progress=False, out=tmp_path)
     assert result["updates"] == 392
@@ -130,7 +130,7 @@ def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
 
 
 def test_the_stream_runs_with_the_smnist_preset_regime():
-    from fptt.stream_demo import run_stream
+    from fptt.cli.stream import run_stream
 
     result = run_stream(steps=196, streams=2, hidden=8, log_every_digits=1, progress=False, preset="paper")
     assert result["updates"] == 196 and result["config"]["preset"] == "paper"

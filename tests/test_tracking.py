@@ -1,11 +1,11 @@
-"""Experiment logging (--log tensorboard, fptt.tracking) and `fptt compare` (fptt.compare)."""
+"""Experiment logging (--log tensorboard, fptt.run.tracking) and `fptt compare` (fptt.run.compare)."""
 import json
 
 import pytest
 
 from fptt.cli import main
-from fptt.config import ConfigError, TrainConfig
-from fptt.trainer import Trainer
+from fptt.run.config import ConfigError, TrainConfig
+from fptt.run.trainer import Trainer
 
 
 def _config(**changes) -> TrainConfig:
@@ -64,7 +64,7 @@ def test_a_resumed_run_continues_the_tensorboard_curves_without_doubling_back(tm
 def test_without_tensorboard_the_logger_says_how_to_install_it(tmp_path, monkeypatch):
     import sys
 
-    from fptt.tracking import open_tracker
+    from fptt.run.tracking import open_tracker
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if the package were not installed
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)

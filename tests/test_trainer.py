@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from fptt import FPTT
-from fptt.checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
-from fptt.config import ConfigError, TrainConfig, load_config_file, resolve_config
-from fptt.trainer import Trainer, load_run
+from fptt.run.checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from fptt.run.config import ConfigError, TrainConfig, load_config_file, resolve_config
+from fptt.run.trainer import Trainer, load_run
 
 TIMING_KEYS = {"seconds", "peak_memory_mb"}
 
@@ -161,7 +161,7 @@ def test_unknown_config_key_names_it(tmp_path):
 def test_plots_and_recorded_time_constants(tmp_path):
     pytest.importorskip("matplotlib")
     from fptt import SpikingRNN
-    from fptt.plots import plot_learning_curves, plot_spike_raster, plot_time_constants, record_activity
+    from fptt.run.plots import plot_learning_curves, plot_spike_raster, plot_time_constants, record_activity
 
     torch.manual_seed(0)
     model = SpikingRNN(2, [6, 5], 1)
@@ -186,7 +186,7 @@ def test_plots_and_recorded_time_constants(tmp_path):
 
 
 def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
-    from fptt.config import resolve_config
+    from fptt.run.config import resolve_config
 
     assert resolve_config({}, {"task": "smnist"}).schedule == "step"
     assert resolve_config({}, {"task": "psmnist"}).schedule == "step"
@@ -198,7 +198,7 @@ def test_mnist_tasks_decay_the_learning_rate_by_default_and_flags_override_it():
 
 # ------------------------------------------------------------------ presets, learning curves, stop_at
 def test_preset_values_sit_between_task_defaults_and_the_config_file():
-    from fptt.presets import PRESETS, TASK_DEFAULTS, preset_values
+    from fptt.run.presets import PRESETS, TASK_DEFAULTS, preset_values
 
     plain = resolve_config({}, {"task": "add"})
     assert plain.preset is None and plain.epochs == TASK_DEFAULTS["add"]["epochs"]
@@ -233,7 +233,7 @@ def test_an_explicit_window_replaces_the_presets_window():
 
 @pytest.mark.parametrize("task", ["smnist", "psmnist"])
 def test_mnist_paper_preset_builds_the_reference_network(task):
-    from fptt.trainer import build_model
+    from fptt.run.trainer import build_model
 
     config = resolve_config({}, {"task": task, "preset": "paper"})
     model = build_model(config, 1, 10)
@@ -295,7 +295,7 @@ def test_a_per_batch_schedule_steps_after_every_batch_and_resumes_exactly(tmp_pa
 
 
 def test_the_averaged_model_loads_into_a_fresh_model_without_the_optimizer(tmp_path):
-    from fptt.build import build_model, load_model
+    from fptt.run.build import build_model, load_model
 
     trainer = Trainer(_tiny(epochs=1, load_average_each_epoch=False), tmp_path / "run", log=None)
     trainer.fit()

@@ -1,5 +1,5 @@
 """One window unit for batch and stream learning: the same updates, non-finite policy, clipping
-and DDP gradient sync whichever loop drives it (fptt.window)."""
+and DDP gradient sync whichever loop drives it (fptt.training.window)."""
 from __future__ import annotations
 
 import warnings
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fptt import FPTT, SpikingRNN, train_epoch
-from fptt.streaming import OnlineLearner
-from fptt.window import WindowUpdate
+from fptt.training.streaming import OnlineLearner
+from fptt.training.window import WindowUpdate
 
 T, STREAMS, K = 12, 3, 4
 

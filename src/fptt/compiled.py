@@ -1,6 +1,6 @@
 """A function compiled by ``torch.compile`` at its first call, run eagerly if compilation fails.
 
-The fused kernels of the library (:mod:`fptt.fused`, :mod:`fptt.neurons.fused`) are plain tensor
+The fused kernels of the library (:mod:`fptt.optim.fused_update`, :mod:`fptt.neurons.kernels`) are plain tensor
 functions: eager PyTorch runs them one operation at a time, ``torch.compile`` turns each into one
 loop per output (C++ on CPU, Triton on CUDA). Importing the compiler takes seconds, so it happens
 at the first call, not at construction. Where the compiler cannot run (no C++ compiler, an

@@ -3,7 +3,7 @@ parser from these without loading the library).
 
 The registries that implement them are keyed by these names and check it at import:
 :data:`fptt.neurons.NEURONS` (``NEURONS``), :data:`fptt.neurons.READOUTS` (``READOUTS``),
-:func:`fptt.data.get_dataset` (``TASKS``); the engines and :class:`~fptt.config.TrainConfig`
+:func:`fptt.data.get_dataset` (``TASKS``); the engines and :class:`~fptt.run.config.TrainConfig`
 validate against the tuples here.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ SYNAPSE_INITS = ("xavier", "torch_default")
 INITIAL_STATES = ("random", "zero")
 RESETS = ("zero", "subtract")
 METHODS = ("fptt", "bptt", "tbptt", "online", "eprop", "ostl")
-# methods whose gradient is computed forward in time by eligibility traces (fptt.forward_gradients):
+# methods whose gradient is computed forward in time by eligibility traces (fptt.training.traces.learner):
 # they train ALIF/LIF layers with a fixed or linear readout of the spikes, without a layer norm
 TRACE_METHODS = ("eprop", "ostl")
 TRACE_NEURONS = ("alif", "lif")

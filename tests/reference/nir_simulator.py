@@ -1,7 +1,7 @@
 """A plain clocked simulator of NIR graphs, written for clarity, not speed: the oracle that shows
 an exported graph's *primitives* compute the fptt network (no fptt code, no metadata read).
 
-Semantics (those stated in fptt.nir_io): steps of length dt; a neuron node integrates NIR's
+Semantics (those stated in fptt.interop.nir): steps of length dt; a neuron node integrates NIR's
 τ dv/dt = (v_leak − v) + R I with its summed input held over the step, exactly (``"zoh"``:
 v ← e^{-dt/τ} v + (1 − e^{-dt/τ}) (v_leak + R I)) or by one forward-Euler step (``"euler"``:
 v ← v + (dt/τ) (v_leak + R I − v)); a LIF node fires

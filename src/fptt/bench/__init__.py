@@ -1,5 +1,5 @@
 """The benchmarks behind ``fptt bench memory | speed`` (their measurement tools are in
-:mod:`fptt.measure`; ``fptt.bench.SavedTensorMeter`` is kept as an alias for existing code)."""
-from ..measure import SavedTensorMeter
+:mod:`fptt.memory`; ``fptt.bench.SavedTensorMeter`` is kept as an alias for existing code)."""
+from ..memory import SavedTensorMeter
 
 __all__ = ["SavedTensorMeter"]

@@ -1,7 +1,7 @@
 """Memory vs sequence length: the benchmark behind ``fptt bench memory`` (SPEC §4, first claim).
 
-The measurement tools (:class:`~fptt.measure.SavedTensorMeter`, the RSS readers) live in
-:mod:`fptt.measure`; this module only runs the benchmark.
+The measurement tools (:class:`~fptt.memory.SavedTensorMeter`, the RSS readers) live in
+:mod:`fptt.memory`; this module only runs the benchmark.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..measure import SavedTensorMeter, per_update, reset_peak_rss, status_kb
+from ..memory import SavedTensorMeter, per_update, reset_peak_rss, status_kb
 from .common import benchmark_parser, check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
 
 __all__ = ["SavedTensorMeter", "measure_update_cycle", "measure_batch_memory", "run_memory_benchmark", "main"]
@@ -36,7 +36,7 @@ def measure_update_cycle(config: dict) -> dict:
     ``memory_allocated`` before training. The SavedTensorMeter peak (activation bytes kept by the
     largest single update) is recorded in the same run.
     """
-    from ..engine import train_epoch
+    from ..training.engine import train_epoch
     from ..models import SpikingRNN
     from ..optim import FPTT
 
@@ -65,7 +65,7 @@ def measure_batch_memory(model: torch.nn.Module, optimizer: torch.optim.Optimize
     resident size before; on CUDA, ``max_memory_allocated`` minus ``memory_allocated`` before;
     and the SavedTensorMeter peak (activation bytes kept by the largest single update). Model and
     optimizer should be warmed up (one update) so that lazily allocated state is in the baseline."""
-    from ..engine import train_epoch
+    from ..training.engine import train_epoch
 
     x, _ = batch
     if device.type == "cuda":

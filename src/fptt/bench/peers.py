@@ -15,7 +15,7 @@ k = 1: an update at every step, Adamax, α = 0.1), trained on the same random se
   Measured only when ``spikingjelly`` imports.
 
 Figures: time per step (median over interleaved rounds, and the per-round ratio to ``fptt``), the
-bytes autograd saves per update (:class:`fptt.measure.SavedTensorMeter`), and the growth of the
+bytes autograd saves per update (:class:`fptt.memory.SavedTensorMeter`), and the growth of the
 process's peak resident memory while each one trains (the kernel's high-water mark, reset before
 each; Linux).
 """
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import train_epoch
-from ..measure import SavedTensorMeter, per_update, reset_peak_rss, rss_mb, status_kb
+from ..training.engine import train_epoch
+from ..memory import SavedTensorMeter, per_update, reset_peak_rss, rss_mb, status_kb
 from ..models import SpikingRNN
 from ..optim import FPTT
 from .common import (

@@ -23,8 +23,8 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..engine import loss_weights, train_epoch
-from ..measure import SavedTensorMeter
+from ..training.engine import loss_weights, train_epoch
+from ..memory import SavedTensorMeter
 from ..models import SpikingRNN
 from ..optim import FPTT
 from ..state import detach_state
@@ -44,7 +44,7 @@ def _model(hidden: int, seed: int, device: torch.device, fused: bool = False) ->
 
 
 def _adamax(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)  # as fptt.trainer builds it
+    return torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)  # as fptt.run.trainer builds it
 
 
 def naive_fptt_sequence(model: SpikingRNN, x: torch.Tensor, y: torch.Tensor, inner: torch.optim.Optimizer,

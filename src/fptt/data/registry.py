@@ -19,7 +19,7 @@ def _adding(split: str, **kwargs: Any) -> Dataset:
         raise ValueError(f"the adding task has splits 'train' and 'test', got {split!r}")
     kwargs.pop("root", None)  # generated in memory
     seed = int(kwargs.pop("seed", 0))
-    # the test set is a fixed draw far from the training seed (fptt.build.build_dataset comes here too)
+    # the test set is a fixed draw far from the training seed (fptt.run.build.build_dataset comes here too)
     return AddingTask(seed=seed if split == "train" else seed + ADD_TEST_SEED_OFFSET, **kwargs)
 
 

@@ -2,10 +2,6 @@
 from .cells import ALIF, LIF, LTC, NEURONS, SpikingCell, get_neuron
 from .conv import ConvLTC, ConvSpec, parse_conv_spec
 from .functional import (
-    ALIFParameters,
-    ConvLTCParameters,
-    LTCParameters,
-    NeuronState,
     alif_step,
     conv_ltc_step,
     fixed_readout_step,
@@ -15,6 +11,7 @@ from .functional import (
     ltc_update,
 )
 from .readout import READOUTS, FixedReadout, LinearReadout, LiquidReadout, Readout, get_readout
+from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState
 
 __all__ = [
     "LTC", "ALIF", "LIF", "SpikingCell", "NEURONS", "get_neuron", "ConvLTC", "ConvSpec", "parse_conv_spec",

@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
-from .functional import ALIFParameters, LTCParameters, NeuronState, Reset, alif_step, ltc_step
-from .fused import LTCDynamicsKernels
+from .functional import alif_step, ltc_step
+from .types import ALIFParameters, LTCParameters, NeuronState, Reset
+from .kernels import LTCDynamicsKernels
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
 
@@ -192,7 +193,7 @@ class LTC(SpikingCell):
       initialisation of Tallec & Ollivier 2018, applied to the liquid gates). Without it c = 0
       and every neuron starts with α = ρ = 1/2.
     * ``fused=True``: everything after the gate matmuls (rates, threshold, membrane, spike, reset
-      and their backward) runs as two compiled functions (:mod:`fptt.neurons.fused`; the first
+      and their backward) runs as two compiled functions (:mod:`fptt.neurons.kernels`; the first
       step compiles for a few seconds); same results to float rounding.
     """
 

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
-from .functional import ConvLTCParameters, NeuronState, Reset, _conv_preactivation, conv_ltc_step
-from .fused import LTCDynamicsKernels
+from .functional import _conv_preactivation, conv_ltc_step
+from .types import ConvLTCParameters, NeuronState, Reset
+from .kernels import LTCDynamicsKernels
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
 
@@ -128,7 +129,7 @@ class ConvLTC(nn.Module):
         self.reset = reset
         self.initial_membrane = initial_membrane
         self.fused = bool(fused)
-        self.dynamics_kernels = LTCDynamicsKernels() if fused else None  # fptt.neurons.fused
+        self.dynamics_kernels = LTCDynamicsKernels() if fused else None  # fptt.neurons.kernels
         padding = spec.kernel // 2
         self.padding = padding
         self.synapse = nn.Conv2d(in_channels, spec.channels, spec.kernel, padding=padding)

@@ -6,14 +6,14 @@ Discrete time, step ``t``; ``d_t`` is the input current computed by the layer's 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Literal, NamedTuple, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .fused import LTCDynamicsKernels
+from .kernels import LTCDynamicsKernels, ltc_dynamics
+from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState, Reset, SpikeFn
 
 __all__ = [
     "NeuronState",
@@ -29,46 +29,6 @@ __all__ = [
     "liquid_readout_step",
     "Reset",
 ]
-
-Reset = Literal["zero", "subtract"]
-SpikeFn = Callable[[Tensor], Tensor]
-
-
-class NeuronState(NamedTuple):
-    """State of a spiking layer (LTC, ALIF and LIF share it).
-
-    membrane:   u_t, membrane potential (after reset)
-    adaptation: b_t, threshold adaptation variable (stays at its initial value when β = 0)
-    spikes:     s_t ∈ {0, 1}
-    """
-
-    membrane: Tensor
-    adaptation: Tensor
-    spikes: Tensor
-
-
-class LTCParameters(NamedTuple):
-    """Parameters of the liquid time constants: W_m (H×2H), c_m (H), W_a (H×2H), c_a (H).
-
-    ``adaptation_weight``/``adaptation_bias`` are ``None`` when adaptation is off (β = 0: the
-    ρ gate is not computed and b keeps its initial value). ``membrane_slope``/``adaptation_slope``
-    are the optional slopes k of the gate sigmoids, σ(k · (W [d, x] + c)) (scalar or (H,);
-    ``None`` means k = 1, the plain sigmoid).
-    """
-
-    membrane_weight: Tensor
-    membrane_bias: Tensor
-    adaptation_weight: Optional[Tensor]
-    adaptation_bias: Optional[Tensor]
-    membrane_slope: Optional[Tensor] = None
-    adaptation_slope: Optional[Tensor] = None
-
-
-class ALIFParameters(NamedTuple):
-    """Per-neuron time constants τ_m and τ_adp (in steps of ``dt``), both shape (H,)."""
-
-    tau_membrane: Tensor
-    tau_adaptation: Tensor
 
 
 def _check_reset(reset: str) -> None:
@@ -137,7 +97,7 @@ def ltc_update(
     baseline_threshold: float = 0.1,
     adaptation_strength: float = 1.8,
     reset: Reset = "zero",
-    kernels: Optional["LTCDynamicsKernels"] = None,
+    kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
     """The LTC neuron's state update, given the pre-activations of its liquid rates (SPEC §2);
     shared by the dense (:func:`ltc_step`) and the convolutional (:func:`conv_ltc_step`) layers,
@@ -152,7 +112,7 @@ def ltc_update(
         u_t &← u_t (1 - s_t)\\ \\text{(reset="zero")}\\quad\\text{or}\\quad u_t - θ_t s_t\\ \\text{(reset="subtract")}
 
     ``membrane_gate`` is z_m, ``adaptation_gate`` is z_a (``None``: adaptation off, β must be 0,
-    b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.fused.LTCDynamicsKernels`) the update
+    b_t = b_{t-1}). With ``kernels`` (:class:`fptt.neurons.kernels.LTCDynamicsKernels`) the update
     runs as one compiled forward and one hand-written compiled backward (same results to float
     rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
@@ -162,8 +122,6 @@ def ltc_update(
         raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
                          "(params.adaptation_weight is None)")
     if kernels is not None:
-        from .fused import ltc_dynamics
-
         return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
                             baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
                             subtract=reset == "subtract")
@@ -186,7 +144,7 @@ def ltc_step(
     baseline_threshold: float = 0.1,
     adaptation_strength: float = 1.8,
     reset: Reset = "zero",
-    kernels: Optional["LTCDynamicsKernels"] = None,
+    kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
     """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
 
@@ -213,23 +171,6 @@ def ltc_step(
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
 
-class ConvLTCParameters(NamedTuple):
-    """Convolutional gates of a :func:`conv_ltc_step`: kernels W_m, W_a and biases c_m, c_a (C,).
-
-    ``gate_input="sum"`` (the reference DVS-Gesture model): kernels (C, C, k, k) applied to
-    d_t + u_{t-1} (resp. d_t + b_{t-1}); ``"concat"``: kernels (C, 2C, k, k) applied to the channel
-    concatenation [d_t, u_{t-1}]. ``adaptation_weight``/``adaptation_bias`` are ``None`` when
-    adaptation is off. ``padding`` keeps the feature map's size (k // 2 for odd k).
-    """
-
-    membrane_weight: Tensor
-    membrane_bias: Tensor
-    adaptation_weight: Optional[Tensor]
-    adaptation_bias: Optional[Tensor]
-    gate_input: str = "sum"
-    padding: int = 0
-
-
 def _conv_preactivation(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, gate_input: str,
                         padding: int) -> Tensor:
     """W ⊛ (d + x) + c (``"sum"``) or W ⊛ [d, x] + c (``"concat"``, channels): a rate's argument."""
@@ -251,7 +192,7 @@ def conv_ltc_step(
     baseline_threshold: float = 0.1,
     adaptation_strength: float = 1.8,
     reset: Reset = "zero",
-    kernels: Optional["LTCDynamicsKernels"] = None,
+    kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
     """One step of a convolutional LTC layer (SPEC §4, the reference DVS-Gesture model): the state
     (u, b, s) is a feature map (batch, C, H, W) and the liquid rates are convolutions,

@@ -1,0 +1,6 @@
+"""``python -m fptt.cli``: the ``fptt`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())

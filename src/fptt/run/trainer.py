@@ -1,0 +1,567 @@
+"""Epochs, evaluation, metrics, checkpoints and resume around :func:`fptt.train_epoch`.
+
+The time loop lives in the engine (:mod:`fptt.training.engine`); this module only strings epochs
+together::
+
+    from fptt.run.config import TrainConfig
+    from fptt.run.trainer import Trainer
+
+    summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
+
+Per epoch: train (data order seeded with ``seed + epoch``; with ``eval_every`` a learning-curve
+point of W and W̄ every N batches in ``curve.jsonl``, and ``stop_at`` ending the run at a target),
+FPTT's end-of-epoch ``W ← W̄`` (``load_average_each_epoch``, default on for FPTT), one scheduler
+step (or one per batch with ``schedule_unit="batch"``), evaluation with W̄ or W,
+one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
+evaluation improved). ``summary.json`` is written at the end. With ``checkpoint_every=N``,
+``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
+at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
+state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
+
+Distributed (``config.distributed``, or automatically under ``torchrun``): each process trains its
+shard of every epoch (``DistributedSampler``, ``batch_size`` per process) through
+:class:`~fptt.training.distributed.DistributedModel`, which averages the gradients at each update, so the
+weights, W̄ and λ stay identical on all ranks. Every rank evaluates (identical results); only
+rank 0 logs, shows progress and writes files; a stop request is agreed by all ranks at a batch
+boundary. Resume reads ``checkpoint_last.pt`` on every rank (the run folder must be shared). A first SIGINT (Ctrl-C) or
+SIGTERM stops at the next batch boundary, writes the checkpoint and returns with
+``interrupted=True`` (``stop_signal`` in the summary); a second one interrupts at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from .build import (build_dataset, build_model, build_optimizer, build_scheduler, check_datasets, dataset_shape,
+                    default_eval_split, load_run, resolve_device)
+from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                         set_rng_state, write_text_atomic)
+from .config import TrainConfig, default_run_dir, save_config
+from ..training.engine import EpochMetrics, evaluate, train_epoch
+from ..memory import peak_rss_mb, per_update
+from ..vocabulary import TRACE_METHODS
+from ..optim import FPTT
+from .tracking import Tracker, open_tracker
+
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir",
+           # builders, from fptt.run.build (kept importable from here for existing code)
+           "build_dataset", "build_model", "build_optimizer", "build_scheduler", "load_run", "resolve_device",
+           "default_eval_split"]
+
+METRICS = "metrics.jsonl"
+CURVE = "curve.jsonl"  # learning-curve points every eval_every batches
+SUMMARY = "summary.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Evaluate with a fixed random stream (the neurons' random initial membrane u_0 ~ U(0, 1)):
+    the same score for the same weights, whenever and wherever it is computed, and the training
+    stream is left untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# ---------------------------------------------------------------------------------- helpers
+class _Batches:
+    """The training loader for one epoch: skips the batches already trained (resume), caps the
+    count (``max_batches``) and stops at a batch boundary once a stop is requested."""
+
+    def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool],
+                 on_boundary: Optional[Callable[[int], None]] = None) -> None:
+        self.loader, self.skip, self.limit, self.stop = loader, skip, limit, stop
+        self.on_boundary = on_boundary  # called between batches (checkpoints, learning-curve points)
+        self.done = 0
+        total = len(loader) if limit is None else min(len(loader), limit)
+        self.remaining = max(total - skip, 0)
+
+    def __len__(self) -> int:
+        return self.remaining
+
+    def __iter__(self) -> Iterator:
+        for index, batch in enumerate(self.loader):
+            if index < self.skip:
+                continue
+            if self.done >= self.remaining:
+                return
+            if self.done and self.on_boundary is not None:
+                self.on_boundary(self.done)  # after `done` batches were trained, before the next
+            if self.done > 0 and self.stop():
+                return
+            self.done += 1
+            yield batch
+
+
+class PoisonedCheckpointError(FloatingPointError):
+    """A checkpoint was not written because the weights or optimizer state hold NaN/Inf."""
+
+
+def _nonfinite_tensors(value: Any, where: str = "") -> list[str]:
+    """The names of the floating-point tensors in a (nested) checkpoint entry that hold NaN/Inf."""
+    if torch.is_tensor(value):
+        return [where] if value.is_floating_point() and not bool(torch.isfinite(value).all()) else []
+    if isinstance(value, dict):
+        return [name for key, item in value.items() for name in _nonfinite_tensors(item, f"{where}.{key}" if where else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [name for index, item in enumerate(value) for name in _nonfinite_tensors(item, f"{where}[{index}]")]
+    return []
+
+
+def _metrics_dict(metrics: EpochMetrics) -> dict[str, Any]:
+    row = metrics.to_dict()
+    row.pop("extra", None)
+    return row
+
+
+def _score(metrics: dict[str, Any]) -> float:
+    """Higher is better: accuracy, or minus the MSE."""
+    if metrics.get("accuracy") is not None:
+        return float(metrics["accuracy"])
+    return -float(metrics["mse"] if metrics.get("mse") is not None else metrics["loss"])
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train ``config`` in ``run_dir``; :meth:`fit` runs the remaining epochs.
+
+    Args:
+        config: the resolved :class:`TrainConfig`.
+        run_dir: where ``config.json``, ``metrics.jsonl``, checkpoints, ``summary.json`` and
+            plots go (default ``config.run_dir`` or ``runs/<task>-<method>-<timestamp>``).
+        resume: continue from ``run_dir``'s last checkpoint (exactly: weights, optimizer with
+            W̄ and λ, scheduler, RNG states, data order, interrupted epoch's position).
+        progress: tqdm bars per epoch (default: when stderr is a terminal).
+        log: where the per-epoch lines go (default ``print``); ``None`` silences them.
+        datasets: ``(train, evaluation)`` datasets to use instead of building them from the config
+            (they must be what the config describes; e.g. one cached dataset shared by several runs).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
+                 progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
+                 handle_sigint: bool = True, datasets: Optional[tuple[Dataset, Dataset]] = None) -> None:
+        config.validate()
+        self.config = config
+        self.run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
+        self.config.run_dir = str(self.run_dir)
+        self.progress = _stderr_is_tty() if progress is None else progress
+        self.log = log or (lambda message: None)
+        self.handle_sigint = handle_sigint
+        self.device = resolve_device(config.device)
+        self.rank, self.world_size = self._setup_distributed()
+        self.is_main = self.rank == 0
+        if not self.is_main:  # only rank 0 logs and shows progress bars
+            self.log, self.progress = (lambda message: None), False
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.stop_requested = False
+        self.stop_signal: Optional[str] = None  # "SIGINT" or "SIGTERM" once one asked for a stop
+        self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
+        self.history: list[dict[str, Any]] = []
+        self.curve: list[dict[str, Any]] = []  # eval_every points (curve.jsonl)
+        self.target_reached = False  # stop_at met
+        self.train_seconds = 0.0  # training time of the completed epochs
+        self.epoch_started = time.perf_counter()
+        self.best: Optional[float] = None
+        self.start_epoch = 0
+        self.skip_batches = 0
+        self.saved_tensor_peak = 0
+        self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
+        self.trace_bytes = 0  # e-prop/OSTL: the eligibility traces' memory (largest batch)
+        seed_everything(config.seed)
+        self.eval_split = default_eval_split(config)
+        if datasets is not None:
+            self.train_set, self.eval_set = datasets
+        else:
+            self.train_set = build_dataset(config, "train")
+            self.eval_set = build_dataset(config, self.eval_split)
+        check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
+        self.input_size, self.output_size = dataset_shape(self.train_set)
+        seq_len = int(self.train_set[0][0].shape[0])
+        self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
+        self.model = build_model(config, self.input_size, self.output_size, seq_len,
+                                 input_shape=self.input_shape).to(self.device)
+        self.train_model: nn.Module = self.model
+        if self.world_size > 1 or self.config.distributed:
+            from ..training.distributed import DistributedModel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedModel(self.model, device_ids=device_ids)
+        self.optimizer = build_optimizer(config, self.model)
+        count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
+        self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
+        self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch)
+        if resume:
+            self._resume()
+
+    def _setup_distributed(self) -> tuple[int, int]:
+        """(rank, world size): (0, 1) unless distributed; then the process group from torchrun."""
+        from ..training.distributed import launched_by_torchrun, setup
+
+        if not (self.config.distributed or launched_by_torchrun()):
+            return 0, 1
+        self.config.distributed = True
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        rank, world = setup(backend)
+        if self.device.type == "cuda":  # one GPU per process
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return rank, world
+
+    def _should_stop(self) -> bool:
+        """A stop request (SIGINT) of any rank, agreed by all ranks (one tiny all-reduce per batch)."""
+        if self.world_size == 1:
+            return self.stop_requested
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0],
+                            device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.stop_requested = bool(flag.item())
+        return self.stop_requested
+
+    def _save(self, path: Path, payload: dict[str, Any]) -> None:
+        """Write a checkpoint (rank 0 only) unless it is poisoned: a NaN/Inf in the weights or the
+        optimizer state raises ``FloatingPointError`` and the previous file is left as it was."""
+        bad = _nonfinite_tensors({"model": payload["model"], "optimizer": payload["optimizer"]})
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise PoisonedCheckpointError(f"refusing to save {path.name}: NaN/Inf values in {shown}; {self._kept()}")
+        if self.is_main:
+            save_checkpoint(path, payload)
+        if path.name == LAST:
+            self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
+
+    def _kept(self) -> str:
+        """Which checkpoint a failure leaves in place (for error messages)."""
+        if self.last_saved is None:
+            return f"no checkpoint was written in {self.run_dir}"
+        epoch, batches = self.last_saved
+        where = f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
+        return (f"the last good checkpoint {self.run_dir / LAST} ({where}) was kept; resume with "
+                f"`fptt train --resume {self.run_dir}` (e.g. with --on-nonfinite skip)")
+
+    # -------------------------------------------------------------- state
+    def state(self, epoch: int, batches_done: int = 0) -> dict[str, Any]:
+        """The checkpoint payload after ``epoch`` completed epochs (+ ``batches_done`` of the next)."""
+        return {
+            "model": self.model.state_dict(),
+            # W̄ as a plain model state_dict: `fptt eval` and exports read it without the optimizer
+            "model_average": (self.optimizer.averaged_state_dict(self.model)
+                              if isinstance(self.optimizer, FPTT) else None),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "rng": get_rng_state(),
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "curve": self.curve,
+            "best": self.best,
+            "model_shape": {"input_size": self.input_size, "output_size": self.output_size,
+                            "input_shape": None if self.input_shape is None else list(self.input_shape)},
+            "saved_tensor_peak_bytes": self.saved_tensor_peak,
+        }
+
+    def _resume(self) -> None:
+        path = self.run_dir / LAST
+        if not path.is_file():  # killed before its first checkpoint: nothing was trained for good
+            self.log(f"{self.run_dir} has no checkpoint yet (stopped before the first one): "
+                     "starting this run from the beginning")
+            return
+        payload = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None and payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.start_epoch = int(payload["epoch"])
+        self.skip_batches = int(payload.get("batches_done", 0))
+        self.history = list(payload.get("history", []))
+        self.curve = list(payload.get("curve", []))
+        self.train_seconds = sum(row["train"]["seconds"] for row in self.history)
+        self.best = payload.get("best")
+        self.saved_tensor_peak = int(payload.get("saved_tensor_peak_bytes", 0))
+        set_rng_state(payload["rng"])
+        self.last_saved = (self.start_epoch, self.skip_batches)
+        where = f"epoch {self.start_epoch + 1}" + (f", batch {self.skip_batches + 1}" if self.skip_batches else "")
+        self.log(f"resuming {self.run_dir} at {where}")
+
+    # -------------------------------------------------------------- pieces
+    def train_loader(self, epoch: int) -> DataLoader:
+        """The shuffled training loader of ``epoch`` (order seeded with ``seed + epoch``)."""
+        if self.world_size > 1:  # this rank's shard, reshuffled each epoch with the same seed on all ranks
+            sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=True, seed=self.config.seed)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler)
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
+
+    def eval_loader(self, dataset: Optional[Dataset] = None) -> DataLoader:
+        size = self.config.eval_batch_size or max(self.config.batch_size, 256)
+        return DataLoader(dataset if dataset is not None else self.eval_set, batch_size=size, shuffle=False)
+
+    def evaluate(self, dataset: Optional[Dataset] = None, with_: Optional[str] = None) -> EpochMetrics:
+        """Evaluate on ``dataset`` (default the run's evaluation split) with W̄ or W."""
+        with_ = with_ or self.config.eval_with
+        averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
+        context = self.optimizer.averaged() if averaged else nullcontext()
+        with context, evaluation_rng(self.config.seed, self.device):
+            return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
+                            progress=self.progress, description="eval")
+
+    def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
+        config = self.config
+        start = self.skip_batches
+        batches = _Batches(self.train_loader(epoch), start, config.max_batches,
+                           lambda: self._should_stop() or self.target_reached,
+                           on_boundary=lambda done: self._between_batches(epoch, start + done))
+        # bptt takes the whole sequence, online single steps; eprop/ostl update every k steps (default 1)
+        windowed = config.method in ("fptt", "tbptt", "eprop", "ostl")
+        windows = {"k": config.k, "update_points": config.update_points} if windowed else {}
+        with per_update(self.optimizer) if config.measure_memory else nullcontext() as meter:
+            metrics = train_epoch(
+                self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
+                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
+                progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
+                on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed, **windows,
+            )
+        self.trace_bytes = max(self.trace_bytes, int(metrics.extra.get("trace_bytes", 0)))
+        if meter is not None:
+            self.saved_tensor_peak = max(self.saved_tensor_peak, meter.peak)
+        return metrics, batches
+
+    def _between_batches(self, epoch: int, done: int) -> None:
+        """After ``done`` batches of ``epoch``: an lr step (``schedule_unit="batch"``), a checkpoint
+        every ``checkpoint_every`` batches, a learning-curve point every ``eval_every``."""
+        config = self.config
+        if self.scheduler is not None and config.schedule_unit == "batch":
+            self.scheduler.step()
+        if config.eval_every and done % config.eval_every == 0:
+            self._curve_point(epoch, done)
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            self._save(self.run_dir / LAST, self.state(epoch, done))
+
+    def _curve_point(self, epoch: int, done: int) -> None:
+        """Evaluate the current weights W and (FPTT) the running average W̄ on the evaluation split,
+        append the point to ``curve.jsonl`` and check ``stop_at``."""
+        fptt = isinstance(self.optimizer, FPTT)
+        scores: dict[str, Optional[float]] = {"weights": None, "average": None}
+        for with_ in ("weights", "average") if fptt else ("weights",):
+            metrics = self.evaluate(with_=with_)
+            scores[with_] = metrics.accuracy if metrics.accuracy is not None else metrics.mse
+        metric = "accuracy" if metrics.accuracy is not None else "mse"
+        point = {"batch": epoch * self.batches_per_epoch + done, "epoch": epoch + 1, "metric": metric, **scores,
+                 "train_seconds": self.train_seconds + time.perf_counter() - self.epoch_started}
+        self.curve.append(point)
+        if self.is_main:
+            with (self.run_dir / CURVE).open("a") as handle:
+                handle.write(json.dumps(point) + "\n")
+            self.tracker.curve(point)
+        watched = scores["average"] if fptt and self.config.eval_with == "average" else scores["weights"]
+        target = self.config.stop_at
+        if target is not None and watched is not None and (watched >= target if metric == "accuracy" else watched <= target):
+            if not self.target_reached:
+                self.log(f"stop_at reached: {metric} {watched:.4g} after {point['batch']} batches")
+            self.target_reached = True
+
+    @staticmethod
+    @contextmanager
+    def _closing(tracker: Tracker) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            tracker.close()
+
+    @contextmanager
+    def _sigint(self) -> Iterator[None]:
+        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            self.stop_signal = signal.Signals(signum).name
+            what = "interrupt" if signum == signal.SIGINT else self.stop_signal
+            print(f"\nfptt: {what} received: saving a checkpoint at the next batch boundary "
+                  "(press Ctrl-C or send the signal again to abort without saving)", file=sys.stderr, flush=True)
+
+        # SIGINT (Ctrl-C) and SIGTERM (kill, batch schedulers, container stops) alike
+        previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, old in previous.items():
+                signal.signal(number, old)
+
+    # -------------------------------------------------------------- fit
+    def fit(self) -> dict[str, Any]:
+        """Run the remaining epochs; returns (and writes) the summary."""
+        config = self.config
+        metrics_path = self.run_dir / METRICS
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.run_dir)  # left by a process killed while saving
+            # atomic: a kill at any moment leaves a config.json that --resume can read
+            save_config(config, self.run_dir)
+            # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
+            write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
+            write_text_atomic(self.run_dir / CURVE, "".join(json.dumps(point) + "\n" for point in self.curve))
+        started = time.perf_counter()
+        interrupted = False
+        if self.is_main and config.log != "none":
+            done = self.start_epoch * self.batches_per_epoch + self.skip_batches
+            self.tracker = open_tracker(config.log, self.run_dir, purge_step=done + 1 if done else None)
+        with self._sigint(), self._closing(self.tracker):
+            self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
+                     f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
+                     f"run dir {self.run_dir}")
+            for epoch in range(self.start_epoch, config.epochs):
+                resumed_at = self.skip_batches
+                self.epoch_started = time.perf_counter()
+                try:
+                    train_metrics, batches = self._train_one_epoch(epoch)
+                except PoisonedCheckpointError:
+                    raise
+                except FloatingPointError as error:  # the engine's, naming the batch and time steps
+                    offset = (f" (batches counted from batch {resumed_at} of the epoch, where this run resumed)"
+                              if resumed_at else "")
+                    raise FloatingPointError(f"epoch {epoch + 1}: {error}{offset}; {self._kept()}") from None
+                if self.stop_requested and batches.done < batches.remaining:
+                    self.skip_batches += batches.done
+                    self._save(self.run_dir / LAST, self.state(epoch, self.skip_batches))
+                    self.log(f"interrupted in epoch {epoch + 1} after {self.skip_batches} batches; checkpoint "
+                             f"saved: resume with `fptt train --resume {self.run_dir}`")
+                    interrupted = True
+                    break
+                self.skip_batches = 0
+                if self.scheduler is not None and config.schedule_unit == "batch":
+                    self.scheduler.step()  # for the epoch's last batch (the others stepped between batches)
+                if config.eval_every and not self.target_reached:  # the epoch's last point, before any W ← W̄
+                    self._curve_point(epoch, resumed_at + batches.done)
+                self.train_seconds += train_metrics.seconds
+                if config.method == "fptt" and config.averaging:
+                    self.optimizer.load_average()
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.scheduler is not None and config.schedule_unit == "epoch":
+                    self.scheduler.step()
+                eval_metrics = self.evaluate()
+                row = {"epoch": epoch + 1, "lr": lr, "train": _metrics_dict(train_metrics),
+                       "eval": _metrics_dict(eval_metrics), "eval_split": self.eval_split,
+                       "eval_with": config.eval_with if config.method == "fptt" else "weights"}
+                if resumed_at:
+                    row["resumed_at_batch"] = resumed_at
+                self.history.append(row)
+                if self.is_main:
+                    with metrics_path.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    self.tracker.epoch(row, epoch * self.batches_per_epoch + resumed_at + batches.done,
+                                       self.saved_tensor_peak if config.measure_memory else None)
+                score = _score(row["eval"])
+                improved = self.best is None or score > self.best
+                if improved:
+                    self.best = score
+                payload = self.state(epoch + 1)
+                self._save(self.run_dir / LAST, payload)
+                if improved:
+                    self._save(self.run_dir / BEST, payload)
+                self.log(self._epoch_line(row))
+                if self.target_reached:
+                    self.log(f"stopped after epoch {epoch + 1}: stop_at {config.stop_at} reached")
+                    break
+                if self._should_stop():  # Ctrl-C during evaluation: the epoch is complete and saved
+                    interrupted = epoch + 1 < config.epochs
+                    break
+        summary = self._summary(time.perf_counter() - started, interrupted)
+        if self.is_main:
+            write_text_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            if config.plots and not interrupted and self.history:
+                self.make_plots()
+        return summary
+
+    def _epoch_line(self, row: dict[str, Any]) -> str:
+        train, evaluation = row["train"], row["eval"]
+        if evaluation.get("accuracy") is not None:
+            scores = f"train acc {train['accuracy']:.4f}  {row['eval_split']} acc {evaluation['accuracy']:.4f}"
+        else:
+            scores = f"train mse {train['mse']:.4f}  {row['eval_split']} mse {evaluation['mse']:.4f}"
+        rate = f"  rate {train['firing_rate']:.3f}" if train.get("firing_rate") is not None else ""
+        return (f"epoch {row['epoch']}/{self.config.epochs}  loss {train['loss']:.4f}  {scores}{rate}  "
+                f"lr {row['lr']:.2e}  {train['seconds']:.1f}s")
+
+    def _summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+        last = self.history[-1] if self.history else None
+        return {
+            "run_dir": str(self.run_dir),
+            "task": self.config.task,
+            "method": self.config.method,
+            "model": self.config.model,
+            "epochs_completed": len(self.history),
+            "interrupted": interrupted,
+            "stop_signal": self.stop_signal if interrupted else None,
+            "last": last,
+            "best_score": self.best,
+            "best_metric": "accuracy" if last and last["eval"].get("accuracy") is not None else "-mse",
+            "wall_seconds": seconds,
+            "train_seconds": sum(row["train"]["seconds"] for row in self.history),
+            "peak_rss_mb": peak_rss_mb(),
+            "saved_tensor_peak_bytes": self.saved_tensor_peak if self.config.measure_memory else None,
+            "trace_bytes": self.trace_bytes if self.config.method in TRACE_METHODS else None,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "world_size": self.world_size,
+        }
+
+    def make_plots(self) -> list[Path]:
+        """Learning curves, spike raster/rates and (LTC) time constants into ``run_dir/plots``.
+
+        matplotlib is an optional extra: without it the plots are skipped with a one-line note and
+        the run is otherwise complete."""
+        from . import plots
+
+        folder = self.run_dir / "plots"
+        try:
+            written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
+                                                  title=f"{self.config.task} {self.config.method}")]
+            x, _ = self.eval_set[0]
+            written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
+            if self.config.model == "ltc":
+                written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
+        except ImportError as error:  # matplotlib (the "plot" extra) is not installed
+            self.log(f"plots skipped: {error.name or 'matplotlib'} is not installed (pip install 'fptt[plot]')")
+            return []
+        return written
+
+
+def fit(config: TrainConfig, run_dir: Optional[str | Path] = None, **options: Any) -> dict[str, Any]:
+    """``Trainer(config, run_dir, **options).fit()``."""
+    return Trainer(config, run_dir, **options).fit()

@@ -1,0 +1,361 @@
+"""Training engines: FPTT, BPTT, truncated BPTT and naive online gradient (SPEC §3).
+
+Every engine trains any model that speaks the stateful-model protocol (:mod:`fptt.models`) on
+batches ``(x, y)`` with ``x`` of shape ``(batch, time, features)`` (batch first).
+
+Loss at step t (SPEC §3.2). For a *terminal* target ``y`` (a class per sequence, or a regression
+target known only at the end), every step predicts the final answer and is weighted by ``w_t``:
+
+.. math:: \\ell_t = w_t \\, L(v_t, y), \\qquad
+          w_t = \\tfrac{t+1}{T}\\ (\\text{"linear"}),\\ 1\\ (\\text{"uniform"}),\\ [t = T-1]\\ (\\text{"last"})
+
+with ``L`` the cross-entropy (integer targets) or the squared error (float targets). With
+``per_step_targets=True``, ``y`` has a time axis and ``ℓ_t = w_t L(v_t, y_t)``.
+
+Methods, for a sequence of length T split into windows of ``k`` steps:
+
+* ``"fptt"``: the state is detached at each window start; after each window the mean of the
+  window's ℓ_t is back-propagated (through that window only) and the :class:`~fptt.optim.FPTT`
+  optimizer adds its dynamic regularizer and steps. Memory O(k), T/k updates per sequence.
+* ``"tbptt"``: the same windows with a plain optimizer (no regularizer).
+* ``"online"``: ``"tbptt"`` with k = 1, the ablation showing what FPTT's regularizer buys.
+* ``"bptt"``: the whole sequence is unrolled, the mean of all ℓ_t is back-propagated once, one
+  optimizer step per sequence. Memory O(T).
+* ``"eprop"`` / ``"ostl"``: no unrolling; eligibility traces follow the forward pass and each
+  ℓ_t adds its forward-in-time gradient (:mod:`fptt.training.traces.learner`); every k steps (default
+  1) the window's gradient is written into ``.grad`` and the plain optimizer steps. ALIF/LIF
+  networks only. Memory O(n_in·n + n²) per layer, independent of T and k.
+
+``loss_steps="window_end"`` keeps only the last step of each window in the loss (the authors'
+adding-task setting with K update points); the default ``"every"`` uses all steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Iterable, Iterator, Literal, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .batches import LossFn, loader_length, prepared_batches, progress_bar
+from .metrics import Accumulator, EpochMetrics, firing_rate
+from ..optim import FPTT
+from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
+from .window import WindowUpdate
+
+__all__ = [
+    "METHODS",
+    "WEIGHTINGS",
+    "EpochMetrics",
+    "train_epoch",
+    "evaluate",
+    "loss_weights",
+    "step_weight",
+    "window_bounds",
+    "iter_windows",
+]
+
+Method = Literal["fptt", "bptt", "tbptt", "online", "eprop", "ostl"]
+Weighting = Literal["linear", "uniform", "last"]
+
+
+def step_weight(t: int, seq_len: int, weighting: Weighting = "linear") -> float:
+    """w_t of one step: ``"linear"`` (t+1)/T (the paper's), ``"uniform"`` 1, ``"last"`` [t = T-1].
+
+    Computed on demand, so that nothing in the time loop grows with T."""
+    if weighting == "linear":
+        return (t + 1) / seq_len
+    if weighting == "uniform":
+        return 1.0
+    if weighting == "last":
+        return 1.0 if t == seq_len - 1 else 0.0
+    raise ValueError(f"unknown loss weighting {weighting!r}; choose one of {WEIGHTINGS}")
+
+
+def loss_weights(seq_len: int, weighting: Weighting = "linear") -> list[float]:
+    """The list [w_0, ..., w_{T-1}] of :func:`step_weight` (for inspection and plots)."""
+    return [step_weight(t, seq_len, weighting) for t in range(seq_len)]
+
+
+def _window_length(seq_len: int, k: Optional[int], update_points: Optional[int]) -> int:
+    if k is not None and update_points is not None:
+        raise ValueError("give either k (steps per update) or update_points (updates per sequence), not both")
+    if update_points is not None:
+        if not isinstance(update_points, int) or update_points <= 0:
+            raise ValueError(f"update_points must be a positive int, got {update_points!r}")
+        if update_points > seq_len:
+            raise ValueError(f"update_points ({update_points}) cannot exceed the sequence length ({seq_len})")
+        k = math.ceil(seq_len / update_points)
+    k = 1 if k is None else k
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if k > seq_len:
+        raise ValueError(f"k ({k}) cannot exceed the sequence length ({seq_len})")
+    return k
+
+
+def iter_windows(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> Iterator[tuple[int, int]]:
+    """Lazily yield the ``(start, stop)`` windows of :func:`window_bounds` (arguments checked at
+    the call, before the first window)."""
+    length = _window_length(seq_len, k, update_points)
+    return ((start, min(start + length, seq_len)) for start in range(0, seq_len, length))
+
+
+def window_bounds(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> list[tuple[int, int]]:
+    """Split ``range(seq_len)`` into windows of ``k`` steps, or into ``update_points`` windows of
+    ``ceil(T / K)`` steps (the last may be shorter). Returns ``[(start, stop), ...]``."""
+    return list(iter_windows(seq_len, k, update_points))
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def _check_protocol(model: nn.Module) -> None:
+    for name in ("init_state", "step"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(
+                f"{type(model).__name__} does not implement the stateful-model protocol: missing {name}(); "
+                "see fptt.models for init_state(batch, device, dtype) and step(x_t, state)"
+            )
+
+
+def _check_optimizer(method: str, optimizer: torch.optim.Optimizer) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method == "fptt" and not isinstance(optimizer, FPTT):
+        raise TypeError("method='fptt' needs an FPTT optimizer: wrap yours, e.g. FPTT(torch.optim.Adam(...))")
+    if method != "fptt" and isinstance(optimizer, FPTT):
+        raise TypeError(f"method={method!r} trains without FPTT's regularizer: pass the plain inner optimizer")
+
+
+def _method_windows(seq_len: int, method: str, k: Optional[int],
+                    update_points: Optional[int]) -> Iterable[tuple[int, int]]:
+    """The update windows of one sequence: the whole sequence for BPTT, single steps for online."""
+    if method == "bptt":
+        return ((0, seq_len),)
+    return iter_windows(seq_len, 1 if method == "online" else k, update_points)
+
+
+def _window_has_loss(seq_len: int, weighting: Weighting, start: int, stop: int, loss_steps: str) -> bool:
+    if loss_steps == "window_end":
+        return step_weight(stop - 1, seq_len, weighting) != 0.0
+    return any(step_weight(t, seq_len, weighting) != 0.0 for t in range(start, stop))
+
+
+def _step_target(y: Tensor, t: int, per_step_targets: bool) -> Tensor:
+    return y[:, t] if per_step_targets else y
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    *,
+    method: Method = "fptt",
+    k: Optional[int] = None,
+    update_points: Optional[int] = None,
+    weighting: Weighting = "linear",
+    loss: str = "auto",
+    loss_steps: Literal["every", "window_end"] = "every",
+    per_step_targets: bool = False,
+    clip_grad_norm: Optional[float] = None,
+    max_batches: Optional[int] = None,
+    progress: bool = False,
+    description: str = "train",
+    on_nonfinite: Literal["stop", "skip"] = "stop",
+    feedback: str = "symmetric",
+    feedback_seed: int = 0,
+) -> EpochMetrics:
+    """Train ``model`` for one pass over ``loader`` with ``method`` (see the module docstring).
+
+    Args:
+        k / update_points: window length, or number of updates per sequence (FPTT and TBPTT;
+            default k = 1; ``"online"`` forces k = 1; ignored by ``"bptt"``).
+        weighting: w_t, ``"linear"`` (default), ``"uniform"`` or ``"last"``.
+        loss: ``"auto"`` (cross-entropy for integer targets, MSE for float), or explicit.
+        clip_grad_norm: total-norm clipping for plain optimizers (for FPTT, set it on the optimizer).
+        max_batches: stop after this many batches (quick runs).
+        on_nonfinite: ``"stop"`` (default): a NaN/Inf loss, or a parameter made NaN/Inf by an
+            update, raises ``FloatingPointError`` naming the batch and the time steps of the first
+            bad update (checked once per batch, no per-update host sync). ``"skip"``: an update
+            whose loss or gradient is not finite is not applied (gradients dropped, the state
+            detached as at any window start) and counted in ``skipped_updates``; batches whose
+            final-step loss is not finite are left out of the metrics (``extra["nonfinite_batches"]``).
+            Costs one host sync per update.
+        feedback / feedback_seed: e-prop's feedback matrix, ``"symmetric"`` (W_o) or ``"random"``
+            (drawn from ``feedback_seed``, the same in every epoch); ignored by the other methods.
+    For ``"eprop"``/``"ostl"`` the metrics' ``extra["trace_bytes"]`` is the memory the
+    eligibility traces held (per batch; independent of T).
+    Returns the :class:`EpochMetrics` of the pass.
+    """
+    _check_protocol(model)
+    _check_optimizer(method, optimizer)
+    if loss_steps not in LOSS_STEPS:
+        raise ValueError(f"loss_steps must be one of {LOSS_STEPS}, got {loss_steps!r}")
+    if method == "online":
+        if (k not in (None, 1)) or update_points is not None:
+            raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
+    if feedback not in FEEDBACKS:
+        raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
+    learner = None
+    if method in TRACE_METHODS:
+        from .traces.learner import TraceLearner
+
+        learner = TraceLearner(model, method, feedback=feedback, feedback_seed=feedback_seed)
+    window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite,
+                          gradients=learner)
+    trace_bytes = 0
+    skip_nonfinite = window.skip_nonfinite
+    first_skipped: Optional[str] = None
+    nonfinite_batches = 0
+    device = _model_device(model)
+    dtype = next(model.parameters()).dtype
+    model.train()
+    accumulator = Accumulator()
+    loss_fn: Optional[LossFn] = None
+    started = time.perf_counter()
+    total = loader_length(loader, max_batches)
+    bar = progress_bar(loader, progress, total, description)
+    for batch_index, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
+                                                            device, dtype):
+        seq_len = inputs.seq_len
+        windows = _method_windows(seq_len, method, k, update_points)
+        state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+        window.start_sequence(inputs.batch_size, device, dtype)
+        rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
+        output = None
+        for start, stop in windows:
+            state = window.begin(state)
+            # DistributedModel: only the last step of a window that will back-propagate syncs
+            sync_step = stop - 1 if _window_has_loss(seq_len, weighting, start, stop, loss_steps) else -1
+            for t in range(start, stop):
+                output, state = window.step(inputs[t], state, sync=t == sync_step)
+                if rate_sum is not None:
+                    rate_sum += firing_rate(model, state)
+                if loss_steps == "window_end" and t != stop - 1:
+                    continue
+                weight = step_weight(t, seq_len, weighting)
+                if weight == 0.0:
+                    continue
+                window.add(weight * loss_fn(output, _step_target(y, t, per_step_targets)))
+            skipped_before = window.skipped
+            window.close(stop - start if loss_steps == "every" and stop - start != 1 else 1)
+            if window.skipped != skipped_before and first_skipped is None:
+                first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
+        if learner is not None:
+            trace_bytes = max(trace_bytes, learner.nbytes())
+        first = window.first_nonfinite()
+        if first is not None:
+            start, stop = _nth_update_window(first, seq_len, method, k, update_points, weighting, loss_steps)
+            raise FloatingPointError(
+                f"non-finite loss in batch {batch_index} at update {first + 1} of the batch (time steps "
+                f"{start}..{stop - 1}, method={method}); lower the learning rate, enable gradient clipping, "
+                "check the inputs for extreme values, or train with on_nonfinite='skip'"
+            )
+        bad_parameter = _first_nonfinite_parameter(model, window.parameters)
+        if bad_parameter is not None:
+            raise FloatingPointError(
+                f"parameter {bad_parameter} became NaN/Inf during batch {batch_index} (method={method}): a "
+                "non-finite or exploding gradient reached the optimizer; lower the learning rate, enable "
+                "gradient clipping, or train with on_nonfinite='skip'"
+            )
+        assert output is not None
+        added = accumulator.add_batch(output.detach(), y, loss_fn, rate_sum, seq_len, per_step_targets,
+                                      drop_nonfinite=skip_nonfinite)
+        if added is None:
+            nonfinite_batches += 1  # left out of the metrics; its updates were guarded above
+            continue
+        batch_loss, running = added
+        if progress and hasattr(bar, "set_postfix"):
+            key = "acc" if loss_fn.kind == "cross_entropy" else "mse"
+            postfix = {"loss": f"{batch_loss:.4f}", key: f"{running:.4f}"}
+            if rate_sum is not None:
+                postfix["rate"] = f"{float(rate_sum) / seq_len:.3f}"
+            bar.set_postfix(postfix)
+    kind = loss_fn.kind if loss_fn is not None else "cross_entropy"
+    if skip_nonfinite and accumulator.samples == 0 and nonfinite_batches:
+        raise FloatingPointError(f"every one of the {nonfinite_batches} batches gave a non-finite final loss; "
+                                 "nothing was learnt (check the inputs and the learning rate)")
+    metrics = accumulator.result(kind, window.updates, time.perf_counter() - started, device, window.skipped)
+    if learner is not None:
+        metrics.extra["trace_bytes"] = trace_bytes
+    if window.skipped or nonfinite_batches:
+        metrics.extra.update(nonfinite_batches=nonfinite_batches, first_skipped=first_skipped)
+        warnings.warn(f"{window.skipped} update(s) skipped for a non-finite loss or gradient (first: "
+                      f"{first_skipped}); {nonfinite_batches} batch(es) with a non-finite final loss left out "
+                      "of the metrics", RuntimeWarning, stacklevel=2)
+    return metrics
+
+
+def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Optional[str]:
+    """The name of the first NaN/Inf parameter, or None (one host sync per call: once per batch).
+
+    A parameter's sum is non-finite when it holds a NaN/Inf (or, rarely, when finite values near
+    the float maximum overflow: then each parameter is checked and None returned)."""
+    if not parameters:
+        return None
+    sums = torch.stack([p.detach().sum().to(parameters[0].dtype) for p in parameters])
+    if bool(torch.isfinite(sums).all()):
+        return None
+    names = {id(p): name for name, p in model.named_parameters()}
+    for parameter in parameters:
+        if not bool(torch.isfinite(parameter.detach()).all()):
+            return names.get(id(parameter), "(unnamed)")
+    return None  # only the sums overflowed
+
+
+def _nth_update_window(index: int, seq_len: int, method: str, k: Optional[int], update_points: Optional[int],
+                       weighting: str, loss_steps: str) -> tuple[int, int]:
+    """(start, stop) of the ``index``-th update of a sequence (error messages only)."""
+    count = 0
+    for start, stop in _method_windows(seq_len, method, k, update_points):
+        if _window_has_loss(seq_len, weighting, start, stop, loss_steps):
+            if count == index:
+                return start, stop
+            count += 1
+    return 0, seq_len  # pragma: no cover - index beyond the updates
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    loss: str = "auto",
+    per_step_targets: bool = False,
+    max_batches: Optional[int] = None,
+    progress: bool = False,
+    description: str = "eval",
+) -> EpochMetrics:
+    """Run ``model`` over ``loader`` without gradients; metrics on the final step's output.
+
+    To evaluate with FPTT's running average W̄, wrap the call: ``with optimizer.averaged(): ...``.
+    """
+    _check_protocol(model)
+    device = _model_device(model)
+    dtype = next(model.parameters()).dtype
+    was_training = model.training
+    model.eval()
+    accumulator = Accumulator()
+    loss_fn: Optional[LossFn] = None
+    started = time.perf_counter()
+    try:
+        bar = progress_bar(loader, progress, loader_length(loader, max_batches), description)
+        for _, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
+                                                       device, dtype):
+            state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+            rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
+            for t in range(inputs.seq_len):
+                output, state = model.step(inputs[t], state)
+                if rate_sum is not None:
+                    rate_sum += firing_rate(model, state)
+            accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
+    finally:
+        model.train(was_training)
+    kind = loss_fn.kind if loss_fn is not None else "cross_entropy"
+    return accumulator.result(kind, 0, time.perf_counter() - started, device)
