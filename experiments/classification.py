@@ -90,6 +90,18 @@ define("m1d30_bptt_membrane", "mnist1d", _LONG + ["--method", "bptt", "--readout
 define("m1d30_alif_bptt_b0.01", "mnist1d", _LONG + ["--model", "alif", "--method", "bptt", "--threshold", "0.01",
                                                    "--readout", "fixed"], _B)
 
+# ---- MNIST-1D, third wave: budget, width, the lr and α grid of the uniform-weighting regime
+_C = "wave3-mnist1d"
+_U = ["--schedule", "cosine", "--weighting", "uniform"]
+define("m1d60_uniform", "mnist1d", _U + ["--epochs", "60"], _C)
+define("m1d60_uniform_h256", "mnist1d", _U + ["--epochs", "60", "--hidden", "256"], _C)
+define("m1d30_uniform_lr1e-2", "mnist1d", _U + ["--epochs", "30", "--lr", "1e-2"], _C)
+define("m1d30_uniform_lr1e-3", "mnist1d", _U + ["--epochs", "30", "--lr", "1e-3"], _C)
+define("m1d30_uniform_alpha0.03", "mnist1d", _U + ["--epochs", "30", "--alpha", "0.03"], _C)
+define("m1d30_uniform_alpha0.3", "mnist1d", _U + ["--epochs", "30", "--alpha", "0.3"], _C)
+define("m1d30_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "bptt"], _C)
+define("m1d30_online_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "online"], _C)
+
 
 def run_dir(name: str) -> Path:
     return RUN_ROOT / name

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
+from .presets import PRESET_NAMES, TASK_DEFAULTS, model_defaults, preset_values
 from ..vocabulary import (BASELINE_CELLS, MODELS, CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES,
                           LOGGERS, LOSS_STEPS, METHODS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS,
                           SCHEDULE_UNITS,
@@ -321,7 +321,8 @@ _WINDOW_KEYS = ("k", "update_points")
 
 def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
                    flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
-    """Defaults < task defaults < preset (``preset`` from the file or the flags) < config file <
+    """Defaults < task defaults (for a model other than the task's LTC network: without the LTC-only
+    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset`` from the file or the flags) < config file <
     explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
     defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
     when the file or the flags give either of them, so that every method runs on a task's defaults."""
@@ -330,10 +331,11 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     check_keys(flag_values, "command line")
     task = flag_values.get("task", file_values.get("task", TrainConfig.task))
     preset = flag_values.get("preset", file_values.get("preset"))
-    defaults: dict[str, Any] = dict(TASK_DEFAULTS.get(task, {}))
+    model = flag_values.get("model", file_values.get("model", TASK_DEFAULTS.get(task, {}).get("model", TrainConfig.model)))
+    defaults: dict[str, Any] = model_defaults(TASK_DEFAULTS.get(task, {}), model)
     if preset is not None:
         try:
-            defaults.update(preset_values(preset, task))
+            defaults.update(model_defaults(preset_values(preset, task), model))
         except ValueError as error:
             raise ConfigError(str(error)) from None
     method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))

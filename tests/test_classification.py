@@ -1,4 +1,4 @@
-"""The GRU/LSTM baselines (fptt.models.baselines) and the validation split of the builders."""
+"""Classification support: the GRU/LSTM baselines, the validation split, the per-model regimes."""
 from __future__ import annotations
 
 import pytest
@@ -90,3 +90,25 @@ def test_validation_split_of_a_task():
         build_dataset(TrainConfig(task="add", seq_len=5), "validation")
     with pytest.raises(ConfigError, match="validation_samples must be an int"):
         TrainConfig(validation_samples=-1).validate()
+
+
+def test_a_model_other_than_the_tasks_gets_its_own_regime():
+    """The adding task's defaults are an LTC regime: --model alif drops the LTC-only keys and takes
+    the SRNN threshold; an explicit flag still wins; the result builds."""
+    from fptt.run.config import resolve_config
+    from fptt.run.presets import ALIF_REGIME, LTC_ONLY_KEYS
+
+    ltc = resolve_config({}, {"task": "add"})
+    assert ltc.fixed_threshold and ltc.threshold == 0.5
+    alif = resolve_config({}, {"task": "add", "model": "alif"})
+    assert alif.threshold == ALIF_REGIME["threshold"] and alif.readout == "fixed" and not alif.fixed_threshold
+    assert alif.chrono_tau is None and alif.initial_state == TrainConfig.initial_state
+    assert {key: getattr(alif, key) for key in LTC_ONLY_KEYS} == {key: getattr(TrainConfig(), key) for key in LTC_ONLY_KEYS}
+    assert alif.lr == ltc.lr and alif.update_points == ltc.update_points  # the task's own settings stay
+    assert resolve_config({}, {"task": "add", "model": "alif", "threshold": 0.2}).threshold == 0.2
+    paper = resolve_config({}, {"task": "smnist", "model": "lif", "preset": "paper"})
+    assert paper.adaptation == 0.0 and not paper.gate_slopes and paper.hidden == [256, 256]
+    build_model(paper, 1, 10)
+    gru = resolve_config({}, {"task": "smnist", "model": "gru"})
+    assert gru.optimizer == resolve_config({}, {"task": "smnist"}).optimizer
+    assert isinstance(build_model(gru, 1, 10), RecurrentBaseline)
