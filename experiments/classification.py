@@ -4,6 +4,7 @@
     python experiments/classification.py run --group ablation-mnist1d      # every run of a group
     python experiments/classification.py test NAME [NAME ...]              # score finished runs on test, once
     python experiments/classification.py report [--group G]                # Markdown table of the results
+    python experiments/classification.py compare STEM [STEM ...]           # seeds aggregated, equal epochs and time
 
 The protocol (one script, reused for every task):
 
@@ -102,6 +103,17 @@ define("m1d30_uniform_alpha0.3", "mnist1d", _U + ["--epochs", "30", "--alpha", "
 define("m1d30_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "bptt"], _C)
 define("m1d30_online_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "online"], _C)
 
+# ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
+_S = "smnist196-weighting"
+define("s196_default", "smnist196", [], _S)
+define("s196_uniform", "smnist196", ["--weighting", "uniform"], _S)
+
+
+def define_seeds(name: str, task: str, flags: list[str], *groups: str, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """One run per seed, named ``<name>_s<seed>`` (the report aggregates them as ``<name>``)."""
+    for seed in seeds:
+        define(f"{name}_s{seed}", task, flags + ["--seed", str(seed)], *groups)
+
 
 def run_dir(name: str) -> Path:
     return RUN_ROOT / name
@@ -162,6 +174,11 @@ def load(name: str) -> Optional[dict[str, Any]]:
     return {"rows": rows, "test": json.loads(test_path.read_text()) if test_path.exists() else None}
 
 
+def _rate(row: dict[str, Any]) -> str:
+    rate = row["train"].get("firing_rate")
+    return "—" if rate is None else f"{rate:.3f}"
+
+
 def summary_line(name: str) -> str:
     result = load(name)
     if not result or not result["rows"]:
@@ -171,7 +188,7 @@ def summary_line(name: str) -> str:
     best = max(row["eval"]["accuracy"] for row in rows)
     train_s = sum(row["train"]["seconds"] for row in rows)
     return (f"val {last['eval']['accuracy']:.4f} (best {best:.4f}) train {last['train']['accuracy']:.4f} "
-            f"rate {last['train']['firing_rate']:.3f} {len(rows)} ep {train_s:.0f} s")
+            f"rate {_rate(last)} {len(rows)} ep {train_s:.0f} s")
 
 
 def names_of(args: argparse.Namespace) -> list[str]:
@@ -197,20 +214,74 @@ def report(names: list[str]) -> str:
         lines.append(
             f"| {name} | `{' '.join(RUNS[name][1]) or '(none)'}` | {last['eval']['accuracy'] * 100:.1f} % | "
             f"{max(r['eval']['accuracy'] for r in rows) * 100:.1f} % | {last['train']['accuracy'] * 100:.1f} % | "
-            f"{last['train']['firing_rate']:.3f} | {len(rows)} | {sum(r['train']['seconds'] for r in rows):.0f} | {test} |")
+            f"{_rate(last)} | {len(rows)} | {sum(r['train']['seconds'] for r in rows):.0f} | {test} |")
+    return "\n".join(lines)
+
+
+def _at_time(rows: list[dict[str, Any]], budget: float) -> Optional[float]:
+    """Validation accuracy after the last epoch that ended within ``budget`` training seconds."""
+    clock, best = 0.0, None
+    for row in rows:
+        clock += row["train"]["seconds"]
+        if clock > budget + 1e-9:
+            break
+        best = row["eval"]["accuracy"]
+    return best
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean * 100:.1f} %"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean * 100:.1f} ± {std * 100:.1f} %"
+
+
+def compare(stems: list[str], epochs: Optional[int] = None) -> str:
+    """Seed-aggregated comparison of run families (``<stem>_s<seed>``): validation accuracy at equal
+    epochs (the fewest any family ran, or ``epochs``) and at equal training time (the shortest
+    family's median clock), the test accuracy (read once per run), and the firing rate."""
+    families = {}
+    for stem in stems:
+        names = sorted(name for name in RUNS if name == stem or name.startswith(stem + "_s"))
+        results = [(name, load(name)) for name in names]
+        families[stem] = [(name, result) for name, result in results if result and result["rows"]]
+    common = epochs or min((len(r["rows"]) for runs in families.values() for _, r in runs), default=0)
+    clocks = {stem: sorted(sum(row["train"]["seconds"] for row in r["rows"]) for _, r in runs)
+              for stem, runs in families.items() if runs}
+    budget = min(values[len(values) // 2] for values in clocks.values()) if clocks else 0.0
+    lines = [f"| run | seeds | val. at epoch {common} | val. at {budget:.0f} s of training | val. last | test (last) | "
+             "firing rate | train s (median) |", "|" + " --- |" * 8]
+    for stem, runs in families.items():
+        if not runs:
+            continue
+        at_epoch = [r["rows"][common - 1]["eval"]["accuracy"] for _, r in runs if len(r["rows"]) >= common]
+        at_time = [value for _, r in runs if (value := _at_time(r["rows"], budget)) is not None]
+        last = [r["rows"][-1]["eval"]["accuracy"] for _, r in runs]
+        test = [r["test"]["accuracy"] for _, r in runs if r["test"]]
+        rates = [r["rows"][-1]["train"]["firing_rate"] for _, r in runs if r["rows"][-1]["train"]["firing_rate"] is not None]
+        rate = f"{sum(rates) / len(rates):.3f}" if rates else "—"
+        lines.append(f"| {stem} | {len(runs)} | {_mean_std(at_epoch)} | {_mean_std(at_time)} | {_mean_std(last)} | "
+                     f"{_mean_std(test)} | {rate} | {clocks[stem][len(clocks[stem]) // 2]:.0f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("run", "test", "report", "list"))
+    parser.add_argument("action", choices=("run", "test", "report", "compare", "list"))
     parser.add_argument("names", nargs="*")
     parser.add_argument("--group")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="compare: the epoch to compare at (default: the fewest run)")
     args = parser.parse_args()
     if args.action == "list":
         for name, (task, flags, groups) in RUNS.items():
             print(f"{name:32s} {task:10s} {','.join(groups):24s} {' '.join(flags)}")
+        return
+    if args.action == "compare":
+        print(compare(args.names, args.epochs))
         return
     names = names_of(args)
     if args.action == "report":

@@ -192,6 +192,11 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
                        chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=config.fused)
     elif config.gate_slopes or config.chrono_tau is not None:
         raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
+    else:  # ALIF / LIF: the initial time constants, (mean, std) in steps
+        if config.tau_membrane is not None:
+            options["tau_membrane_init"] = tuple(float(v) for v in config.tau_membrane)
+        if config.tau_adaptation is not None:
+            options["tau_adaptation_init"] = tuple(float(v) for v in config.tau_adaptation)
     if config.conv:
         return ConvSNN(frame_shape(input_size, input_shape), list(config.conv), list(config.hidden), output_size,
                        readout=config.readout, gate_input=config.conv_gate, **options)

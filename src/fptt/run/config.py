@@ -77,6 +77,8 @@ class TrainConfig:
     synapse_init: str = "xavier"  # or "torch_default" (one nn.Linear over [x_t, s_{t-1}])
     gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
     chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
+    tau_membrane: Optional[list[float]] = None  # ALIF/LIF: τ_m ~ N(mean, std) steps at init (None: N(20, 5))
+    tau_adaptation: Optional[list[float]] = None  # ALIF: τ_adp ~ N(mean, std) steps at init (None: N(200, 25))
     preset: Optional[str] = None  # a named regime of fptt.run.presets (recorded; its values are applied)
     recurrent: bool = True  # dense spiking layers get recurrent synapses W_r s_{t-1}
     conv: list[str] = field(default_factory=list)  # conv LTC front end, e.g. ["8c3", "16c3"] (ConvSNN); [] = none
@@ -198,6 +200,13 @@ class TrainConfig:
             raise ConfigError(f"adaptation (β) must be a finite number >= 0, got {self.adaptation!r}")
         if self.fixed_threshold and self.adaptation != 0:
             raise ConfigError("fixed_threshold has no adaptation: set adaptation to 0")
+        for key in ("tau_membrane", "tau_adaptation"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                    _is_number(v) and 0 <= v < math.inf for v in value) and value[0] >= 1):
+                raise ConfigError(f"{key} must be [mean, std] in steps with mean >= 1 and std >= 0, got {value!r}")
+            if value is not None and self.model not in ("alif", "lif"):
+                raise ConfigError(f"{key} sets the fixed-but-learnable time constants of ALIF/LIF, not of {self.model}")
         if self.chrono_tau is not None and self.chrono_tau != "seq_len" and not (
                 _is_number(self.chrono_tau) and 2 < self.chrono_tau < math.inf):
             raise ConfigError(f"chrono_tau must be a number > 2 or 'seq_len', got {self.chrono_tau!r}")
