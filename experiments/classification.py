@@ -102,6 +102,9 @@ define("m1d30_uniform_alpha0.03", "mnist1d", _U + ["--epochs", "30", "--alpha", 
 define("m1d30_uniform_alpha0.3", "mnist1d", _U + ["--epochs", "30", "--alpha", "0.3"], _C)
 define("m1d30_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "bptt"], _C)
 define("m1d30_online_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "online"], _C)
+define("m1d30_gru_bptt_lr1e-2", "mnist1d", _U + ["--epochs", "30", "--model", "gru", "--method", "bptt", "--weighting",
+                                               "last", "--lr", "1e-2"], _C)
+define("m1d30_gru_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--model", "gru", "--method", "bptt"], _C)
 
 # ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
 _S = "smnist196-weighting"

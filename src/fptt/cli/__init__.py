@@ -94,6 +94,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="conv LTC gates over d + u (sum, the reference DVS-Gesture model; default) or [d, u] (concat)")
     what.add_argument("--recurrent", action=argparse.BooleanOptionalAction, default=s,
                       help="recurrent synapses in the dense spiking layers (default on)")
+    what.add_argument("--surrogate-sigma", type=_positive_float, default=s, metavar="SIGMA",
+                      help="width σ of the multi-Gaussian surrogate spike derivative (default 0.3)")
     what.add_argument("--tau-membrane", type=float, nargs=2, default=s, metavar=("MEAN", "STD"),
                       help="ALIF/LIF: membrane time constants ~ N(MEAN, STD) steps at init (default 20 5)")
     what.add_argument("--tau-adaptation", type=float, nargs=2, default=s, metavar=("MEAN", "STD"),

@@ -181,6 +181,7 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
     options: dict[str, Any] = dict(
         norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
         initial_membrane=config.initial_state, synapse_init=config.synapse_init, recurrent=config.recurrent,
+        surrogate={"name": "multi_gaussian", "sigma": float(config.surrogate_sigma)},
     )
     if config.model != "lif":
         options["adaptation_strength"] = config.adaptation

@@ -77,6 +77,7 @@ class TrainConfig:
     synapse_init: str = "xavier"  # or "torch_default" (one nn.Linear over [x_t, s_{t-1}])
     gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
     chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
+    surrogate_sigma: float = 0.3  # width σ of the multi-Gaussian surrogate derivative (fptt.surrogate.MultiGaussian)
     tau_membrane: Optional[list[float]] = None  # ALIF/LIF: τ_m ~ N(mean, std) steps at init (None: N(20, 5))
     tau_adaptation: Optional[list[float]] = None  # ALIF: τ_adp ~ N(mean, std) steps at init (None: N(200, 25))
     preset: Optional[str] = None  # a named regime of fptt.run.presets (recorded; its values are applied)
@@ -186,7 +187,7 @@ class TrainConfig:
                 value = getattr(self, key)
                 if value is not None and value > self.seq_len:
                     raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
-        for key in ("alpha", "lr", "gamma", "threshold", "norm_scale"):
+        for key in ("alpha", "lr", "gamma", "threshold", "norm_scale", "surrogate_sigma"):
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
