@@ -112,3 +112,19 @@ def test_a_model_other_than_the_tasks_gets_its_own_regime():
     gru = resolve_config({}, {"task": "smnist", "model": "gru"})
     assert gru.optimizer == resolve_config({}, {"task": "smnist"}).optimizer
     assert isinstance(build_model(gru, 1, 10), RecurrentBaseline)
+
+
+def test_alif_time_constants_and_surrogate_width_from_the_config():
+    torch.manual_seed(0)
+    config = TrainConfig(task="mnist1d", model="alif", hidden=[400], tau_membrane=[3.0, 0.5],
+                         tau_adaptation=[40.0, 1.0], surrogate_sigma=0.05)
+    config.validate()
+    layer = build_model(config, 1, 10).layers[0]
+    assert abs(float(layer.tau_membrane.detach().mean()) - 3.0) < 0.1 and abs(float(layer.tau_adaptation.detach().mean()) - 40.0) < 0.2
+    assert layer.spike_fn.sigma == 0.05
+    with pytest.raises(ConfigError, match="not of ltc"):
+        TrainConfig(model="ltc", tau_membrane=[3.0, 1.0]).validate()
+    with pytest.raises(ConfigError, match=r"\[mean, std\]"):
+        TrainConfig(model="alif", tau_membrane=[0.5, 1.0]).validate()
+    with pytest.raises(ConfigError, match="surrogate_sigma"):
+        TrainConfig(surrogate_sigma=0.0).validate()
