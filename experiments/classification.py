@@ -106,6 +106,14 @@ define("m1d30_gru_bptt_lr1e-2", "mnist1d", _U + ["--epochs", "30", "--model", "g
                                                "last", "--lr", "1e-2"], _C)
 define("m1d30_gru_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--model", "gru", "--method", "bptt"], _C)
 
+# ---- MNIST-1D, fourth wave: what still holds k = 1 below BPTT (the W ← W̄ copy, depth, β)
+_D = "wave4-mnist1d"
+define("m1d30_uniform_noavg", "mnist1d", _U + ["--epochs", "30", "--no-load-average-each-epoch", "--eval-with",
+                                               "weights"], _D)
+define("m1d30_uniform_2layers", "mnist1d", _U + ["--epochs", "30", "--hidden", "128", "128"], _D)
+define("m1d30_uniform_beta0.1", "mnist1d", _U + ["--epochs", "30", "--beta", "0.1"], _D)
+define("m1d30_uniform_beta0.9", "mnist1d", _U + ["--epochs", "30", "--beta", "0.9"], _D)
+
 # ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
 _S = "smnist196-weighting"
 define("s196_default", "smnist196", [], _S)

@@ -45,10 +45,10 @@ def run_stream(
 ) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
-    ``preset``: build the network and the inner optimizer from the S-MNIST regime of
-    :mod:`fptt.run.presets` (``"paper"``: layer-normalised currents with γ = 0.1, learnable gate
-    slopes, Adamax, clip 1) with ``hidden`` neurons, ``lr`` and ``alpha``; by default a plain LTC
-    layer with Adam."""
+    The network and the inner optimizer are those of ``fptt train --task smnist`` (its task
+    defaults: an LTC layer, Adamax, clip 1), with ``hidden`` neurons, ``lr`` and ``alpha``;
+    ``preset="paper"`` takes the S-MNIST preset instead (layer-normalised currents with γ = 0.1,
+    learnable gate slopes)."""
     import torch
 
     from ..data import SequentialMNIST
@@ -71,10 +71,9 @@ def run_stream(
     generator = torch.Generator().manual_seed(seed)
     drift_permutation = torch.randperm(length, generator=generator)
     # the network and optimizer come from a TrainConfig through the library's builders, like every run
+    # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized
     flags = {"task": "smnist", "hidden": [hidden], "lr": lr, "alpha": alpha, "method": "fptt"}
-    if preset is None:  # a plain LTC layer with Adam (no normalisation, no clipping)
-        flags.update(optimizer="adam", clip=None, norm="none")
-    else:
+    if preset is not None:
         flags["preset"] = preset
     config = resolve_config({}, flags)
     model = build_model(config, 1, 10)
@@ -120,7 +119,8 @@ def run_stream(
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
-                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
+                   "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / steps,
