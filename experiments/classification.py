@@ -106,13 +106,26 @@ define("m1d30_gru_bptt_lr1e-2", "mnist1d", _U + ["--epochs", "30", "--model", "g
                                                "last", "--lr", "1e-2"], _C)
 define("m1d30_gru_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--model", "gru", "--method", "bptt"], _C)
 
-# ---- MNIST-1D, fourth wave: what still holds k = 1 below BPTT (the W ← W̄ copy, depth, β)
+# ---- MNIST-1D, fourth wave: the W ← W̄ copy at each epoch end
 _D = "wave4-mnist1d"
 define("m1d30_uniform_noavg", "mnist1d", _U + ["--epochs", "30", "--no-load-average-each-epoch", "--eval-with",
                                                "weights"], _D)
-define("m1d30_uniform_2layers", "mnist1d", _U + ["--epochs", "30", "--hidden", "128", "128"], _D)
-define("m1d30_uniform_beta0.1", "mnist1d", _U + ["--epochs", "30", "--beta", "0.1"], _D)
-define("m1d30_uniform_beta0.9", "mnist1d", _U + ["--epochs", "30", "--beta", "0.9"], _D)
+define("m1d30_uniform_k4", "mnist1d", _U + ["--epochs", "30", "--k", "4"], _D)
+
+# ---- MNIST-1D, the comparison at the task default (`fptt train --task mnist1d`: uniform weighting,
+# cosine lr, 30 epochs), three seeds each; the GRU at the lr selected on validation
+_F = "final-mnist1d"
+define_seeds("f1d_ltc_fptt", "mnist1d", [], _F)
+define_seeds("f1d_ltc_bptt", "mnist1d", ["--method", "bptt"], _F)
+define_seeds("f1d_ltc_online", "mnist1d", ["--method", "online"], _F)
+define_seeds("f1d_gru_fptt", "mnist1d", ["--model", "gru"], _F)
+
+# ---- ALIF under BPTT on MNIST-1D: the regime search (the SRNN regime with short time constants)
+_E = "alif-mnist1d"
+_ALIF = _U + ["--epochs", "30", "--model", "alif", "--method", "bptt", "--initial-state", "zero", "--tau-membrane", "3",
+              "1", "--synapse-init", "torch_default"]
+define("m1d30_alif_bptt_fixed_lr1e-2", "mnist1d", _ALIF + ["--readout", "fixed", "--lr", "1e-2"], _E)
+define("m1d30_alif_bptt_liquid_lr1e-2", "mnist1d", _ALIF + ["--readout", "liquid", "--lr", "1e-2"], _E)
 
 # ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
 _S = "smnist196-weighting"
