@@ -55,6 +55,12 @@ def define(name: str, task: str, flags: list[str], *groups: str) -> None:
     RUNS[name] = (task, flags, groups)
 
 
+def define_seeds(name: str, task: str, flags: list[str], *groups: str, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """One run per seed, named ``<name>_s<seed>`` (the report aggregates them as ``<name>``)."""
+    for seed in seeds:
+        define(f"{name}_s{seed}", task, flags + ["--seed", str(seed)], *groups)
+
+
 # ---- MNIST-1D ablations at the v0.2 default (10 epochs, seed 0): which knob makes k = 1 lag?
 _A = "ablation-mnist1d"
 define("m1d_default", "mnist1d", [], _A)
@@ -131,12 +137,6 @@ define("m1d30_alif_bptt_liquid_lr1e-2", "mnist1d", _ALIF + ["--readout", "liquid
 _S = "smnist196-weighting"
 define("s196_default", "smnist196", [], _S)
 define("s196_uniform", "smnist196", ["--weighting", "uniform"], _S)
-
-
-def define_seeds(name: str, task: str, flags: list[str], *groups: str, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
-    """One run per seed, named ``<name>_s<seed>`` (the report aggregates them as ``<name>``)."""
-    for seed in seeds:
-        define(f"{name}_s{seed}", task, flags + ["--seed", str(seed)], *groups)
 
 
 def run_dir(name: str) -> Path:
