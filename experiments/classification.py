@@ -63,28 +63,31 @@ def define_seeds(name: str, task: str, flags: list[str], *groups: str, seeds: tu
 
 # ---- MNIST-1D ablations at the v0.2 default (10 epochs, seed 0): which knob makes k = 1 lag?
 _A = "ablation-mnist1d"
-define("m1d_default", "mnist1d", [], _A)
-define("m1d_bptt", "mnist1d", ["--method", "bptt"], _A)
-define("m1d_bptt_membrane", "mnist1d", ["--method", "bptt", "--readout-from", "membrane"], _A)
-define("m1d_membrane", "mnist1d", ["--readout-from", "membrane"], _A)
-define("m1d_lr1e-3", "mnist1d", ["--lr", "1e-3"], _A)
-define("m1d_lr3e-4", "mnist1d", ["--lr", "3e-4"], _A)
-define("m1d_adamax", "mnist1d", ["--optimizer", "adamax"], _A)
-define("m1d_clip1", "mnist1d", ["--clip", "1"], _A)
-define("m1d_adamax_clip1", "mnist1d", ["--optimizer", "adamax", "--clip", "1"], _A)
-define("m1d_uniform", "mnist1d", ["--weighting", "uniform"], _A)
-define("m1d_fixed_readout", "mnist1d", ["--readout", "fixed"], _A)
-define("m1d_layernorm", "mnist1d", ["--norm", "layer", "--norm-scale", "0.1"], _A)
-define("m1d_chrono", "mnist1d", ["--chrono-tau", "seq_len"], _A)
-define("m1d_alpha0.5", "mnist1d", ["--alpha", "0.5"], _A)
-define("m1d_alpha0.01", "mnist1d", ["--alpha", "0.01"], _A)
-define("m1d_eval_weights", "mnist1d", ["--eval-with", "weights", "--no-load-average-each-epoch"], _A)
-define("m1d_k10", "mnist1d", ["--k", "10"], _A)
-define("m1d_online", "mnist1d", ["--method", "online"], _A)
+_V02 = ["--weighting", "linear", "--schedule", "none", "--epochs", "10"]  # the v0.2 default, before the study
+define("m1d_default", "mnist1d", _V02 + [], _A)
+define("m1d_bptt", "mnist1d", _V02 + ["--method", "bptt"], _A)
+define("m1d_bptt_membrane", "mnist1d", _V02 + ["--method", "bptt", "--readout-from", "membrane"], _A)
+define("m1d_membrane", "mnist1d", _V02 + ["--readout-from", "membrane"], _A)
+define("m1d_lr1e-3", "mnist1d", _V02 + ["--lr", "1e-3"], _A)
+define("m1d_lr3e-4", "mnist1d", _V02 + ["--lr", "3e-4"], _A)
+define("m1d_adamax", "mnist1d", _V02 + ["--optimizer", "adamax"], _A)
+define("m1d_clip1", "mnist1d", _V02 + ["--clip", "1"], _A)
+define("m1d_adamax_clip1", "mnist1d", _V02 + ["--optimizer", "adamax", "--clip", "1"], _A)
+define("m1d_uniform", "mnist1d", _V02[2:] + ["--weighting", "uniform"], _A)
+define("m1d_fixed_readout", "mnist1d", _V02 + ["--readout", "fixed"], _A)
+define("m1d_layernorm", "mnist1d", _V02 + ["--norm", "layer", "--norm-scale", "0.1"], _A)
+define("m1d_chrono", "mnist1d", _V02 + ["--chrono-tau", "seq_len"], _A)
+define("m1d_alpha0.5", "mnist1d", _V02 + ["--alpha", "0.5"], _A)
+define("m1d_alpha0.01", "mnist1d", _V02 + ["--alpha", "0.01"], _A)
+define("m1d_eval_weights", "mnist1d", _V02 + ["--eval-with", "weights", "--no-load-average-each-epoch"], _A)
+define("m1d_k10", "mnist1d", _V02 + ["--k", "10"], _A)
+define("m1d_online", "mnist1d", _V02 + ["--method", "online"], _A)
+define("m1d_sigma0.1", "mnist1d", _V02 + ["--surrogate-sigma", "0.1"], _A)
+define("m1d_sigma0.6", "mnist1d", _V02 + ["--surrogate-sigma", "0.6"], _A)
 
 # ---- MNIST-1D, second wave: 30 epochs, cosine lr, the knobs that moved the first wave
 _B = "wave2-mnist1d"
-_LONG = ["--epochs", "30", "--schedule", "cosine"]
+_LONG = ["--epochs", "30", "--schedule", "cosine"]  # with the weighting of each run (linear: the v0.2 default)
 define("m1d30_uniform", "mnist1d", _LONG + ["--weighting", "uniform"], _B)
 define("m1d30_uniform_b32", "mnist1d", _LONG + ["--weighting", "uniform", "--batch-size", "32"], _B)
 define("m1d30_uniform_chrono", "mnist1d", _LONG + ["--weighting", "uniform", "--chrono-tau", "seq_len"], _B)
@@ -93,7 +96,7 @@ define("m1d30_uniform_h256_adamax", "mnist1d", _LONG + ["--weighting", "uniform"
                                                         "adamax"], _B)
 define("m1d30_gru_fptt_uniform", "mnist1d", _LONG + ["--model", "gru", "--weighting", "uniform"], _B)
 define("m1d30_gru_bptt", "mnist1d", _LONG + ["--model", "gru", "--method", "bptt", "--weighting", "last"], _B)
-define("m1d30_bptt_membrane", "mnist1d", _LONG + ["--method", "bptt", "--readout-from", "membrane"], _B)
+define("m1d30_bptt_membrane", "mnist1d", _LONG + ["--weighting", "linear", "--method", "bptt", "--readout-from", "membrane"], _B)
 define("m1d30_alif_bptt_b0.01", "mnist1d", _LONG + ["--model", "alif", "--method", "bptt", "--threshold", "0.01",
                                                    "--readout", "fixed"], _B)
 
@@ -137,6 +140,13 @@ define("m1d30_alif_bptt_liquid_lr1e-2", "mnist1d", _ALIF + ["--readout", "liquid
 _S = "smnist196-weighting"
 define("s196_default", "smnist196", [], _S)
 define("s196_uniform", "smnist196", ["--weighting", "uniform"], _S)
+_G = "mnist10k-more"
+define("s196_gru_bptt", "smnist196", ["--model", "gru", "--method", "bptt", "--weighting", "last", "--optimizer", "adam",
+                                      "--lr", "1e-3"], _G)
+define("ps196_default", "psmnist196", [], _G)
+define("ps196_gru_bptt", "psmnist196", ["--model", "gru", "--method", "bptt", "--weighting", "last", "--optimizer",
+                                        "adam", "--lr", "1e-3"], _G)
+define("s784_default_1ep", "smnist784", ["--epochs", "1"], _G)
 
 
 def run_dir(name: str) -> Path:
