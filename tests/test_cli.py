@@ -274,3 +274,14 @@ def test_training_works_without_matplotlib_and_says_the_plots_were_skipped(tmp_p
     assert done.returncode == 0, done.stderr
     assert "plots skipped: matplotlib is not installed" in done.stdout
     assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "plots").exists()
+
+
+def test_demo_help_states_the_defaults_the_demo_uses():
+    from fptt.cli import build_parser
+    from fptt.cli.demo import DEMOS
+
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]
+    text = " ".join(demo.format_help().split())
+    assert f"training iterations (default {DEMOS['add']['iterations']})" in text
+    assert f"sequence length T (default {DEMOS['add']['seq_len']})" in text
+    assert "default 400" not in text

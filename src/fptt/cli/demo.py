@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from ..run.records import CURVE, METRICS, SUMMARY
+
 __all__ = ["DEMOS", "QUICK", "add_arguments", "run_demo"]
 
 METHODS = ("fptt", "bptt")
@@ -50,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser, positive_int: Callable, posit
                         help="add (default: the adding task, T = 200) or smnist (MNIST-10k, 196 steps)")
     parser.add_argument("--quick", action="store_true", help="a tiny budget (seconds): checks that everything runs")
     parser.add_argument("--run-dir", help="output folder (default runs/demo-<task>-<timestamp>)")
-    parser.add_argument("--seq-len", type=positive_int, help="add: sequence length T (default 200)")
-    parser.add_argument("--iterations", type=positive_int, help="add: training iterations (default 400)")
+    parser.add_argument("--seq-len", type=positive_int, help=f"add: sequence length T (default {DEMOS['add']['seq_len']})")
+    parser.add_argument("--iterations", type=positive_int, help=f"add: training iterations (default {DEMOS['add']['iterations']})")
     parser.add_argument("--rounds", type=positive_int, help="smnist: evaluation rounds (each = --batches batches)")
     parser.add_argument("--batches", type=positive_int, help="smnist: training batches per round")
     parser.add_argument("--hidden", type=positive_int, help="LTC neurons")
@@ -167,9 +169,9 @@ def run_demo(args: argparse.Namespace) -> int:
     for line in _describe(task, settings, run_dir):
         say(line)
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    source = str(Path(__file__).resolve().parents[1])
+    source = str(Path(__file__).resolve().parents[2])  # the folder that holds the fptt package
     environment["PYTHONPATH"] = source + (os.pathsep + environment["PYTHONPATH"] if environment.get("PYTHONPATH") else "")
-    rows_file = "curve.jsonl" if task == "add" else "metrics.jsonl"
+    rows_file = CURVE if task == "add" else METRICS
     started = time.perf_counter()
     children = {method: subprocess.Popen(train_command(task, method, settings, run_dir, args.seed), env=environment,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -198,7 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{output[-1] if output else 'no output'}", file=sys.stderr)
     if failed:
         return 1
-    summaries = {method: json.loads((run_dir / method / "summary.json").read_text()) for method in METHODS}
+    summaries = {method: json.loads((run_dir / method / SUMMARY).read_text()) for method in METHODS}
     histories = {method: read_rows(run_dir / method / rows_file) for method in METHODS}
     text = table(task, summaries, histories)
     result = {"task": task, "settings": settings, "seed": args.seed, "wall_seconds": wall, "summaries": summaries,

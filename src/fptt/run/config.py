@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .records import CONFIG
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
 from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
                          METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
@@ -27,7 +28,7 @@ __all__ = [
 
 MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
-CONFIG_FILE = "config.json"  # in every run folder: enough to rebuild the model and to resume
+CONFIG_FILE = CONFIG  # in every run folder: enough to rebuild the model and to resume
 
 
 class ConfigError(ValueError):
