@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..run.records import CURVE, METRICS, SUMMARY
+from .argtypes import positive_float, positive_int
+from .common import add_common
 
-__all__ = ["DEMOS", "QUICK", "add_arguments", "run_demo"]
+__all__ = ["DEMOS", "QUICK", "add_arguments", "run_demo", "register"]
 
 METHODS = ("fptt", "bptt")
 LEARNED = 0.05  # adding task: an MSE below this means both numbers are remembered (chance 1/6)
@@ -46,7 +48,7 @@ _OVERRIDABLE = ("seq_len", "iterations", "rounds", "batches", "hidden", "batch_s
                 "optimizer")
 
 
-def add_arguments(parser: argparse.ArgumentParser, positive_int: Callable, positive_float: Callable) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fptt demo``."""
     parser.add_argument("--task", choices=tuple(DEMOS), default="add",
                         help="add (default: the adding task, T = 200) or smnist (MNIST-10k, 196 steps)")
@@ -236,3 +238,14 @@ def _plot(task: str, histories: dict[str, list], settings: dict[str, Any], run_d
         say("learning curves skipped: matplotlib is not installed (pip install 'fptt[plot]')")
         return
     say(f"learning curves: {png}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="FPTT vs BPTT side by side in a few minutes (adding task or MNIST-10k)",
+                               description=(
+        "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT, then print "
+        "accuracy, memory and time side by side and plot the learning curves. Default: the adding task at "
+        "T = 200; --task smnist: the bundled MNIST-10k at 196 steps."))
+    add_arguments(demo)
+    add_common(demo)
+    demo.set_defaults(handler=run_demo)

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Optional
 
 from .argtypes import positive_float, positive_int
+from .common import UsageError
 from ..run.presets import PRESET_NAMES
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
 
-__all__ = ["run_stream", "main"]
+__all__ = ["run_stream", "main", "register", "run"]
 
 
 def run_stream(
@@ -210,6 +211,25 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(prog="fptt stream", description="Online FPTT on a drifting MNIST-10k pixel stream.")
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
+
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    stream = commands.add_parser("stream", help="online FPTT on an endless, drifting MNIST-10k pixel stream",
+                                 description=(
+        "Stream MNIST-10k digits pixel after pixel with no sequence boundaries through an LTC network "
+        "trained online by FPTT (an update every --k steps); the pixel permutation changes at --drift-at. "
+        "Writes the online accuracy and process memory over time (stream.json, stream.png)."))
+    add_arguments(stream)
+    stream.set_defaults(handler=run, debug=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        run_from_args(args)
+    except ValueError as error:  # e.g. fewer steps than one digit
+        raise UsageError(str(error)) from None
+    return 0
 
 
 if __name__ == "__main__":

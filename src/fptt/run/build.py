@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+import json
+
+from ..files import write_text_atomic
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
 from ..models import ConvSNN, SpikingRNN
@@ -21,7 +24,7 @@ from ..optim import FPTT
 from ..vocabulary import EVENT_TASKS
 
 __all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
-           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
+           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model", "export_state_dict"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -224,3 +227,14 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     average = payload.get("model_average") if weights == "average" else None
     model.load_state_dict(average if average is not None else payload["model"])
     return config, model, payload, "average" if average is not None else "weights"
+
+
+def export_state_dict(model: nn.Module, config: TrainConfig, payload: dict, used: str, path: Path) -> None:
+    """Write ``model``'s weights as a plain state_dict to ``path`` and what rebuilds the model
+    (config and shape) to ``path.config.json``: ``build_model(TrainConfig.from_dict(c["config"]),
+    c["input_size"], c["output_size"]).load_state_dict(torch.load(path))``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    shape = payload.get("model_shape") or {}
+    write_text_atomic(Path(f"{path}.config.json"), json.dumps(
+        {"config": config.to_dict(), "weights": used, **shape}, indent=2) + "\n")

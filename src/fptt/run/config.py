@@ -23,12 +23,17 @@ from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, 
 
 __all__ = [
     "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
-    "TASK_DEFAULTS", "load_config_file", "resolve_config",
+    "TASK_DEFAULTS", "load_config_file", "resolve_config", "resume_config", "RESUMABLE",
 ]
 
 MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
 CONFIG_FILE = CONFIG  # in every run folder: enough to rebuild the model and to resume
+
+
+# what may change when a run is resumed (anything else would break its exact continuation)
+RESUMABLE = frozenset({"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots",
+                       "data_dir", "checkpoint_every", "on_nonfinite", "eval_every", "stop_at", "log"})
 
 
 class ConfigError(ValueError):
@@ -348,3 +353,19 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
         return TrainConfig.from_dict(values)
     except TypeError as error:  # wrong type for a field
         raise ConfigError(str(error)) from None
+
+
+def resume_config(run_dir: str | os.PathLike, changes: Mapping[str, Any]) -> TrainConfig:
+    """The saved configuration of the run in ``run_dir``, with ``changes`` to the fields that may
+    change on resume (:data:`RESUMABLE`); :class:`ConfigError` for a folder that is not a run
+    folder or a change to any other field."""
+    saved = Path(run_dir) / CONFIG
+    if not saved.is_file():
+        raise ConfigError(f"cannot resume: {saved} not found (is {run_dir} a run folder of `fptt train`?)")
+    fixed = sorted(key for key in changes if key not in RESUMABLE)
+    if fixed:
+        raise ConfigError(f"--resume continues the saved run exactly; these flags cannot change: "
+                          f"{', '.join('--' + key.replace('_', '-') for key in fixed)}")
+    values = json.loads(saved.read_text())
+    values.update(changes)
+    return TrainConfig.from_dict(values, where=str(saved))
