@@ -13,8 +13,10 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
+from ..rules import check_alpha, check_beta, check_clip
+from ..rules import is_number as _is_number
 from .records import CONFIG
 from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
 from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
@@ -186,14 +188,14 @@ class TrainConfig:
                 value = getattr(self, key)
                 if value is not None and value > self.seq_len:
                     raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
-        for key in ("alpha", "lr", "gamma", "threshold", "norm_scale"):
+        for key in ("lr", "gamma", "threshold", "norm_scale"):
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
-        if not _is_number(self.beta) or not 0.0 <= self.beta <= 1.0:
-            raise ConfigError(f"beta must lie in [0, 1], got {self.beta!r}")
-        if self.clip is not None and not (_is_number(self.clip) and 0 < self.clip < math.inf):
-            raise ConfigError(f"clip must be a positive finite number, got {self.clip!r}")
+        # the library's own rules (fptt.rules), their ValueError turned into ConfigError
+        _library_rule(check_alpha, self.alpha, "alpha")
+        _library_rule(check_beta, self.beta, "beta")
+        _library_rule(check_clip, self.clip, "clip")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an int, got {self.seed!r}")
         if not _is_number(self.adaptation) or not 0 <= self.adaptation < math.inf:
@@ -240,9 +242,13 @@ class TrainConfig:
             raise ConfigError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
 
 
-def _is_number(value: Any) -> bool:
-    """An int or float that is not a bool (``True`` is an int in Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _library_rule(check: Callable[[Any, str], Any], value: Any, name: str) -> Any:
+    """Apply a rule of :mod:`fptt.rules` to a configuration value; its ``ValueError`` becomes a
+    :class:`ConfigError`."""
+    try:
+        return check(value, name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 _CONV_SPEC = re.compile(CONV_LAYER_PATTERN)

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..optim import FPTT
+from ..rules import check_clip
 from ..state import detach_state
 from ..vocabulary import ON_NONFINITE
 
@@ -70,8 +71,7 @@ class WindowUpdate:
                     "with an FPTT optimizer set clipping on the wrapper, FPTT(..., clip_grad_norm=c), so that it "
                     "clips the combined gradient (loss + regularizer) as in SPEC §3"
                 )
-            if not clip_grad_norm > 0:
-                raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+            clip_grad_norm = check_clip(clip_grad_norm)
         self.model = model
         self.optimizer = optimizer
         self.clip_grad_norm = clip_grad_norm
