@@ -108,7 +108,7 @@ def test_config_file_values_and_flag_override(tmp_path):
 
 BAD_FLAGS = [
     (["train", "--task", "imagenet"], "invalid choice: 'imagenet'"),
-    (["train", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["train", "--model", "transformer"], "invalid choice: 'transformer'"),
     (["train", "--method", "rtrl"], "invalid choice: 'rtrl'"),
     (["train", "--hidden", "0"], "expected a positive integer"),
     (["train", "--k", "2", "--update-points", "3"], "not allowed with argument"),
@@ -236,7 +236,7 @@ def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
     from fptt.neurons import NEURONS, READOUTS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
-    assert MODELS is vocabulary.NEURONS and tuple(NEURONS) == vocabulary.NEURONS
+    assert MODELS is vocabulary.MODELS and tuple(NEURONS) == vocabulary.NEURONS
     assert tuple(READOUTS) == vocabulary.READOUTS
     assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
     with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):

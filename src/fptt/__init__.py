@@ -32,6 +32,7 @@ _EXPORTS = {
     "NetworkState": "models",
     "ConvSNN": "models",
     "ConvNetworkState": "models",
+    "RecurrentBaseline": "models.baselines",
     "detach_state": "state",
     "map_state": "state",
     "state_to": "state",

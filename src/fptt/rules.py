@@ -20,15 +20,15 @@ def is_number(value: Any) -> bool:
 def check_alpha(alpha: Any, name: str = "alpha") -> float:
     """FPTT's regularizer strength α: a finite number > 0 (THEORY.md §3)."""
     if not is_number(alpha) or not (alpha > 0.0 and math.isfinite(alpha)):
-        raise ValueError(f"{name} must be a finite number > 0 (it divides β/α in the running-average update), "
-                         f"got {alpha!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {alpha!r} "
+                         "(it divides β/α in the running-average update)")
     return float(alpha)
 
 
 def check_beta(beta: Any, name: str = "beta") -> float:
     """FPTT's running-average rate β: a number in [0, 1] (THEORY.md §3)."""
     if not is_number(beta) or not 0.0 <= beta <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {beta!r}")
+        raise ValueError(f"{name} must lie in [0, 1], got {beta!r}")
     return float(beta)
 
 
@@ -37,5 +37,5 @@ def check_clip(clip: Any, name: str = "clip_grad_norm") -> Optional[float]:
     if clip is None:
         return None
     if not is_number(clip) or not (clip > 0.0 and math.isfinite(clip)):
-        raise ValueError(f"{name} must be None or a finite number > 0, got {clip!r}")
+        raise ValueError(f"{name} must be a positive finite number, got {clip!r} (or None: no clipping)")
     return float(clip)

@@ -1,4 +1,4 @@
-"""Memory vs sequence length: the benchmark behind ``fptt bench memory`` (SPEC §4, first claim).
+"""Memory vs sequence length: the benchmark behind ``fptt bench memory`` (THEORY.md §5, first claim).
 
 The measurement tools (:class:`~fptt.memory.SavedTensorMeter`, the RSS readers) live in
 :mod:`fptt.memory`; this module only runs the benchmark.

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..vocabulary import CHECKPOINTS, EVAL_WITH, SPLITS
+from ..vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
 from .argtypes import positive_int
 from .common import UsageError, add_common
 
@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a saved run or checkpoint",
                                    description="Rebuild a saved model from its config and evaluate it.")
     evaluate.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
-    evaluate.add_argument("--split", choices=SPLITS,
+    evaluate.add_argument("--split", choices=EVAL_SPLITS,
                           help="split to evaluate (default the run's evaluation split)")
     evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH, default="average",
                           help="FPTT runs: the running average W̄ (default) or the weights W")

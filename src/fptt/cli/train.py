@@ -30,7 +30,7 @@ def _chrono(text: str) -> float | str | None:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, NEURONS, NORMS,
+    from ..vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, MODELS, NORMS,
                               ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS,
                               TASKS, WEIGHTINGS)
     from ..run.presets import PRESET_NAMES
@@ -41,7 +41,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--preset", choices=PRESET_NAMES, default=s,
                       help="the reference code's regime and hyperparameters for the task (docs/PRESETS.md); "
                            "explicit flags still override it")
-    what.add_argument("--model", choices=NEURONS, default=s, help="spiking neuron of the hidden layers (default ltc)")
+    what.add_argument("--model", choices=MODELS, default=s,
+                      help="spiking neuron of the hidden layers (default ltc), or a non-spiking gru/lstm baseline")
     what.add_argument("--method", choices=METHODS, default=s,
                       help="training method (default fptt; eprop and ostl train alif/lif models)")
     what.add_argument("--feedback", choices=FEEDBACKS, default=s,
@@ -75,7 +76,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="LTC gate-bias init with time constants ~ U(2, TAU) (seq_len: the sequence length; "
                            "none: zero biases)")
 
-    fptt = parser.add_argument_group("FPTT and loss (SPEC §3)")
+    fptt = parser.add_argument_group("FPTT and loss (THEORY.md §3)")
     fptt.add_argument("--alpha", type=positive_float, default=s, help="regularizer strength α (default 0.1)")
     fptt.add_argument("--beta", type=float, default=s, help="running-average rate β_avg in [0, 1] (default 0.5)")
     window = fptt.add_mutually_exclusive_group()
@@ -123,6 +124,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="adding task, saccade-mnist: training sequences")
     data.add_argument("--test-samples", type=positive_int, default=s,
                       help="adding task, saccade-mnist: test (held-out) sequences")
+    data.add_argument("--validation-samples", type=int, default=s, metavar="N",
+                      help="hold N training samples out (a fixed draw) and evaluate on them after each epoch, "
+                           "leaving the test split for one final `fptt eval --split test` (default 0: none)")
     data.add_argument("--frames", type=positive_int, default=s, help="event tasks: frames per sample (default 20)")
     data.add_argument("--spatial-factor", type=positive_float, default=s,
                       help="event tasks: frame downsampling in (0, 1] (e.g. 0.25: 128x128 -> 32x32)")

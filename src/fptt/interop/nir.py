@@ -13,7 +13,7 @@ by one of two rules (``discretization``, graph metadata ``fptt_discretization``)
 * ``"euler"`` (one forward-Euler step, what Norse's NIR import runs): v_t = v_{t−1} + (dt/τ)
   (R I_t − v_{t−1}), so the node's τ is dt / (1 − α).
 
-Either way the node computes v_t = α v_{t−1} + (1 − α) I_t, fptt's layer (SPEC §2,
+Either way the node computes v_t = α v_{t−1} + (1 − α) I_t, fptt's layer (THEORY.md §2.3,
 :func:`~fptt.neurons.functional.alif_step`), exactly:
 
 * **input synapses**: ``layer{l}_input`` = ``Affine(W_x, c_x)``;

@@ -186,7 +186,7 @@ class ConvNetworkState(NamedTuple):
 
 
 class ConvSNN(nn.Module):
-    """Convolutional LTC spiking network for event frames (SPEC §4): conv LTC layers
+    """Convolutional LTC spiking network for event frames (THEORY.md §4.3): conv LTC layers
     (:class:`~fptt.neurons.conv.ConvLTC`), flattened into recurrent dense LTC layers, then a leaky
     readout. It speaks the stateful-model protocol on flat frames, so every engine, FPTT,
     checkpoints and DDP train it unchanged.
@@ -306,7 +306,7 @@ class ConvSNN(nn.Module):
         return [layer_state.spikes.flatten(1).sum(dim=1) for layer_state in (*state.conv, *state.dense)]
 
 
-# The reference DVS-Gesture network (SPEC §4; 128x128 input, 14.1 M parameters with 512 LTC):
+# The reference DVS-Gesture network (THEORY.md §4.3; 128x128 input, 14.1 M parameters with 512 LTC):
 # conv LTC 64c7-128c7-128c3-256c3-256c3-512c3, each followed by 2x2 max pooling, then 512 LTC.
 REFERENCE_DVS_CONV: tuple[str, ...] = ("64c7", "128c7", "128c3", "256c3", "256c3", "512c3")
 # A variant sized for 2 CPU cores (e.g. 2x16x16 or 2x17x17 frames): two small conv layers, 64 LTC.

@@ -1,6 +1,6 @@
 """Spiking layer modules: synapses + one of the pure neuron steps of :mod:`fptt.neurons.functional`.
 
-A cell owns its parameters and computes the input current of SPEC §2,
+A cell owns its parameters and computes the input current of THEORY.md §2.1,
 
 .. math:: d_t = \\mathrm{N}_x(W_x x_t + c_x) + \\mathrm{N}_r(W_r s_{t-1})
 
@@ -40,7 +40,7 @@ def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
 
 def initial_neuron_state(shape: tuple[int, ...], initial_membrane: str, baseline_threshold: float,
                          device: torch.device | str, dtype: torch.dtype) -> NeuronState:
-    """The state at t = 0 (SPEC §2) of a layer whose neurons have ``shape`` (batch first):
+    """The state at t = 0 (THEORY.md §2.7) of a layer whose neurons have ``shape`` (batch first):
     u_0 ~ U(0, 1) (``"random"``) or 0 (``"zero"``), b_0 = the baseline threshold, s_0 = 0."""
     if shape[0] <= 0:
         raise ValueError(f"batch_size must be positive, got {shape[0]}")
@@ -179,7 +179,7 @@ class LTC(SpikingCell):
     by ``membrane_rate`` and ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised).
     Default reset to zero, β = 1.8, b_0 = 0.1.
 
-    Options (SPEC §2, "Per-task regimes"):
+    Options (THEORY.md §4):
 
     * ``fixed_threshold=True`` (needs ``adaptation_strength=0``) turns adaptation off entirely: no
       ρ gate is built, b keeps its initial value and the threshold is the fixed b_0 (with

@@ -1,4 +1,4 @@
-"""Convolutional LTC spiking layer (SPEC §4, the reference DVS-Gesture model).
+"""Convolutional LTC spiking layer (THEORY.md §2.4 and §4.3, the reference DVS-Gesture model).
 
 A :class:`ConvLTC` layer owns a synaptic convolution, an optional normalisation, a max pooling
 and the two gate convolutions; its state (u, b, s) is a feature map (batch, C, H', W'). One step:
@@ -30,7 +30,7 @@ from .kernels import LTCDynamicsKernels
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
 
-_SPEC = re.compile(CONV_LAYER_PATTERN)
+_LAYER_PATTERN = re.compile(CONV_LAYER_PATTERN)
 
 
 class ConvSpec(NamedTuple):
@@ -47,7 +47,7 @@ def parse_conv_spec(text: str | ConvSpec) -> ConvSpec:
     if isinstance(text, ConvSpec):
         spec = text
     else:
-        match = _SPEC.match(str(text).strip())
+        match = _LAYER_PATTERN.match(str(text).strip())
         if match is None:
             raise ValueError(f"conv layer {text!r} is not of the form <channels>c<kernel>[p<pool>], e.g. 64c7 or 32c3p1")
         spec = ConvSpec(int(match.group(1)), int(match.group(2)), int(match.group(3) or 2))

@@ -1,4 +1,4 @@
-"""Pure step functions of the spiking neurons and readouts (SPEC §2).
+"""Pure step functions of the spiking neurons and readouts (THEORY.md §2).
 
 Each function takes ``(input, state, parameters)`` and returns ``(output, new_state)``; it never
 mutates its arguments. Shapes: ``current`` and every state tensor are ``(batch, hidden)``.
@@ -99,7 +99,7 @@ def ltc_update(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """The LTC neuron's state update, given the pre-activations of its liquid rates (SPEC §2);
+    """The LTC neuron's state update, given the pre-activations of its liquid rates (THEORY.md §2.2);
     shared by the dense (:func:`ltc_step`) and the convolutional (:func:`conv_ltc_step`) layers,
     which differ only in how they compute z_m and z_a. Works elementwise on tensors of any shape.
 
@@ -146,7 +146,7 @@ def ltc_step(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
+    """One step of the liquid-time-constant (LTC) spiking neuron (THEORY.md §2.2, Yin et al. 2023).
 
     .. math::
         α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \\quad\\text{(membrane rate, 1/τ_m)}\\\\
@@ -194,7 +194,7 @@ def conv_ltc_step(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of a convolutional LTC layer (SPEC §4, the reference DVS-Gesture model): the state
+    """One step of a convolutional LTC layer (THEORY.md §2.4 and §4.3, the reference DVS-Gesture model): the state
     (u, b, s) is a feature map (batch, C, H, W) and the liquid rates are convolutions,
 
     .. math::
@@ -224,7 +224,7 @@ def alif_step(
     reset: Reset = "subtract",
     dt: float = 1.0,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of the adaptive LIF neuron with learnable per-neuron τ_m, τ_adp (SPEC §2, SRNN).
+    """One step of the adaptive LIF neuron with learnable per-neuron τ_m, τ_adp (THEORY.md §2.3, SRNN).
 
     .. math::
         α &= \\exp(-dt/τ_m),\\quad ρ = \\exp(-dt/τ_{adp})\\\\
@@ -271,7 +271,7 @@ def lif_step(
 
 
 def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
-    """Leaky, non-spiking readout with a learnable fixed decay (SPEC §2).
+    """Leaky, non-spiking readout with a learnable fixed decay (THEORY.md §2.5).
 
     .. math:: v_t = k\\, v_{t-1} + (1 - k)\\, z_t,\\qquad k = \\exp(-1/τ_{out})
 
@@ -282,7 +282,7 @@ def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tupl
 
 
 def liquid_readout_step(current: Tensor, membrane: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-    """Leaky readout with a liquid (input- and state-dependent) rate (SPEC §2).
+    """Leaky readout with a liquid (input- and state-dependent) rate (THEORY.md §2.5).
 
     .. math::
         a_t &= σ(W'_o [z_t, v_{t-1}] + c)\\\\

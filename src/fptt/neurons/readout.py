@@ -1,4 +1,4 @@
-"""Non-spiking leaky readouts (SPEC §2): the class scores at step t are the readout potential v_t."""
+"""Non-spiking leaky readouts (THEORY.md §2.5): the class scores at step t are the readout potential v_t."""
 from __future__ import annotations
 
 import math

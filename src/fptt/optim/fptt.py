@@ -9,7 +9,7 @@ every ``k`` steps), each computed on a short detached window, plus a *dynamic re
 that ties the online updates together.
 
 For every trainable parameter ``W`` the method keeps a running average ``W̄`` (initialised
-to ``W``) and a state ``λ`` (initialised to 0). One update (SPEC §3, steps 3-5) is::
+to ``W``) and a state ``λ`` (initialised to 0). One update (THEORY.md §3.3–§3.5) is::
 
     R(W)  = (α/2) ‖W − W̄‖² − ⟨λ, W⟩                      # dynamic regularizer
     ∇    ← ∇ℓ_t + α (W − W̄) − λ                          # = ∇ℓ_t + ∇R(W)
@@ -92,14 +92,14 @@ class FPTT(Optimizer):
             supported.
         alpha: default ``α > 0`` (regularizer strength). Per parameter group it can be
             overridden with the group key ``"fptt_alpha"``.
-        beta: default ``β ∈ [0, 1]`` (running-average rate, "β_avg" in SPEC §3); per group
+        beta: default ``β ∈ [0, 1]`` (running-average rate, β in THEORY.md §3.5); per group
             key ``"fptt_beta"``.
         reset_lambda_on_average: default for :meth:`load_average`: whether copying
             ``W ← W̄`` also zeroes ``λ`` (the original FPTT code for plain RNNs does; the
             SNN code keeps ``λ``).
         clip_grad_norm: if not ``None``, the total norm (2-norm over all parameters being
             updated) of the combined gradient ``∇ℓ + ∇R`` is clipped to this value before
-            the inner step, as in SPEC §3 step 4.
+            the inner step, as in THEORY.md §3.4.
         fused: ``True`` runs the regularizer gradient, the inner step and the post-update as one
             compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD only; the first
             update compiles, a few seconds); ``"eager"`` runs the same fused equations without
@@ -400,7 +400,7 @@ class FPTT(Optimizer):
 
     @torch.no_grad()
     def load_average(self, reset_lambda: bool | None = None) -> None:
-        """Copy ``W ← W̄`` into every parameter (the paper's end-of-epoch step, SPEC §3.6).
+        """Copy ``W ← W̄`` into every parameter (the paper's end-of-epoch step, THEORY.md §3.6).
 
         Args:
             reset_lambda: also zero ``λ``; ``None`` uses the constructor's

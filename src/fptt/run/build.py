@@ -7,6 +7,8 @@ in how a model is made.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -14,17 +16,17 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-import json
-
 from ..files import write_text_atomic
+from ..models import ConvSNN, SpikingRNN
+from ..models.baselines import RecurrentBaseline
+from ..optim import FPTT
+from ..vocabulary import BASELINE_CELLS, EVENT_TASKS
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
-from ..models import ConvSNN, SpikingRNN
-from ..optim import FPTT
-from ..vocabulary import EVENT_TASKS
 
-__all__ = ["resolve_device", "default_eval_split", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
-           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model", "export_state_dict"]
+__all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape",
+           "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
+           "export_state_dict"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,14 +51,53 @@ def _uses_bundled_mnist(config: TrainConfig) -> bool:
 
 
 def default_eval_split(config: TrainConfig) -> str:
-    """``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
+    """``validation`` when the config carves one from the training data (``validation_samples``);
+    else ``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
+    if config.validation_samples:
+        return "validation"
     return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
 
 
+def final_split(config: TrainConfig) -> str:
+    """The split a run is finally scored on: ``heldout`` for the bundled MNIST-10k and saccade-mnist,
+    ``test`` otherwise (whether or not a validation split is carved from the training data)."""
+    return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
+
+
+VALIDATION_SEED = 20_231_129  # one fixed draw: every run of a task holds out the same samples
+
+
+def validation_indices(size: int, count: int) -> tuple[list[int], list[int]]:
+    """``(train, validation)`` indices of a training set of ``size`` samples with ``count`` held out:
+    a fixed random draw (:data:`VALIDATION_SEED`, independent of the run's seed, so that runs with
+    different seeds are selected on the same samples), each part sorted."""
+    if not 0 < count < size:
+        raise ConfigError(f"validation_samples must lie in [1, {size - 1}] for a training set of {size} samples, "
+                          f"got {count}")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(VALIDATION_SEED)).tolist()
+    return sorted(order[count:]), sorted(order[:count])
+
+
 def build_dataset(config: TrainConfig, split: str) -> Dataset:
-    """The dataset of ``config.task`` for ``split`` (``train``, ``test`` or ``heldout``), through the
-    registry :func:`fptt.data.get_dataset` (which fixes, e.g., the adding task's test seed)."""
+    """The dataset of ``config.task`` for ``split`` (``train``, ``test``, ``heldout`` or
+    ``validation``), through the registry :func:`fptt.data.get_dataset` (which fixes, e.g., the
+    adding task's test seed). With ``config.validation_samples = n``, ``validation`` is a fixed
+    draw of n samples of the task's training data (:func:`validation_indices`) and ``train`` is the
+    rest; the test split is untouched."""
+    from torch.utils.data import Subset
+
     from .. import data
+
+    if config.validation_samples and split in ("train", "validation"):
+        full = build_dataset(replace(config, validation_samples=0), "train")
+        train_index, validation_index = validation_indices(len(full), config.validation_samples)
+        part = Subset(full, train_index if split == "train" else validation_index)
+        for name in ("num_classes", "input_size", "frame_shape"):  # what dataset_shape and the trainer read
+            if hasattr(full, name):
+                setattr(part, name, getattr(full, name))
+        return part
+    if split == "validation":
+        raise ConfigError("the validation split needs validation_samples > 0 (--validation-samples N)")
 
     if config.task == "add":
         train = split == "train"
@@ -136,6 +177,10 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
     ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF (``fused`` fuses the
     LTC dynamics and the FPTT update, only the update for ALIF/LIF); ``fixed_threshold``
     is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
+    if config.model in BASELINE_CELLS:  # the non-spiking ceiling: no neuron options apply
+        if config.conv:
+            raise ConfigError(f"conv layers are LTC layers; --model {config.model} takes none")
+        return RecurrentBaseline(input_size, list(config.hidden), output_size, cell=config.model)
     options: dict[str, Any] = dict(
         norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
         initial_membrane=config.initial_state, synapse_init=config.synapse_init, recurrent=config.recurrent,

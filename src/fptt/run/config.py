@@ -17,18 +17,18 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..rules import check_alpha, check_beta, check_clip
 from ..rules import is_number as _is_number
+from ..vocabulary import (BASELINE_CELLS, CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS,
+                          LOSS_STEPS, METHODS, MODELS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS,
+                          SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS,
+                          WEIGHTINGS)
+from .presets import PRESET_NAMES, TASK_DEFAULTS, model_defaults, preset_values
 from .records import CONFIG
-from .presets import PRESET_NAMES, TASK_DEFAULTS, preset_values
-from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS,
-                         METHODS, NEURONS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS,
-                         SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS, WEIGHTINGS)
 
 __all__ = [
     "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config", "resume_config", "RESUMABLE",
 ]
 
-MODELS = NEURONS  # the config calls the neuron type "model"
 DEVICES = ("auto", "cpu", "cuda")
 CONFIG_FILE = CONFIG  # in every run folder: enough to rebuild the model and to resume
 
@@ -44,12 +44,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs (SPEC §3 hyperparameters + data + bookkeeping)."""
+    """Everything a training run needs (THEORY.md §3 hyperparameters + data + bookkeeping)."""
 
     task: str = "smnist"
     model: str = "ltc"
     method: str = "fptt"
-    # FPTT (SPEC §3)
+    # FPTT (THEORY.md §3)
     alpha: float = 0.1
     beta: float = 0.5
     k: Optional[int] = None
@@ -72,7 +72,7 @@ class TrainConfig:
     batch_size: int = 128
     clip: Optional[float] = None
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop the run, or skip that update
-    # model (SPEC §2; the "Per-task regimes" options are documented in fptt.neurons.cells.LTC)
+    # model (THEORY.md §2, §4; the "Per-task regimes" options are documented in fptt.neurons.cells.LTC)
     hidden: list[int] = field(default_factory=lambda: [128])
     readout: str = "liquid"
     readout_from: str = "spikes"
@@ -97,6 +97,7 @@ class TrainConfig:
     duration_ms: float = 300.0  # saccade-mnist: length of a recording
     train_samples: int = 10_000
     test_samples: int = 1_000
+    validation_samples: int = 0  # carve this many training samples out as the per-epoch evaluation split (0: none)
     data_dir: Optional[str] = None
     fresh_data: bool = False  # adding task: a new draw for every training sequence (lazy, constant memory)
     max_batches: Optional[int] = None
@@ -159,7 +160,7 @@ class TrainConfig:
         if not isinstance(self.conv, list):
             raise ConfigError(f"conv must be a list of layer specifications like ['8c3', '16c3'], got {self.conv!r}")
         for spec in self.conv:
-            if not isinstance(spec, str) or _CONV_SPEC.match(spec) is None or int(_CONV_SPEC.match(spec).group(2)) % 2 == 0:
+            if not isinstance(spec, str) or _CONV_LAYER.match(spec) is None or int(_CONV_LAYER.match(spec).group(2)) % 2 == 0:
                 raise ConfigError(f"conv layer {spec!r} is not of the form <channels>c<odd kernel>[p<pool>], e.g. 64c7")
         if self.conv and self.readout_from != "spikes":
             raise ConfigError("a conv network reads out the spikes of its last dense layer: readout_from must be spikes")
@@ -169,6 +170,9 @@ class TrainConfig:
             raise ConfigError(f"spatial_factor must lie in (0, 1], got {self.spatial_factor!r}")
         if not _is_number(self.duration_ms) or not 0 < self.duration_ms < math.inf:
             raise ConfigError(f"duration_ms must be a positive number, got {self.duration_ms!r}")
+        if not isinstance(self.validation_samples, int) or isinstance(self.validation_samples, bool) \
+                or self.validation_samples < 0:
+            raise ConfigError(f"validation_samples must be an int >= 0, got {self.validation_samples!r}")
         optional_positive_ints = ["frames", "threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
                                   "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
@@ -226,8 +230,10 @@ class TrainConfig:
         method = self.method
         if self.model not in TRACE_NEURONS:
             others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
-            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} neuron's "
-                              f"liquid gates have no {method} derivation); a {self.model} model trains with {others}")
+            why = ("is not a spiking network" if self.model in BASELINE_CELLS
+                   else f"neuron's liquid gates have no {method} derivation")
+            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} model {why}); "
+                              f"a {self.model} model trains with {others}")
         if self.readout not in TRACE_READOUTS:
             raise ConfigError(f"method {method} needs --readout {' or '.join(TRACE_READOUTS)}, got {self.readout}")
         if self.readout_from != "spikes":
@@ -251,10 +257,10 @@ def _library_rule(check: Callable[[Any, str], Any], value: Any, name: str) -> An
         raise ConfigError(str(error)) from None
 
 
-_CONV_SPEC = re.compile(CONV_LAYER_PATTERN)
+_CONV_LAYER = re.compile(CONV_LAYER_PATTERN)
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
-# Task defaults and presets live in fptt.run.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
+# Task defaults and presets live in fptt.run.presets (THEORY.md §4).
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -327,7 +333,8 @@ _WINDOW_KEYS = ("k", "update_points")
 
 def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
                    flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
-    """Defaults < task defaults < preset (``preset`` from the file or the flags) < config file <
+    """Defaults < task defaults (for a model other than the task's LTC network: without the LTC-only
+    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset`` from the file or the flags) < config file <
     explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
     defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
     when the file or the flags give either of them, so that every method runs on a task's defaults."""
@@ -336,10 +343,11 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     check_keys(flag_values, "command line")
     task = flag_values.get("task", file_values.get("task", TrainConfig.task))
     preset = flag_values.get("preset", file_values.get("preset"))
-    defaults: dict[str, Any] = dict(TASK_DEFAULTS.get(task, {}))
+    model = flag_values.get("model", file_values.get("model", TASK_DEFAULTS.get(task, {}).get("model", TrainConfig.model)))
+    defaults: dict[str, Any] = model_defaults(TASK_DEFAULTS.get(task, {}), model)
     if preset is not None:
         try:
-            defaults.update(preset_values(preset, task))
+            defaults.update(model_defaults(preset_values(preset, task), model))
         except ValueError as error:
             raise ConfigError(str(error)) from None
     method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ADD_REGIME", "SMNIST_REGIME", "DVS_REGIME", "SMALL_CONV_REGIME", "TASK_DEFAULTS", "PRESETS", "PRESET_NAMES", "preset_values"]
+__all__ = ["ADD_REGIME", "SMNIST_REGIME", "ALIF_REGIME", "MODEL_REGIMES", "LTC_ONLY_KEYS", "model_defaults", "DVS_REGIME", "SMALL_CONV_REGIME", "TASK_DEFAULTS", "PRESETS", "PRESET_NAMES", "preset_values"]
 
 # The adding-task regime of the reference (add_task_snn.py): one LTC layer whose input layer is a
 # plain nn.Linear over [x_t, s_{t-1}], a fixed threshold of 0.5 without adaptation, zero initial
@@ -86,6 +86,24 @@ SMALL_CONV_REGIME: dict[str, Any] = {
     "conv": ["8c3", "16c3"], "hidden": [64], "recurrent": True,
 }
 
+# The ALIF regime of the SRNN literature (Yin, Corradi & Bohté 2021, whose code sets the baseline
+# threshold b_0 = 0.01, β = 1.8, R_m = 1, reset by subtraction, τ_m ~ N(20, 5), τ_adp ~ N(200, 25)
+# and a leaky non-spiking readout). With the LTC's b_0 = 0.1 an ALIF neuron, whose input enters as
+# (1 − e^{−1/τ_m}) d_t ≈ 0.05 d_t, stays almost silent and nothing learns (docs/RESULTS.md §1).
+ALIF_REGIME: dict[str, Any] = {"threshold": 0.01, "adaptation": 1.8, "readout": "fixed", "readout_from": "spikes",
+                               "norm": "none"}
+
+# Per-model settings, applied over a task's defaults when ``--model`` is not the task's own (the
+# task defaults describe the LTC network): keys that only the LTC neuron has are dropped, and the
+# model's regime is applied. Presets, config files and flags still override them.
+MODEL_REGIMES: dict[str, dict[str, Any]] = {
+    "alif": ALIF_REGIME,
+    "lif": {**ALIF_REGIME, "adaptation": 0.0},
+    "gru": {},
+    "lstm": {},
+}
+LTC_ONLY_KEYS = ("gate_slopes", "chrono_tau", "fixed_threshold", "synapse_init", "initial_state")
+
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # 400 fresh batches of 128 at T = 200 (2 minutes on 2 cores), evaluated every 50 batches
     "add": {**ADD_REGIME, "epochs": 1, "train_samples": 400 * 128, "eval_every": 50},
@@ -134,3 +152,16 @@ def preset_values(name: str, task: str) -> dict[str, Any]:
     if task not in tasks:
         raise ValueError(f"preset {name!r} has no setting for task {task!r}; it covers {', '.join(tasks)}")
     return {key: list(value) if isinstance(value, list) else value for key, value in tasks[task].items()}
+
+
+def model_defaults(task_defaults: dict[str, Any], model: str) -> dict[str, Any]:
+    """A task's defaults for ``model``: as they are for the LTC network (or a task without a model
+    of its own); for another model, without the LTC-only keys and with the model's regime
+    (:data:`MODEL_REGIMES`) on top."""
+    own = task_defaults.get("model", "ltc")
+    if model == own or model not in MODEL_REGIMES:
+        return dict(task_defaults)
+    values = {key: value for key, value in task_defaults.items() if key not in LTC_ONLY_KEYS}
+    values.update(MODEL_REGIMES[model])
+    values["model"] = model
+    return values

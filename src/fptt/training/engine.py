@@ -1,9 +1,9 @@
-"""Training engines: FPTT, BPTT, truncated BPTT and naive online gradient (SPEC §3).
+"""Training engines: FPTT, BPTT, truncated BPTT and naive online gradient (THEORY.md §3).
 
 Every engine trains any model that speaks the stateful-model protocol (:mod:`fptt.models`) on
 batches ``(x, y)`` with ``x`` of shape ``(batch, time, features)`` (batch first).
 
-Loss at step t (SPEC §3.2). For a *terminal* target ``y`` (a class per sequence, or a regression
+Loss at step t (THEORY.md §3.2). For a *terminal* target ``y`` (a class per sequence, or a regression
 target known only at the end), every step predicts the final answer and is weighted by ``w_t``:
 
 .. math:: \\ell_t = w_t \\, L(v_t, y), \\qquad

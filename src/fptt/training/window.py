@@ -1,6 +1,6 @@
 """One training window: the update unit shared by the batch engines and the stream learner.
 
-FPTT, truncated BPTT and naive online gradient all train by *windows* (SPEC §3): the network
+FPTT, truncated BPTT and naive online gradient all train by *windows* (THEORY.md §3): the network
 state is detached at the window's start, the weighted step losses ℓ_t = w_t L(v_t, y_t) of the
 window are summed, and at the window's end one update is made::
 
@@ -21,7 +21,7 @@ window are summed, and at the window's end one update is made::
   :attr:`skipped`.
 * **Clipping.** For a plain optimizer, ``clip_grad_norm`` clips the total gradient norm before
   the step. For :class:`~fptt.optim.FPTT`, the wrapper clips the *combined* gradient (loss +
-  regulariser, SPEC §3.4), so the value belongs on the wrapper and a second one is refused here.
+  regulariser, THEORY.md §3.4), so the value belongs on the wrapper and a second one is refused here.
 * **Gradients computed forward in time** (``gradients=``, e-prop and OSTL,
   :class:`~fptt.training.traces.learner.TraceLearner`). The source runs each step itself (advancing its
   eligibility traces), turns each added step loss into its gradient contribution at once, and at
@@ -69,7 +69,7 @@ class WindowUpdate:
             if isinstance(optimizer, FPTT):
                 raise ValueError(
                     "with an FPTT optimizer set clipping on the wrapper, FPTT(..., clip_grad_norm=c), so that it "
-                    "clips the combined gradient (loss + regularizer) as in SPEC §3"
+                    "clips the combined gradient (loss + regularizer) as in THEORY.md §3"
                 )
             clip_grad_norm = check_clip(clip_grad_norm)
         self.model = model

@@ -4,13 +4,13 @@ Both e-prop (Bellec et al., Nat. Commun. 11, 3625, 2020) and OSTL (Bohnstingl et
 2022) split the gradient of a recurrent spiking layer into a part computed forward in time from
 quantities local to each synapse (the eligibility trace, here) and a learning signal that carries
 the error of the current step (:mod:`fptt.training.traces.learner`). This module holds the traces of the
-ALIF/LIF layer (:func:`fptt.neurons.functional.alif_step`, SPEC §2) and of the fixed and linear
+ALIF/LIF layer (:func:`fptt.neurons.functional.alif_step`, THEORY.md §2.3) and of the fixed and linear
 readouts, with the equations they implement.
 
 **Hidden state and its Jacobian.** A neuron j of an ALIF layer has the hidden state
 h_t = (u_t, b_t); its spike s_t = H(u_t − θ_t), θ_t = b_0 + β b_t, is a function of h_t. With
 ψ_t = H'(u_t − θ_t), the layer's surrogate derivative (the same one autograd uses), the neuron's
-own dynamics (SPEC §2, ``dt`` the step, α = exp(−dt/τ_m), ρ = exp(−dt/τ_adp)) give the per-neuron
+own dynamics (THEORY.md §2.3, ``dt`` the step, α = exp(−dt/τ_m), ρ = exp(−dt/τ_adp)) give the per-neuron
 2×2 Jacobian J_t = ∂h_t/∂h_{t-1} (everything elementwise over (batch, neuron)):
 
 .. math::

@@ -1,0 +1,226 @@
+"""The classification study (docs/RESULTS.md §1): ablations, selection on validation, seeds, test.
+
+    python experiments/classification.py run NAME [NAME ...] [--jobs 2]   # named runs (see RUNS below)
+    python experiments/classification.py run --group ablation-mnist1d      # every run of a group
+    python experiments/classification.py test NAME [NAME ...]              # score finished runs on test, once
+    python experiments/classification.py report [--group G]                # Markdown table of the results
+
+The protocol (one script, reused for every task):
+
+* Every run is one ``fptt train`` command with ``--validation-samples``: the per-epoch evaluation
+  is on a fixed draw of the *training* data (500 of MNIST-1D's 4,000; 1,000 of MNIST-10k's 8,000
+  training images), so that all selection (lr, α, ablations) happens there.
+* The test split (MNIST-1D's test, MNIST-10k's held-out 2,000) is read once per run, by ``test``,
+  after the choice was made (``fptt eval --split test``, the last checkpoint, W̄ for FPTT).
+* Each result records its exact command, the git commit, the validation curve, the firing rate of
+  the hidden layers and the training clock (for comparisons at equal wall time).
+
+Runs are executed ``--jobs`` at a time with one thread each (a 2-core machine: ``--jobs 2``);
+a finished run (its ``metrics.jsonl`` copied to the results folder) is not run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results" / "classification"
+RUN_ROOT = ROOT / "runs" / "classification"
+FPTT = str(Path(sys.executable).with_name("fptt"))
+
+COMMON = ["--threads", "1", "--quiet", "--no-plots"]
+TASKS: dict[str, list[str]] = {
+    "mnist1d": ["--task", "mnist1d", "--validation-samples", "500"],
+    "smnist196": ["--task", "smnist", "--downsample", "14", "--validation-samples", "1000"],
+    "psmnist196": ["--task", "psmnist", "--downsample", "14", "--validation-samples", "1000"],
+    "smnist784": ["--task", "smnist", "--validation-samples", "1000"],
+}
+
+# name -> (task, flags, groups). The names say what differs from the task's default.
+RUNS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {}
+
+
+def define(name: str, task: str, flags: list[str], *groups: str) -> None:
+    if name in RUNS:
+        raise ValueError(f"run {name!r} defined twice")
+    RUNS[name] = (task, flags, groups)
+
+
+# ---- MNIST-1D ablations at the v0.2 default (10 epochs, seed 0): which knob makes k = 1 lag?
+_A = "ablation-mnist1d"
+define("m1d_default", "mnist1d", [], _A)
+define("m1d_bptt", "mnist1d", ["--method", "bptt"], _A)
+define("m1d_bptt_membrane", "mnist1d", ["--method", "bptt", "--readout-from", "membrane"], _A)
+define("m1d_membrane", "mnist1d", ["--readout-from", "membrane"], _A)
+define("m1d_lr1e-3", "mnist1d", ["--lr", "1e-3"], _A)
+define("m1d_lr3e-4", "mnist1d", ["--lr", "3e-4"], _A)
+define("m1d_adamax", "mnist1d", ["--optimizer", "adamax"], _A)
+define("m1d_clip1", "mnist1d", ["--clip", "1"], _A)
+define("m1d_adamax_clip1", "mnist1d", ["--optimizer", "adamax", "--clip", "1"], _A)
+define("m1d_uniform", "mnist1d", ["--weighting", "uniform"], _A)
+define("m1d_fixed_readout", "mnist1d", ["--readout", "fixed"], _A)
+define("m1d_layernorm", "mnist1d", ["--norm", "layer", "--norm-scale", "0.1"], _A)
+define("m1d_chrono", "mnist1d", ["--chrono-tau", "seq_len"], _A)
+define("m1d_alpha0.5", "mnist1d", ["--alpha", "0.5"], _A)
+define("m1d_alpha0.01", "mnist1d", ["--alpha", "0.01"], _A)
+define("m1d_eval_weights", "mnist1d", ["--eval-with", "weights", "--no-load-average-each-epoch"], _A)
+define("m1d_k10", "mnist1d", ["--k", "10"], _A)
+define("m1d_online", "mnist1d", ["--method", "online"], _A)
+
+# ---- MNIST-1D, second wave: 30 epochs, cosine lr, the knobs that moved the first wave
+_B = "wave2-mnist1d"
+_LONG = ["--epochs", "30", "--schedule", "cosine"]
+define("m1d30_uniform", "mnist1d", _LONG + ["--weighting", "uniform"], _B)
+define("m1d30_uniform_b32", "mnist1d", _LONG + ["--weighting", "uniform", "--batch-size", "32"], _B)
+define("m1d30_uniform_chrono", "mnist1d", _LONG + ["--weighting", "uniform", "--chrono-tau", "seq_len"], _B)
+define("m1d30_uniform_membrane", "mnist1d", _LONG + ["--weighting", "uniform", "--readout-from", "membrane"], _B)
+define("m1d30_uniform_h256_adamax", "mnist1d", _LONG + ["--weighting", "uniform", "--hidden", "256", "--optimizer",
+                                                        "adamax"], _B)
+define("m1d30_gru_fptt_uniform", "mnist1d", _LONG + ["--model", "gru", "--weighting", "uniform"], _B)
+define("m1d30_gru_bptt", "mnist1d", _LONG + ["--model", "gru", "--method", "bptt", "--weighting", "last"], _B)
+define("m1d30_bptt_membrane", "mnist1d", _LONG + ["--method", "bptt", "--readout-from", "membrane"], _B)
+define("m1d30_alif_bptt_b0.01", "mnist1d", _LONG + ["--model", "alif", "--method", "bptt", "--threshold", "0.01",
+                                                   "--readout", "fixed"], _B)
+
+# ---- MNIST-1D, third wave: budget, width, the lr and α grid of the uniform-weighting regime
+_C = "wave3-mnist1d"
+_U = ["--schedule", "cosine", "--weighting", "uniform"]
+define("m1d60_uniform", "mnist1d", _U + ["--epochs", "60"], _C)
+define("m1d60_uniform_h256", "mnist1d", _U + ["--epochs", "60", "--hidden", "256"], _C)
+define("m1d30_uniform_lr1e-2", "mnist1d", _U + ["--epochs", "30", "--lr", "1e-2"], _C)
+define("m1d30_uniform_lr1e-3", "mnist1d", _U + ["--epochs", "30", "--lr", "1e-3"], _C)
+define("m1d30_uniform_alpha0.03", "mnist1d", _U + ["--epochs", "30", "--alpha", "0.03"], _C)
+define("m1d30_uniform_alpha0.3", "mnist1d", _U + ["--epochs", "30", "--alpha", "0.3"], _C)
+define("m1d30_bptt_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "bptt"], _C)
+define("m1d30_online_uniform", "mnist1d", _U + ["--epochs", "30", "--method", "online"], _C)
+
+
+def run_dir(name: str) -> Path:
+    return RUN_ROOT / name
+
+
+def command(name: str, seed: Optional[int] = None) -> list[str]:
+    task, flags, _ = RUNS[name]
+    seed_flags = [] if seed is None else ["--seed", str(seed)]
+    return [FPTT, "train", *TASKS[task], *flags, *seed_flags, *COMMON, "--run-dir", str(run_dir(name))]
+
+
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def run_one(name: str) -> str:
+    target = RESULTS / name
+    if (target / "metrics.jsonl").exists():
+        return f"{name}: done before"
+    args = command(name)
+    shutil.rmtree(run_dir(name), ignore_errors=True)
+    started = time.time()
+    process = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "command.txt").write_text(" ".join(["fptt", *args[1:]]) + f"\n# git {git_commit()}, exit "
+                                        f"{process.returncode}, {time.time() - started:.0f} s wall\n")
+    if process.returncode != 0:
+        (target / "error.txt").write_text(process.stdout[-4000:] + process.stderr[-4000:])
+        return f"{name}: FAILED ({process.stderr.strip().splitlines()[-1] if process.stderr.strip() else '?'})"
+    for file in ("config.json", "summary.json", "metrics.jsonl"):
+        if (run_dir(name) / file).exists():
+            shutil.copy(run_dir(name) / file, target / file)
+    return f"{name}: {summary_line(name)}"
+
+
+def test_one(name: str) -> str:
+    """Score a finished run's last checkpoint (W̄ for FPTT) on the test split, once."""
+    target = RESULTS / name
+    if (target / "test.json").exists():
+        return f"{name}: tested before"
+    task = RUNS[name][0]
+    split = "test" if task == "mnist1d" else "heldout"
+    args = [FPTT, "eval", str(run_dir(name)), "--split", split, "--json", "--quiet"]
+    process = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if process.returncode != 0:
+        return f"{name}: test FAILED ({process.stderr.strip()[-300:]})"
+    (target / "test.json").write_text(process.stdout)
+    return f"{name}: test {json.loads(process.stdout)['accuracy']:.4f}"
+
+
+def load(name: str) -> Optional[dict[str, Any]]:
+    path = RESULTS / name / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    test_path = RESULTS / name / "test.json"
+    return {"rows": rows, "test": json.loads(test_path.read_text()) if test_path.exists() else None}
+
+
+def summary_line(name: str) -> str:
+    result = load(name)
+    if not result or not result["rows"]:
+        return "no result"
+    rows = result["rows"]
+    last = rows[-1]
+    best = max(row["eval"]["accuracy"] for row in rows)
+    train_s = sum(row["train"]["seconds"] for row in rows)
+    return (f"val {last['eval']['accuracy']:.4f} (best {best:.4f}) train {last['train']['accuracy']:.4f} "
+            f"rate {last['train']['firing_rate']:.3f} {len(rows)} ep {train_s:.0f} s")
+
+
+def names_of(args: argparse.Namespace) -> list[str]:
+    names = list(args.names)
+    if args.group:
+        names += [name for name, (_, _, groups) in RUNS.items() if args.group in groups and name not in names]
+    unknown = [name for name in names if name not in RUNS]
+    if unknown:
+        raise SystemExit(f"unknown run(s) {unknown}; defined: {', '.join(RUNS)}")
+    return names
+
+
+def report(names: list[str]) -> str:
+    lines = ["| run | flags (beyond the task's) | val. acc. (last) | best | train acc. | firing rate | epochs | "
+             "train s | test acc. |", "|" + " --- |" * 9]
+    for name in names:
+        result = load(name)
+        if result is None or not result["rows"]:
+            continue
+        rows = result["rows"]
+        last = rows[-1]
+        test = f"{result['test']['accuracy'] * 100:.1f} %" if result["test"] else "—"
+        lines.append(
+            f"| {name} | `{' '.join(RUNS[name][1]) or '(none)'}` | {last['eval']['accuracy'] * 100:.1f} % | "
+            f"{max(r['eval']['accuracy'] for r in rows) * 100:.1f} % | {last['train']['accuracy'] * 100:.1f} % | "
+            f"{last['train']['firing_rate']:.3f} | {len(rows)} | {sum(r['train']['seconds'] for r in rows):.0f} | {test} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("run", "test", "report", "list"))
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--group")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    if args.action == "list":
+        for name, (task, flags, groups) in RUNS.items():
+            print(f"{name:32s} {task:10s} {','.join(groups):24s} {' '.join(flags)}")
+        return
+    names = names_of(args)
+    if args.action == "report":
+        print(report(names or list(RUNS)))
+        return
+    work = run_one if args.action == "run" else test_one
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for line in pool.map(work, names):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

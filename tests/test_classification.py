@@ -1,0 +1,114 @@
+"""Classification support: the GRU/LSTM baselines, the validation split, the per-model regimes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fptt import FPTT, evaluate, train_epoch
+from fptt.models.baselines import RecurrentBaseline
+from fptt.run.build import build_dataset, build_model, default_eval_split, final_split, validation_indices
+from fptt.run.config import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_step_matches_torch_recurrent_layer(cell):
+    """Two stacked cells stepped by the protocol give nn.GRU/nn.LSTM's outputs with the same weights."""
+    torch.manual_seed(0)
+    model = RecurrentBaseline(3, [5, 4], 2, cell=cell).double()
+    reference = (nn.GRU if cell == "gru" else nn.LSTM)(3, 5, batch_first=True).double()
+    second = (nn.GRU if cell == "gru" else nn.LSTM)(5, 4, batch_first=True).double()
+    for layer, torch_layer in zip(model.layers, (reference, second)):
+        torch_layer.weight_ih_l0.data.copy_(layer.weight_ih)
+        torch_layer.weight_hh_l0.data.copy_(layer.weight_hh)
+        torch_layer.bias_ih_l0.data.copy_(layer.bias_ih)
+        torch_layer.bias_hh_l0.data.copy_(layer.bias_hh)
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    expected = model.readout(second(reference(x)[0])[0])
+    torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_init_state_shapes_and_bad_arguments():
+    gru = RecurrentBaseline(2, 6, 3, cell="gru")
+    assert [h.shape for h in gru.init_state(4)] == [torch.Size([4, 6])]
+    lstm = RecurrentBaseline(2, [6, 5], 3, cell="lstm")
+    assert [tuple(t.shape for t in layer) for layer in lstm.init_state(4)] == [((4, 6), (4, 6)), ((4, 5), (4, 5))]
+    with pytest.raises(ValueError, match="cell must be one of"):
+        RecurrentBaseline(2, 6, 3, cell="rnn")
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        RecurrentBaseline(2, [], 3)
+    with pytest.raises(ValueError, match="batch, time, 2"):
+        gru(torch.randn(4, 2))
+
+
+def _sign_task(samples: int = 256, steps: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class = whether the sum of the sequence is positive (needs memory of every step)."""
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(samples, steps, 1, generator=generator)
+    return x, (x.sum(dim=(1, 2)) > 0).long()
+
+
+@pytest.mark.parametrize("method,k", [("fptt", 1), ("bptt", None), ("tbptt", 4), ("online", 1)])
+def test_every_back_propagating_engine_trains_a_gru(method, k):
+    torch.manual_seed(0)
+    x, y = _sign_task()
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32)]
+    model = RecurrentBaseline(1, 16, 2, cell="gru")
+    inner = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = FPTT(inner, alpha=0.1) if method == "fptt" else inner
+    before = evaluate(model, batches).loss
+    for _ in range(4):
+        train_epoch(model, batches, optimizer, method=method, k=k, weighting="last" if method == "bptt" else "linear")
+    assert evaluate(model, batches).loss < before
+
+
+def test_build_model_and_trace_methods_refused():
+    model = build_model(TrainConfig(task="mnist1d", model="lstm", hidden=[8]), 1, 10)
+    assert isinstance(model, RecurrentBaseline) and model.cell == "lstm"
+    with pytest.raises(ConfigError, match="not a spiking network"):
+        TrainConfig(task="mnist1d", model="gru", method="eprop", readout="fixed").validate()
+
+
+def test_validation_indices_partition_the_training_set_with_one_fixed_draw():
+    train, validation = validation_indices(100, 20)
+    assert len(validation) == 20 and sorted(train + validation) == list(range(100))
+    assert validation_indices(100, 20) == (train, validation)  # independent of any global seed
+    for bad in (0, 100, 101):
+        with pytest.raises(ConfigError, match="validation_samples"):
+            validation_indices(100, bad)
+
+
+def test_validation_split_of_a_task():
+    config = TrainConfig(task="add", seq_len=5, train_samples=40, test_samples=8, validation_samples=10)
+    assert default_eval_split(config) == "validation" and final_split(config) == "test"
+    train, validation = build_dataset(config, "train"), build_dataset(config, "validation")
+    assert (len(train), len(validation)) == (30, 10)
+    full = build_dataset(TrainConfig(task="add", seq_len=5, train_samples=40, test_samples=8), "train")
+    _, held = validation_indices(40, 10)
+    torch.testing.assert_close(validation[0][0], full[held[0]][0])
+    with pytest.raises(ConfigError, match="validation_samples"):
+        build_dataset(TrainConfig(task="add", seq_len=5), "validation")
+    with pytest.raises(ConfigError, match="validation_samples must be an int"):
+        TrainConfig(validation_samples=-1).validate()
+
+
+def test_a_model_other_than_the_tasks_gets_its_own_regime():
+    """The adding task's defaults are an LTC regime: --model alif drops the LTC-only keys and takes
+    the SRNN threshold; an explicit flag still wins; the result builds."""
+    from fptt.run.config import resolve_config
+    from fptt.run.presets import ALIF_REGIME, LTC_ONLY_KEYS
+
+    ltc = resolve_config({}, {"task": "add"})
+    assert ltc.fixed_threshold and ltc.threshold == 0.5
+    alif = resolve_config({}, {"task": "add", "model": "alif"})
+    assert alif.threshold == ALIF_REGIME["threshold"] and alif.readout == "fixed" and not alif.fixed_threshold
+    assert alif.chrono_tau is None and alif.initial_state == TrainConfig.initial_state
+    assert {key: getattr(alif, key) for key in LTC_ONLY_KEYS} == {key: getattr(TrainConfig(), key) for key in LTC_ONLY_KEYS}
+    assert alif.lr == ltc.lr and alif.update_points == ltc.update_points  # the task's own settings stay
+    assert resolve_config({}, {"task": "add", "model": "alif", "threshold": 0.2}).threshold == 0.2
+    paper = resolve_config({}, {"task": "smnist", "model": "lif", "preset": "paper"})
+    assert paper.adaptation == 0.0 and not paper.gate_slopes and paper.hidden == [256, 256]
+    build_model(paper, 1, 10)
+    gru = resolve_config({}, {"task": "smnist", "model": "gru"})
+    assert gru.optimizer == resolve_config({}, {"task": "smnist"}).optimizer
+    assert isinstance(build_model(gru, 1, 10), RecurrentBaseline)
