@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import check_sequence_input, unroll_steps
+from .protocol import check_sequence_input, unroll_steps
 from ..vocabulary import BASELINE_CELLS as BASELINES
 
 __all__ = ["RecurrentBaseline", "BASELINES"]
