@@ -244,3 +244,29 @@ def test_fptt_train_runs_eprop_from_the_command_line(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["method"] == "eprop" and summary["trace_bytes"] > 0
     assert summary["last"]["train"]["updates"] == 2 * 10  # the adding task's 10 update points per sequence
+
+
+def test_eprop_requirements_replace_conflicting_task_defaults_but_never_explicit_values(monkeypatch):
+    """The membrane readout of a task's defaults gives way to e-prop's requirement (the user never
+    chose it); the same value given as a flag or in a config file is refused."""
+    from fptt.run import config as config_module
+    from fptt.run.config import ConfigError, resolve_config
+
+    monkeypatch.setitem(config_module.TASK_DEFAULTS, "add", {**config_module.TASK_DEFAULTS["add"],
+                                                             "readout": "liquid", "readout_from": "membrane",
+                                                             "norm": "layer"})
+    config = resolve_config({}, {"task": "add", "model": "alif", "method": "eprop"})
+    assert (config.readout, config.readout_from, config.norm) == ("fixed", "spikes", "none")
+    kept = resolve_config({}, {"task": "add", "model": "alif", "method": "ostl", "readout": "linear"})
+    assert kept.readout == "linear"
+    with pytest.raises(ConfigError, match="readout_from='spikes'"):
+        resolve_config({}, {"task": "add", "model": "alif", "method": "eprop", "readout_from": "membrane"})
+    with pytest.raises(ConfigError, match="norm='none'"):
+        resolve_config({"norm": "layer"}, {"task": "add", "model": "alif", "method": "eprop"})
+
+
+def test_add_task_with_alif_and_eprop_resolves_without_readout_flags():
+    from fptt.run.config import resolve_config
+
+    config = resolve_config({}, {"task": "add", "model": "alif", "method": "eprop"})
+    assert config.readout_from == "spikes" and config.readout in ("fixed", "linear")

@@ -24,6 +24,8 @@ __all__ = [
     "ltc_step",
     "conv_ltc_step",
     "alif_step",
+    "alif_decay",
+    "alif_min_tau",
     "lif_step",
     "fixed_readout_step",
     "liquid_readout_step",
@@ -213,6 +215,21 @@ def conv_ltc_step(
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
 
+def alif_decay(tau: Tensor, dt: float = 1.0) -> Tensor:
+    """The one-step decay of an ALIF/LIF time constant τ (in steps of ``dt``), THEORY.md §2.3:
+
+    .. math:: \\exp(-dt / \\max(τ, dt/100))
+
+    The clamp keeps the decay inside (0, 1) whatever an optimizer does to τ. The neuron step, the
+    e-prop/OSTL traces and the NIR export all use this function."""
+    return torch.exp(-dt / tau.clamp(min=alif_min_tau(dt)))
+
+
+def alif_min_tau(dt: float = 1.0) -> float:
+    """The smallest time constant :func:`alif_decay` lets through: ``dt / 100``."""
+    return dt / 100.0
+
+
 def alif_step(
     current: Tensor,
     state: NeuronState,
@@ -240,9 +257,8 @@ def alif_step(
     """
     _check_reset(reset)
     membrane, adaptation, spikes = state
-    min_tau = dt / 100.0
-    membrane_decay = torch.exp(-dt / params.tau_membrane.clamp(min=min_tau))
-    adaptation_decay = torch.exp(-dt / params.tau_adaptation.clamp(min=min_tau))
+    membrane_decay = alif_decay(params.tau_membrane, dt)
+    adaptation_decay = alif_decay(params.tau_adaptation, dt)
     adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes
     threshold = baseline_threshold + adaptation_strength * adaptation
     if reset == "subtract":

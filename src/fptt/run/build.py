@@ -20,6 +20,7 @@ from ..files import write_text_atomic
 from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
+from ..rules import check_window
 from ..vocabulary import BASELINE_CELLS, EVENT_TASKS
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
@@ -147,10 +148,11 @@ def check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
     train = datasets["train"]
     x, _ = train[0]
     seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
-    for key in ("k", "update_points"):
-        value = getattr(config, key)
-        if seq_len is not None and value is not None and config.method != "bptt" and value > seq_len:
-            raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
+    if seq_len is not None and config.method != "bptt":  # bptt takes the whole sequence, whatever k says
+        try:
+            check_window(config.k, config.update_points, seq_len, where=f"the sequence length of task {config.task!r} ({seq_len} steps)")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) -> tuple[int, int, int]:

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..rules import check_alpha, check_beta, check_clip
+from ..rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
 from ..rules import is_number as _is_number
-from ..vocabulary import (BASELINE_CELLS, CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS,
+from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS,
                           LOSS_STEPS, METHODS, MODELS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS,
-                          SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS,
+                          SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_READOUTS,
                           WEIGHTINGS)
 from .presets import PRESET_NAMES, TASK_DEFAULTS, model_defaults, preset_values
 from .records import CONFIG
@@ -173,7 +173,7 @@ class TrainConfig:
         if not isinstance(self.validation_samples, int) or isinstance(self.validation_samples, bool) \
                 or self.validation_samples < 0:
             raise ConfigError(f"validation_samples must be an int >= 0, got {self.validation_samples!r}")
-        optional_positive_ints = ["frames", "threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
+        optional_positive_ints = ["frames", "threads", "max_batches", "max_eval_batches", "eval_batch_size",
                                   "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
             value = getattr(self, key)
@@ -181,17 +181,11 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{key} must be a positive int, got {value!r}")
-        if self.k is not None and self.update_points is not None:
-            raise ConfigError("give either k (steps per update) or update_points (updates per sequence), not both")
-        if self.method == "online" and ((self.k not in (None, 1)) or self.update_points is not None):
-            raise ConfigError("method online updates at every step (k = 1); use tbptt for longer windows")
+        # the only task whose length the config fixes is the adding task; for the others the Trainer checks
+        _library_rule(check_window, self.k, self.update_points, self.seq_len if self.task == "add" else None,
+                      method=self.method, where=f"the sequence length seq_len ({self.seq_len})")
         if self.method in TRACE_METHODS:
             self._validate_trace_method()
-        if self.task == "add":  # the only task whose length the config fixes; others: the Trainer checks
-            for key in ("k", "update_points"):
-                value = getattr(self, key)
-                if value is not None and value > self.seq_len:
-                    raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
         for key in ("lr", "gamma", "threshold", "norm_scale"):
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
@@ -225,34 +219,18 @@ class TrainConfig:
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
 
     def _validate_trace_method(self) -> None:
-        """e-prop/OSTL have eligibility traces for ALIF/LIF layers with a fixed or linear readout of
-        the spikes and no layer norm (fptt.training.traces.learner.check_trace_model checks the model)."""
-        method = self.method
-        if self.model not in TRACE_NEURONS:
-            others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
-            why = ("is not a spiking network" if self.model in BASELINE_CELLS
-                   else f"neuron's liquid gates have no {method} derivation")
-            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} model {why}); "
-                              f"a {self.model} model trains with {others}")
-        if self.readout not in TRACE_READOUTS:
-            raise ConfigError(f"method {method} needs --readout {' or '.join(TRACE_READOUTS)}, got {self.readout}")
-        if self.readout_from != "spikes":
-            raise ConfigError(f"method {method} needs --readout-from spikes")
-        if self.norm != "none":
-            raise ConfigError(f"method {method} needs --norm none (a layer norm couples the neurons of a layer)")
-        if method == "eprop" and len(self.hidden) != 1:
-            raise ConfigError(f"method eprop trains one recurrent layer, got hidden {self.hidden}; use ostl for deeper networks")
-        if method == "ostl" and self.feedback != "symmetric":
-            raise ConfigError("--feedback random is e-prop's; ostl back-propagates the error through the layers")
-        if self.distributed:
-            raise ConfigError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
+        """e-prop/OSTL's requirements (:func:`fptt.rules.check_trace_settings`, the rule the learner
+        applies to the built network)."""
+        _library_rule(check_trace_settings, self.method, model=self.model, readout=self.readout,
+                      readout_from=self.readout_from, norm=self.norm, layers=len(self.hidden), feedback=self.feedback,
+                      distributed=self.distributed)
 
 
-def _library_rule(check: Callable[[Any, str], Any], value: Any, name: str) -> Any:
-    """Apply a rule of :mod:`fptt.rules` to a configuration value; its ``ValueError`` becomes a
-    :class:`ConfigError`."""
+def _library_rule(check: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """Apply a rule of :mod:`fptt.rules` (or another library validator) to configuration values;
+    its ``ValueError`` becomes a :class:`ConfigError`."""
     try:
-        return check(value, name)
+        return check(*args, **options)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -337,7 +315,10 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset`` from the file or the flags) < config file <
     explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
     defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
-    when the file or the flags give either of them, so that every method runs on a task's defaults."""
+    when the file or the flags give either of them, so that every method runs on a task's defaults.
+    For e-prop/OSTL, the method's requirements (:data:`fptt.rules.TRACE_REQUIREMENTS`) replace the
+    task defaults and preset values that conflict with them; a value from the file or the flags is
+    never replaced (a conflicting one is a :class:`ConfigError`)."""
     file_values = dict(file_values or {})
     flag_values = dict(flag_values or {})
     check_keys(flag_values, "command line")
@@ -351,6 +332,11 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
         except ValueError as error:
             raise ConfigError(str(error)) from None
     method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))
+    if method in TRACE_METHODS:  # the method's requirements replace conflicting defaults (never the user's values)
+        for key, required in TRACE_REQUIREMENTS.items():
+            allowed = TRACE_READOUTS if key == "readout" else (required,)
+            if defaults.get(key, getattr(TrainConfig, key)) not in allowed:
+                defaults[key] = required
     explicit_window = any(key in file_values or key in flag_values for key in _WINDOW_KEYS)
     if method == "online" or explicit_window:  # a window given by the user replaces the default one
         for key in _WINDOW_KEYS:

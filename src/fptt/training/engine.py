@@ -41,7 +41,9 @@ from torch import Tensor, nn
 
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
+from ..models.protocol import check_stateful_model
 from ..optim import FPTT
+from ..rules import check_window
 from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .window import WindowUpdate
 
@@ -80,20 +82,10 @@ def loss_weights(seq_len: int, weighting: Weighting = "linear") -> list[float]:
 
 
 def _window_length(seq_len: int, k: Optional[int], update_points: Optional[int]) -> int:
-    if k is not None and update_points is not None:
-        raise ValueError("give either k (steps per update) or update_points (updates per sequence), not both")
+    check_window(k, update_points, seq_len)
     if update_points is not None:
-        if not isinstance(update_points, int) or update_points <= 0:
-            raise ValueError(f"update_points must be a positive int, got {update_points!r}")
-        if update_points > seq_len:
-            raise ValueError(f"update_points ({update_points}) cannot exceed the sequence length ({seq_len})")
-        k = math.ceil(seq_len / update_points)
-    k = 1 if k is None else k
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if k > seq_len:
-        raise ValueError(f"k ({k}) cannot exceed the sequence length ({seq_len})")
-    return k
+        return math.ceil(seq_len / update_points)
+    return 1 if k is None else k
 
 
 def iter_windows(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> Iterator[tuple[int, int]]:
@@ -113,15 +105,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
     return torch.device("cpu")
-
-
-def _check_protocol(model: nn.Module) -> None:
-    for name in ("init_state", "step"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"{type(model).__name__} does not implement the stateful-model protocol: missing {name}(); "
-                "see fptt.models for init_state(batch, device, dtype) and step(x_t, state)"
-            )
 
 
 def _check_optimizer(method: str, optimizer: torch.optim.Optimizer) -> None:
@@ -193,13 +176,11 @@ def train_epoch(
     eligibility traces held (per batch; independent of T).
     Returns the :class:`EpochMetrics` of the pass.
     """
-    _check_protocol(model)
+    check_stateful_model(model)
     _check_optimizer(method, optimizer)
     if loss_steps not in LOSS_STEPS:
         raise ValueError(f"loss_steps must be one of {LOSS_STEPS}, got {loss_steps!r}")
-    if method == "online":
-        if (k not in (None, 1)) or update_points is not None:
-            raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
+    check_window(k, update_points, method=method)
     if feedback not in FEEDBACKS:
         raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
     learner = None
@@ -336,7 +317,7 @@ def evaluate(
 
     To evaluate with FPTT's running average W̄, wrap the call: ``with optimizer.averaged(): ...``.
     """
-    _check_protocol(model)
+    check_stateful_model(model)
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
     was_training = model.training

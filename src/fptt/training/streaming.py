@@ -15,9 +15,10 @@ from collections import deque
 from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.protocol import check_stateful_model
+from .batches import LossFn
 from ..state import map_state, select_batch, state_tensors
 from .window import WindowUpdate
 
@@ -29,10 +30,8 @@ LossSpec = Union[str, Callable[[Tensor, Tensor], Tensor]]
 def _resolve_loss(loss: LossSpec) -> Callable[[Tensor, Tensor], Tensor]:
     if callable(loss):
         return loss
-    if loss == "cross_entropy":
-        return F.cross_entropy
-    if loss == "mse":
-        return lambda output, target: F.mse_loss(output, target.reshape(output.shape).to(output.dtype))
+    if loss in ("cross_entropy", "mse"):
+        return LossFn(loss)  # the engines' definition of L(v_t, y_t)
     raise ValueError(f"unknown loss {loss!r}; choose 'cross_entropy', 'mse' or pass a callable")
 
 
@@ -73,9 +72,7 @@ class OnlineLearner:
         dtype: Optional[torch.dtype] = None,
         on_nonfinite: str = "stop",
     ) -> None:
-        for name in ("init_state", "step"):
-            if not callable(getattr(model, name, None)):
-                raise TypeError(f"{type(model).__name__} lacks {name}(): it does not speak the stateful-model protocol")
+        check_stateful_model(model)
         if not isinstance(k, int) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if not isinstance(batch_size, int) or batch_size <= 0:

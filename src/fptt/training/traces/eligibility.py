@@ -63,6 +63,7 @@ import torch
 from torch import Tensor
 
 from ...neurons.cells import ALIF
+from ...neurons.functional import alif_decay, alif_min_tau
 from ...neurons.types import NeuronState
 from ...neurons.readout import FixedReadout, LinearReadout, Readout
 
@@ -118,11 +119,11 @@ class SpikingLayerTraces:
         layer = self.layer
         dt = layer.dt
         beta = layer.adaptation_strength
-        floor = dt / 100.0
+        floor = alif_min_tau(dt)  # below it the clamp holds τ, and ∂α/∂τ = 0
         tau_m = layer.tau_membrane.detach()
-        alpha = torch.exp(-dt / tau_m.clamp(min=floor))
+        alpha = alif_decay(tau_m, dt)
         tau_a = layer.tau_adaptation.detach()
-        rho = torch.exp(-dt / tau_a.clamp(min=floor))
+        rho = alif_decay(tau_a, dt)
         u_prev, b_prev, s_prev = previous
         psi_prev = self.previous_slope
         # per-neuron Jacobian ∂h_t/∂h_{t-1} (intra-neuron paths only)
