@@ -169,7 +169,8 @@ class OnlineLearner:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: model, optimizer (FPTT's W̄ and λ included),
-        live network state, counters, loss history and the CPU RNG state. Only at a window
+        live network state, counters, loss history and the RNG states of the CPU and (CUDA) of the
+        learner's device, where the initial membranes of reset streams are drawn. Only at a window
         boundary: a pending window's graph cannot be saved, and dropping it would lose data."""
         if not self.at_window_boundary:
             raise RuntimeError(
@@ -186,6 +187,7 @@ class OnlineLearner:
             "skipped": self.skipped,
             "history": list(self.history),
             "rng": torch.get_rng_state(),
+            "device_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -202,4 +204,6 @@ class OnlineLearner:
         self.history.clear()
         self.history.extend(state["history"])
         torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda" and state.get("device_rng") is not None:
+            torch.cuda.set_rng_state(state["device_rng"], self.device)
         self.window.loss, self._window_targets, self._steps_in_window = None, 0, 0
