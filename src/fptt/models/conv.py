@@ -100,13 +100,12 @@ class ConvSNN(nn.Module):
             self.readout.init_state(batch_size, device, dtype),
         )
 
-    def step(self, x: Tensor, state: ConvNetworkState) -> tuple[Tensor, ConvNetworkState]:
-        """One frame: ``x`` (batch, P·H·W) or (batch, P, H, W) -> scores (batch, output_size), new state."""
+    def check_step(self, x: Tensor, state: ConvNetworkState) -> None:
+        """Raise ``ValueError`` unless ``x`` (one frame, flat or not) and ``state`` fit this model;
+        called once per batch or stream segment (:meth:`step` itself checks nothing)."""
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise ValueError(f"input must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-        if x.dim() == 2 and x.shape[1] == self.input_size:
-            x = x.reshape(x.shape[0], *self.input_shape)
-        elif x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+        if not (x.dim() == 2 and x.shape[1] == self.input_size) and (x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape):
             raise ValueError(f"input must have shape (batch, {self.input_size}) (a flattened {self.input_shape} frame) "
                              f"or (batch, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
         if not isinstance(state, ConvNetworkState) or len(state.conv) != len(self.conv_layers) \
@@ -114,6 +113,12 @@ class ConvSNN(nn.Module):
             raise ValueError("state must be this model's ConvNetworkState; use model.init_state(batch)")
         if state.readout.shape[0] != x.shape[0]:
             raise ValueError(f"batch size of input ({x.shape[0]}) and state ({state.readout.shape[0]}) differ")
+
+    def step(self, x: Tensor, state: ConvNetworkState) -> tuple[Tensor, ConvNetworkState]:
+        """One frame: ``x`` (batch, P·H·W) or (batch, P, H, W) -> scores (batch, output_size), new state
+        (unchecked: see :meth:`check_step`)."""
+        if x.dim() == 2:
+            x = x.reshape(x.shape[0], *self.input_shape)
         spikes = x
         conv_states = []
         for layer, layer_state in zip(self.conv_layers, state.conv):
@@ -130,6 +135,8 @@ class ConvSNN(nn.Module):
     def unroll(self, x: Tensor, state: Optional[ConvNetworkState] = None) -> tuple[Tensor, ConvNetworkState]:
         """Run a sequence ``x`` (batch, time, P·H·W); scores (batch, time, output_size) and the final state."""
         check_sequence_input(x, self.input_size)
+        if state is not None and x.shape[1]:
+            self.check_step(x[:, 0], state)
         return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Optional[ConvNetworkState] = None) -> Tensor:

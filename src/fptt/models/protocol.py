@@ -19,7 +19,7 @@ from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["StatefulModel", "check_stateful_model", "unroll_steps", "check_sequence_input", "layer_widths"]
+__all__ = ["StatefulModel", "check_stateful_model", "check_first_step", "unroll_steps", "check_sequence_input", "layer_widths"]
 
 
 @runtime_checkable
@@ -31,6 +31,15 @@ class StatefulModel(Protocol):
                    dtype: Optional[torch.dtype] = None) -> Any: ...
 
     def step(self, x_t: Tensor, state: Any) -> tuple[Tensor, Any]: ...
+
+
+def check_first_step(model: Any, x_t: Tensor, state: Any) -> None:
+    """``model.check_step(x_t, state)`` when the model has one (fptt's models do; a user's model
+    may not): the input and state checks, made once per batch or stream segment so that
+    ``model.step`` runs without them."""
+    check = getattr(model, "check_step", None)
+    if check is not None:
+        check(x_t, state)
 
 
 def check_stateful_model(model: Any) -> None:

@@ -84,8 +84,10 @@ class SpikingRNN(nn.Module):
             self.readout.init_state(batch_size, device, dtype),
         )
 
-    def step(self, x: Tensor, state: NetworkState) -> tuple[Tensor, NetworkState]:
-        """One time step: ``x`` (batch, input_size) -> scores v_t (batch, output_size), new state."""
+    def check_step(self, x: Tensor, state: NetworkState) -> None:
+        """Raise ``ValueError`` unless ``x`` (batch, input_size) and ``state`` fit this model. The
+        engines and the :class:`~fptt.training.streaming.OnlineLearner` call it once per batch or
+        stream segment; :meth:`step` itself checks nothing (it runs at every time step)."""
         check_step_input(x, self.input_size)
         if not isinstance(state, NetworkState) or len(state.layers) != len(self.layers):
             raise ValueError(
@@ -93,6 +95,10 @@ class SpikingRNN(nn.Module):
             )
         if state.readout.shape[0] != x.shape[0]:
             raise ValueError(f"batch size of input ({x.shape[0]}) and state ({state.readout.shape[0]}) differ")
+
+    def step(self, x: Tensor, state: NetworkState) -> tuple[Tensor, NetworkState]:
+        """One time step: ``x`` (batch, input_size) -> scores v_t (batch, output_size), new state
+        (unchecked: see :meth:`check_step`)."""
         spikes = x
         layer_states = []
         for layer, layer_state in zip(self.layers, state.layers):
@@ -112,6 +118,8 @@ class SpikingRNN(nn.Module):
                              f"convert one of them (x.to({weight.dtype}) or model.to({x.dtype}))")
         if x.device != weight.device:
             raise ValueError(f"input is on {x.device} but the model is on {weight.device}; move one of them")
+        if state is not None and x.shape[1]:
+            self.check_step(x[:, 0], state)
         return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Optional[NetworkState] = None) -> Tensor:

@@ -160,9 +160,14 @@ class SpikingCell(nn.Module):
     def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
-        """One time step: ``x`` (batch, input_size) -> spikes (batch, hidden_size), new state."""
+    def check_input(self, x: Tensor) -> None:
+        """Raise unless ``x`` is a floating (batch, input_size) step input (the models' ``check_step``
+        calls it once per batch; :meth:`forward` itself checks nothing)."""
         check_step_input(x, self.input_size)
+
+    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        """One time step: ``x`` (batch, input_size) -> spikes (batch, hidden_size), new state (unchecked:
+        see :meth:`check_input`)."""
         return self.dynamics(self.input_current(x, state.spikes), state)
 
     def extra_repr(self) -> str:

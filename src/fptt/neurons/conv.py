@@ -169,11 +169,15 @@ class ConvLTC(nn.Module):
         return torch.sigmoid(_conv_preactivation(self.input_current(x), state.membrane, params.membrane_weight,
                                                  params.membrane_bias, params.gate_input, params.padding))
 
-    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
-        """One step: ``x`` (batch, C_in, H, W) -> spikes (batch, C, H', W'), new state."""
+    def check_input(self, x: Tensor) -> None:
+        """Raise unless ``x`` is a (batch, C_in, H, W) step input (checked once per batch by the model's
+        ``check_step``; :meth:`forward` itself checks nothing)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_hw:
             raise ValueError(f"conv layer input must have shape (batch, {self.in_channels}, {self.input_hw[0]}, "
                              f"{self.input_hw[1]}), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        """One step: ``x`` (batch, C_in, H, W) -> spikes (batch, C, H', W'), new state (unchecked)."""
         return conv_ltc_step(self.input_current(x), state, self.parameters_tuple(), self.spike_fn,
                              baseline_threshold=self.baseline_threshold,
                              adaptation_strength=self.adaptation_strength, reset=self.reset,

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
-from ..models.protocol import check_stateful_model
+from ..models.protocol import check_first_step, check_stateful_model
 from ..optim import FPTT
 from ..rules import check_window
 from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
@@ -207,6 +207,8 @@ def train_epoch(
         seq_len = inputs.seq_len
         windows = _method_windows(seq_len, method, k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+        if seq_len:
+            check_first_step(model, inputs[0], state)  # once per batch: model.step runs unchecked
         window.start_sequence(inputs.batch_size, device, dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         output = None
@@ -330,6 +332,8 @@ def evaluate(
         for _, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
                                                        device, dtype):
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+            if inputs.seq_len:
+                check_first_step(model, inputs[0], state)
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)

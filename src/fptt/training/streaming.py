@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..models.protocol import check_stateful_model
+from ..models.protocol import check_first_step, check_stateful_model
 from .batches import LossFn
 from ..state import map_state, select_batch, state_tensors
 from .window import WindowUpdate
@@ -123,11 +123,13 @@ class OnlineLearner:
             raise ValueError(f"weight must be a non-negative number, got {weight!r}")
         if x_t.dim() != 2 or x_t.shape[0] != self.batch_size:
             raise ValueError(f"x_t must have shape ({self.batch_size}, features), got {tuple(x_t.shape)}")
-        if self._steps_in_window == 0:
+        x_t = x_t.to(self.device, self.dtype)
+        if self._steps_in_window == 0:  # a window is the stream's segment: checked once, stepped unchecked
+            check_first_step(self.model, x_t, self.state)
             self.state = self.window.begin(self.state)
         self.model.train()
         last = self._steps_in_window == self.k - 1
-        output, self.state = self.window.step(x_t.to(self.device, self.dtype), self.state, sync=last)
+        output, self.state = self.window.step(x_t, self.state, sync=last)
         if y_t is not None:
             y_t = y_t.to(self.device)
             if target_mask is not None:
