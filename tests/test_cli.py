@@ -230,10 +230,10 @@ def test_the_parser_and_help_do_not_import_torch():
 
 def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
     from fptt import vocabulary
-    from fptt.run.config import MODELS, TASKS
     from fptt.data import DATASET_NAMES
-    from fptt.training.engine import METHODS, WEIGHTINGS
     from fptt.neurons import NEURONS, READOUTS
+    from fptt.run.config import MODELS, TASKS
+    from fptt.training.engine import METHODS, WEIGHTINGS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
     assert MODELS is vocabulary.MODELS and tuple(NEURONS) == vocabulary.NEURONS

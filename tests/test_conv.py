@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from fptt.training.engine import train_epoch
 from fptt.memory import per_update
 from fptt.models import REFERENCE_DVS_CONV, ConvNetworkState, ConvSNN
 from fptt.neurons import NeuronState
@@ -16,6 +15,7 @@ from fptt.neurons.functional import ConvLTCParameters, conv_ltc_step
 from fptt.optim import FPTT
 from fptt.state import detach_state, state_tensors
 from fptt.surrogate import get_surrogate
+from fptt.training.engine import train_epoch
 
 
 def smooth_spike(v: torch.Tensor) -> torch.Tensor:

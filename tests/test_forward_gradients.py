@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fptt.run.config import ConfigError, TrainConfig
-from fptt.training.traces.eligibility import SpikingLayerTraces
-from fptt.training.engine import train_epoch
-from fptt.training.traces.learner import TraceLearner
 from fptt.memory import SavedTensorMeter, per_update
 from fptt.models import SpikingRNN
+from fptt.run.config import ConfigError, TrainConfig
+from fptt.training.engine import train_epoch
+from fptt.training.traces.eligibility import SpikingLayerTraces
+from fptt.training.traces.learner import TraceLearner
 
 B, I, T, O = 4, 3, 15, 2
 
@@ -234,7 +234,8 @@ def test_fptt_train_runs_eprop_from_the_command_line(tmp_path):
     from fptt.cli import main
 
     run_dir = tmp_path / "run"
-    flags = ["train", "--task", "add", "--seq-len", "20", "--model", "alif", "--readout", "fixed", "--readout-from", "spikes", "--adaptation",
+    flags = ["train", "--task", "add", "--seq-len", "20", "--model", "alif", "--readout", "fixed", "--readout-from", "spikes",
+             "--adaptation",
              "1.8", "--no-fixed-threshold", "--chrono-tau", "none", "--synapse-init", "xavier", "--method", "eprop",
              "--hidden", "8", "--batch-size", "4", "--max-batches", "2", "--test-samples", "8", "--quiet",
              "--no-plots", "--run-dir", str(run_dir)]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from fptt import FPTT
+from fptt.run.build import load_run
 from fptt.run.checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from fptt.run.config import ConfigError, TrainConfig, load_config_file, resolve_config
-from fptt.run.build import load_run
 from fptt.run.trainer import Trainer
 
 TIMING_KEYS = {"seconds", "peak_memory_mb"}

@@ -8,10 +8,12 @@ validate against the tuples here.
 """
 from __future__ import annotations
 
-__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
+__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS",
+           "INITIAL_STATES",
            "RESETS", "METHODS", "TRACE_METHODS", "TRACE_NEURONS", "TRACE_READOUTS", "FEEDBACKS", "WEIGHTINGS", "LOSSES",
            "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
-           "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "SPLITS", "EVAL_SPLITS", "CHECKPOINTS", "BENCHMARKS",
+           "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "SPLITS", "EVAL_SPLITS", "CHECKPOINTS",
+           "BENCHMARKS",
            "check_registry"]
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")

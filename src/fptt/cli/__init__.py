@@ -27,9 +27,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = bool(getattr(args, "debug", False))
     if debug:
         return args.handler(args)
-    from ..run.config import ConfigError
-
     from ..run.checkpoint import CheckpointError
+    from ..run.config import ConfigError
 
     actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError, CheckpointError)
     try:

@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny budget (seconds): checks that everything runs")
     parser.add_argument("--run-dir", help="output folder (default runs/demo-<task>-<timestamp>)")
     parser.add_argument("--seq-len", type=positive_int, help=f"add: sequence length T (default {DEMOS['add']['seq_len']})")
-    parser.add_argument("--iterations", type=positive_int, help=f"add: training iterations (default {DEMOS['add']['iterations']})")
+    parser.add_argument("--iterations", type=positive_int,
+                        help=f"add: training iterations (default {DEMOS['add']['iterations']})")
     parser.add_argument("--rounds", type=positive_int, help="smnist: evaluation rounds (each = --batches batches)")
     parser.add_argument("--batches", type=positive_int, help="smnist: training batches per round")
     parser.add_argument("--hidden", type=positive_int, help="LTC neurons")

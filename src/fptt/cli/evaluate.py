@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..run.build import build_dataset, default_eval_split, export_state_dict, load_model
-    from ..training.engine import evaluate
     from ..run.trainer import evaluation_rng
+    from ..training.engine import evaluate
 
     try:
         config, model, payload, used = load_model(args.path, device=args.device, which=args.which,

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..run.presets import PRESET_NAMES
 from .argtypes import positive_float, positive_int
 from .common import UsageError
-from ..run.presets import PRESET_NAMES
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
@@ -53,10 +53,10 @@ def run_stream(
     import torch
 
     from ..data import SequentialMNIST
-    from ..training.engine import step_weight
     from ..memory import rss_mb
     from ..run.build import build_model, build_optimizer
     from ..run.config import resolve_config
+    from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 
     if steps < 196:
@@ -121,7 +121,8 @@ def run_stream(
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
-                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
+                   "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / steps,
@@ -198,7 +199,8 @@ def run_from_args(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     result = run_stream(
         steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
-        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting, progress=not args.quiet,
+        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting,
+        progress=not args.quiet,
         out=args.out, preset=args.preset,
     )
     if not args.quiet:

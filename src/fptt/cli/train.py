@@ -30,10 +30,27 @@ def _chrono(text: str) -> float | str | None:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..vocabulary import (CONV_GATES, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS, LOSS_STEPS, METHODS, MODELS, NORMS,
-                              ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS, SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS,
-                              TASKS, WEIGHTINGS)
     from ..run.presets import PRESET_NAMES
+    from ..vocabulary import (
+        CONV_GATES,
+        EVAL_WITH,
+        FEEDBACKS,
+        INITIAL_STATES,
+        LOGGERS,
+        LOSS_STEPS,
+        METHODS,
+        MODELS,
+        NORMS,
+        ON_NONFINITE,
+        OPTIMIZERS,
+        READOUT_INPUTS,
+        READOUTS,
+        SCHEDULE_UNITS,
+        SCHEDULES,
+        SYNAPSE_INITS,
+        TASKS,
+        WEIGHTINGS,
+    )
 
     s = argparse.SUPPRESS  # only flags given explicitly reach the config (they override the file)
     what = parser.add_argument_group("what to train")

@@ -19,8 +19,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .protocol import check_sequence_input, unroll_steps
 from ..vocabulary import BASELINE_CELLS as BASELINES
+from .protocol import check_sequence_input, unroll_steps
 
 __all__ = ["RecurrentBaseline", "BASELINES"]
 

@@ -18,8 +18,8 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import alif_step, ltc_step
-from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 from .kernels import LTCDynamicsKernels
+from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
 

@@ -25,8 +25,8 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
 from .functional import _conv_preactivation, conv_ltc_step
-from .types import ConvLTCParameters, NeuronState, Reset
 from .kernels import LTCDynamicsKernels
+from .types import ConvLTCParameters, NeuronState, Reset
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
 

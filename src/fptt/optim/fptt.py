@@ -340,7 +340,8 @@ class FPTT(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        active: list[tuple[dict[str, Any], float, float, list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor] | None]] = []
+        active: list[tuple[dict[str, Any], float, float, list[Tensor], list[Tensor], list[Tensor], list[Tensor],
+                           list[Tensor] | None]] = []
         with torch.no_grad():
             for gi, (group, (_, _, buckets)) in enumerate(zip(self.param_groups, self._buckets())):
                 alpha, beta = self._group_hyper(group, f"param_groups[{gi}]")

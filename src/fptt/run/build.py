@@ -150,7 +150,8 @@ def check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
     seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
     if seq_len is not None and config.method != "bptt":  # bptt takes the whole sequence, whatever k says
         try:
-            check_window(config.k, config.update_points, seq_len, where=f"the sequence length of task {config.task!r} ({seq_len} steps)")
+            check_window(config.k, config.update_points, seq_len,
+                         where=f"the sequence length of task {config.task!r} ({seq_len} steps)")
         except ValueError as error:
             raise ConfigError(str(error)) from None
 
@@ -237,7 +238,8 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batch
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+def load_run(path: str | Path, device: str = "cpu",
+             which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
     """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
     checkpoint_path = find_checkpoint(path, which)
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))

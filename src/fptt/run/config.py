@@ -17,15 +17,35 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
 from ..rules import is_number as _is_number
-from ..vocabulary import (CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES, LOGGERS,
-                          LOSS_STEPS, METHODS, MODELS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS,
-                          SCHEDULE_UNITS, SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_READOUTS,
-                          WEIGHTINGS)
+from ..vocabulary import (
+    CONV_GATES,
+    CONV_LAYER_PATTERN,
+    EVAL_WITH,
+    FEEDBACKS,
+    INITIAL_STATES,
+    LOGGERS,
+    LOSS_STEPS,
+    METHODS,
+    MODELS,
+    NORMS,
+    ON_NONFINITE,
+    OPTIMIZERS,
+    READOUT_INPUTS,
+    READOUTS,
+    SCHEDULE_UNITS,
+    SCHEDULES,
+    SYNAPSE_INITS,
+    TASKS,
+    TRACE_METHODS,
+    TRACE_READOUTS,
+    WEIGHTINGS,
+)
 from .presets import PRESET_NAMES, TASK_DEFAULTS, model_defaults, preset_values
 from .records import CONFIG
 
 __all__ = [
-    "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
+    "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS",
+    "SCHEDULES", "ON_NONFINITE",
     "TASK_DEFAULTS", "load_config_file", "resolve_config", "resume_config", "RESUMABLE",
 ]
 
@@ -141,7 +161,8 @@ class TrainConfig:
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
             "eval_with": EVAL_WITH, "readout": READOUTS,
             "readout_from": READOUT_INPUTS, "norm": NORMS,
-            "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
+            "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES,
+            "synapse_init": SYNAPSE_INITS,
             "log": LOGGERS,
             "conv_gate": CONV_GATES,
             "feedback": FEEDBACKS,
@@ -312,10 +333,11 @@ _WINDOW_KEYS = ("k", "update_points")
 def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
                    flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
     """Defaults < task defaults (for a model other than the task's LTC network: without the LTC-only
-    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset`` from the file or the flags) < config file <
-    explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
-    defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
-    when the file or the flags give either of them, so that every method runs on a task's defaults.
+    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset``
+    from the file or the flags) < config file < explicit flags; validated. Window settings (``k``,
+    ``update_points``) that come from the task defaults or a preset are dropped for
+    ``method="online"`` (which updates at every step) and when the file or the flags give either of
+    them, so that every method runs on a task's defaults.
     For e-prop/OSTL, the method's requirements (:data:`fptt.rules.TRACE_REQUIREMENTS`) replace the
     task defaults and preset values that conflict with them; a value from the file or the flags is
     never replaced (a conflicting one is a :class:`ConfigError`)."""

@@ -47,10 +47,25 @@ from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
 from ..training.engine import EpochMetrics, evaluate, train_epoch
 from ..vocabulary import TRACE_METHODS
-from .build import (build_dataset, build_model, build_optimizer, build_scheduler, check_datasets, dataset_shape,
-                    default_eval_split, resolve_device)
-from .checkpoint import (PoisonedCheckpointError, load_checkpoint, nonfinite_tensors, remove_stale_temporaries,
-                         restore_training, save_checkpoint, training_payload)
+from .build import (
+    build_dataset,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    check_datasets,
+    dataset_shape,
+    default_eval_split,
+    resolve_device,
+)
+from .checkpoint import (
+    PoisonedCheckpointError,
+    load_checkpoint,
+    nonfinite_tensors,
+    remove_stale_temporaries,
+    restore_training,
+    save_checkpoint,
+    training_payload,
+)
 from .config import TrainConfig, default_run_dir, save_config
 from .control import EpochBatches, StopRequest, agree_to_stop, stop_on_signals
 from .records import BEST, CURVE, LAST, METRICS, PLOTS, SUMMARY, append_json_line, write_json, write_json_lines

@@ -64,8 +64,8 @@ from torch import Tensor
 
 from ...neurons.cells import ALIF
 from ...neurons.functional import alif_decay, alif_min_tau
-from ...neurons.types import NeuronState
 from ...neurons.readout import FixedReadout, LinearReadout, Readout
+from ...neurons.types import NeuronState
 
 __all__ = ["SpikingLayerTraces", "ReadoutTraces", "leaky_filter_"]
 

@@ -52,13 +52,13 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 from ...models import NetworkState
 from ...neurons.cells import ALIF, NEURONS, check_step_input
 from ...neurons.functional import alif_decay
 from ...neurons.readout import READOUTS, FixedReadout
 from ...rules import check_trace_settings
 from ...vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
+from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 
 __all__ = ["TraceLearner", "check_trace_model"]
 
