@@ -142,7 +142,7 @@ class SpikingCell(nn.Module):
             if isinstance(self.recurrent_norm, nn.Identity):
                 # one addmm instead of mm + add (no (B, H) temporary, one kernel fewer per step)
                 return torch.addmm(current, spikes, self.recurrent_weight.weight.t())
-            current = current + self.recurrent_norm(self.recurrent_weight(spikes))
+            current = current + self.recurrent_norm(self.recurrent_weight(spikes))  # type: ignore[misc]
         return current
 
     def init_state(

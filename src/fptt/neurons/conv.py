@@ -140,7 +140,7 @@ class ConvLTC(nn.Module):
         self.adaptation_rate = nn.Conv2d(gate_channels, spec.channels, spec.kernel, padding=padding)
         for conv in (self.synapse, self.membrane_rate, self.adaptation_rate):
             nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # the convolutions are built with a bias
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -156,7 +156,8 @@ class ConvLTC(nn.Module):
                                     reference.dtype if dtype is None else dtype)
 
     def parameters_tuple(self) -> ConvLTCParameters:
-        return ConvLTCParameters(self.membrane_rate.weight, self.membrane_rate.bias, self.adaptation_rate.weight,
+        return ConvLTCParameters(self.membrane_rate.weight, self.membrane_rate.bias,  # type: ignore[arg-type]
+                                 self.adaptation_rate.weight,
                                  self.adaptation_rate.bias, self.gate_input, self.padding)
 
     def input_current(self, x: Tensor) -> Tensor:

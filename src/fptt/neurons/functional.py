@@ -124,7 +124,8 @@ def ltc_update(
         raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
                          "(params.adaptation_weight is None)")
     if kernels is not None:
-        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
+        # the fused kernels need the surrogate object itself (its derivative), as the cells pass it
+        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,  # type: ignore[arg-type]
                             baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
                             subtract=reset == "subtract")
     if adaptation_gate is not None:
@@ -168,7 +169,8 @@ def ltc_step(
     membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                    params.membrane_slope)
     adaptation_gate = None if params.adaptation_weight is None else _preactivation(
-        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.adaptation_slope)
+        current, adaptation, params.adaptation_weight, params.adaptation_bias,  # type: ignore[arg-type]
+        params.adaptation_slope)
     return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
@@ -210,7 +212,8 @@ def conv_ltc_step(
     membrane_gate = _conv_preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                         params.gate_input, params.padding)
     adaptation_gate = None if params.adaptation_weight is None else _conv_preactivation(
-        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.gate_input, params.padding)
+        current, adaptation, params.adaptation_weight, params.adaptation_bias,  # type: ignore[arg-type]
+        params.gate_input, params.padding)
     return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 

@@ -138,9 +138,10 @@ class FPTT(Optimizer):
                 "add the regularizer twice"
             )
         if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+            name = getattr(optimizer, "__name__", "the class")
             raise TypeError(
-                f"FPTT wraps an optimizer *instance*, got the class {optimizer.__name__}; "
-                f"use FPTT({optimizer.__name__}(model.parameters(), lr=...))"
+                f"FPTT wraps an optimizer *instance*, got the class {name}; "
+                f"use FPTT({name}(model.parameters(), lr=...))"
             )
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
@@ -346,7 +347,7 @@ class FPTT(Optimizer):
             for gi, (group, (_, _, buckets)) in enumerate(zip(self.param_groups, self._buckets())):
                 alpha, beta = self._group_hyper(group, f"param_groups[{gi}]")
                 for ps, avs, lms, sc in buckets:
-                    gs = [p.grad for p in ps]
+                    gs: list[Any] = [p.grad for p in ps]  # Tensor | None until the None entries are dropped
                     if any(g is None for g in gs):
                         keep = [i for i, g in enumerate(gs) if g is not None]
                         if not keep:

@@ -20,7 +20,7 @@ def _difference(params: list[Tensor], averages: list[Tensor], scratch: list[Tens
     cancellation (badly so for bfloat16 parameters).
     """
     if scratch is None:
-        return torch._foreach_sub(params, averages)
+        return list(torch._foreach_sub(params, averages))
     torch._foreach_copy_(scratch, params)
     torch._foreach_sub_(scratch, averages)
     return scratch

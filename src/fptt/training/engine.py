@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Iterable, Iterator, Literal, Optional
+from typing import Iterable, Iterator, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -219,7 +219,7 @@ def train_epoch(
             for t in range(start, stop):
                 output, state = window.step(inputs[t], state, sync=t == sync_step)
                 if rate_sum is not None:
-                    rate_sum += firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)  # type: ignore[arg-type]  # a model with firing_rates
                 if loss_steps == "window_end" and t != stop - 1:
                     continue
                 weight = step_weight(t, seq_len, weighting)
@@ -275,7 +275,7 @@ def train_epoch(
     return metrics
 
 
-def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Optional[str]:
+def _first_nonfinite_parameter(model: nn.Module, parameters: Sequence[Tensor]) -> Optional[str]:
     """The name of the first NaN/Inf parameter, or None (one host sync per call: once per batch).
 
     A parameter's sum is non-finite when it holds a NaN/Inf (or, rarely, when finite values near
@@ -293,7 +293,7 @@ def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Op
 
 
 def _nth_update_window(index: int, seq_len: int, method: str, k: Optional[int], update_points: Optional[int],
-                       weighting: str, loss_steps: str) -> tuple[int, int]:
+                       weighting: Weighting, loss_steps: str) -> tuple[int, int]:
     """(start, stop) of the ``index``-th update of a sequence (error messages only)."""
     count = 0
     for start, stop in _method_windows(seq_len, method, k, update_points):
@@ -338,7 +338,7 @@ def evaluate(
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)
                 if rate_sum is not None:
-                    rate_sum += firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)  # type: ignore[arg-type]  # a model with firing_rates
             accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
     finally:
         model.train(was_training)

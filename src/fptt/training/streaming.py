@@ -159,7 +159,7 @@ class OnlineLearner:
                 f"non-finite loss in the update of stream time steps {self.steps - self.k}..{self.steps - 1} "
                 "(counted from 0); lower the learning rate, enable gradient clipping, or use on_nonfinite='skip'")
         if applied:
-            self.history.append(float(self.window.last_loss))
+            self.history.append(float(self.window.last_loss))  # type: ignore[arg-type]  # set by an applied update
 
     def reset_streams(self, mask: Tensor) -> None:
         """Restart the state of the streams where ``mask`` (streams,) is true; others are untouched."""

@@ -35,7 +35,7 @@ window are summed, and at the window's end one update is made::
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -166,14 +166,14 @@ class WindowUpdate:
         if self._all_finite is None or self._checked_updates == 0:
             return None
         bad = not bool(self._all_finite)
-        first = int(self._finite_prefix) if bad else None
+        first = int(self._finite_prefix) if bad and self._finite_prefix is not None else None
         self._all_finite.fill_(1)
         self._finite_prefix.zero_()
         self._checked_updates = 0
         return first
 
 
-def _loss_and_gradients_finite(loss: Tensor, parameters: list[Tensor]) -> bool:
+def _loss_and_gradients_finite(loss: Tensor, parameters: Sequence[Tensor]) -> bool:
     """Whether the loss and every gradient are finite (one host sync)."""
     values = [loss.detach().reshape(())] + [p.grad.detach().sum() for p in parameters if p.grad is not None]
     return bool(torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all())

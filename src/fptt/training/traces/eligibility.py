@@ -250,7 +250,8 @@ class ReadoutTraces:
         if self.leaky:
             decay = readout.decay.detach()
             assert self.decay_trace is not None
-            _add(grads, readout.log_tau, (error * self.decay_trace).sum(0) * (-decay * torch.log(decay)))
+            _add(grads, readout.log_tau,  # type: ignore[arg-type]  # a fixed readout's parameter
+                 (error * self.decay_trace).sum(0) * (-decay * torch.log(decay)))
 
 
 def _add(grads: dict, parameter: Tensor, value: Tensor) -> None:

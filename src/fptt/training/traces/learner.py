@@ -47,7 +47,7 @@ activations are stored: memory is flat in T.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +63,7 @@ from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 __all__ = ["TraceLearner", "check_trace_model"]
 
 
-def check_trace_model(model: nn.Module, method: str, feedback: str = "symmetric") -> None:
+def check_trace_model(model: Any, method: str, feedback: str = "symmetric") -> None:
     """Raise a one-line ``ValueError`` unless ``model`` is a network e-prop/OSTL can train (the
     settings read off the network are checked by :func:`fptt.rules.check_trace_settings`, the same
     rule the run configuration applies)."""
@@ -101,7 +101,7 @@ class TraceLearner:
             ``feedback_seed``: the same matrix in every epoch and after a resume). OSTL: symmetric.
     """
 
-    def __init__(self, model: nn.Module, method: str, *, feedback: str = "symmetric", feedback_seed: int = 0) -> None:
+    def __init__(self, model: Any, method: str, *, feedback: str = "symmetric", feedback_seed: int = 0) -> None:
         if method not in TRACE_METHODS:
             raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
         if feedback not in FEEDBACKS:
@@ -199,9 +199,9 @@ class TraceLearner:
         decay = self.readout_traces.decay()
         traces = self.layer_traces[0]
         assert decay is not None and traces.eligibility is not None
-        leaky_filter_(self.filtered[0], decay.view(1, -1, 1, 1), traces.eligibility.unsqueeze(1))
+        leaky_filter_(self.filtered[0], decay.view(1, -1, 1, 1), traces.eligibility.unsqueeze(1))  # type: ignore[arg-type]
         tau_m, tau_a = traces.time_constant_eligibility()
-        leaky_filter_(self.filtered[1], decay.view(1, -1, 1), tau_m.unsqueeze(1))
+        leaky_filter_(self.filtered[1], decay.view(1, -1, 1), tau_m.unsqueeze(1))  # type: ignore[arg-type]
         if self.filtered[2] is not None:
             leaky_filter_(self.filtered[2], decay.view(1, -1, 1), tau_a.unsqueeze(1))
 
