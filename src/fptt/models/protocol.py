@@ -1,4 +1,4 @@
-"""Recurrent spiking networks that speak the *stateful-model protocol*.
+"""The *stateful-model protocol*: what every engine needs of a model, and the one check of it.
 
 Axis convention (the whole library): sequences are **batch first**, ``(batch, time, features)``;
 one time step is ``(batch, features)``.
