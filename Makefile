@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (Python >= 3.10):
 #   make demo   -- set up .venv and run the FPTT-vs-BPTT demo (the adding task, T = 200, ~2.5 min)
-#   make test   -- set up .venv (with the interop and logging extras) and run the test suite
+#   make test   -- set up .venv (with the interop and logging extras), run ruff and mypy, then the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 INTEROP := $(VENV)/.interop
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test lint venv clean bench
 
 venv: $(STAMP)
 
@@ -27,7 +27,12 @@ $(INTEROP): $(STAMP) constraints/interop.txt
 demo: $(STAMP)
 	$(BIN)/fptt demo
 
-test: $(STAMP) $(INTEROP)
+# lint and types first (seconds), then the suite
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
+test: $(STAMP) $(INTEROP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.interop.adapters import NorseAdapter
 from fptt.data import get_dataset
+from fptt.interop.adapters import NorseAdapter
 
 torch.manual_seed(0)
 train = DataLoader(get_dataset("mnist1d", "train"), batch_size=64, shuffle=True)

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fptt import FPTT, evaluate, train_epoch
-from fptt.interop.adapters import SnnTorchAdapter
 from fptt.data import get_dataset
+from fptt.interop.adapters import SnnTorchAdapter
 
 torch.manual_seed(0)
 train = DataLoader(get_dataset("mnist1d", "train"), batch_size=64, shuffle=True)

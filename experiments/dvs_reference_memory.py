@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from fptt.bench.common import machine_info, markdown_table
+from fptt.memory import per_update
 from fptt.run.build import build_model, build_optimizer
 from fptt.run.config import resolve_config
 from fptt.training.engine import train_epoch
-from fptt.memory import per_update
 
 
 def forward_macs(model) -> int:

@@ -61,8 +61,8 @@ def command(values: dict[str, Any]) -> str:
 def measure_child(spec: dict) -> dict:
     """One memory measurement (runs in a fresh process): a warmed-up model trains one batch."""
     from fptt.bench.memory import measure_batch_memory
-    from fptt.run.build import build_model, build_optimizer
     from fptt.data.saccade import SaccadeMNIST
+    from fptt.run.build import build_model, build_optimizer
     from fptt.training.engine import train_epoch
 
     torch.set_num_threads(1)
@@ -192,7 +192,9 @@ def report(args: argparse.Namespace, info: dict) -> dict:
                 "memory_batch_seconds": None if mem is None else mem["seconds"],
             }
             table[(frames, method)] = entry
-            pct = (lambda v: None if v is None else 100 * v)
+            def pct(v):
+                return None if v is None else 100 * v
+
             seeds_cell = ", ".join(str(s) for s in entry["seeds"]) + "".join(
                 f", {s} (diverged)" for s in diverged_seeds)
             rows.append([frames, method, seeds_cell.lstrip(", ") or None,

@@ -9,8 +9,8 @@ import statistics
 
 import torch
 
+from fptt.run.build import build_dataset, build_model
 from fptt.run.config import resolve_config
-from fptt.run.trainer import build_dataset, build_model
 
 
 def regime(flags: dict, samples: int = 256, seed: int = 0) -> dict:

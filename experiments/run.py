@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from fptt import evaluate, train_epoch
+from fptt.memory import per_update
 from fptt.run.build import build_dataset, build_model, build_optimizer, build_scheduler, dataset_shape
 from fptt.run.config import TrainConfig
-from fptt.memory import per_update
 
 DEFAULTS = {
     "task": "add",            # add | smnist | psmnist

@@ -8,8 +8,14 @@ norse = pytest.importorskip("norse.torch")
 from fptt.interop.adapters import NorseAdapter  # noqa: E402
 from fptt.state import detach_state  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
-    check_training_reduces_loss, check_window_gradients  # noqa: E402
+from .adapter_checks import (  # noqa: E402
+    CLASSES,
+    FEATURES,
+    check_checkpoint_resume,
+    check_stream_learning,
+    check_training_reduces_loss,
+    check_window_gradients,
+)
 
 HIDDEN = 12
 

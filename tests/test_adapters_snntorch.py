@@ -7,8 +7,14 @@ snn = pytest.importorskip("snntorch")
 
 from fptt.interop.adapters import SnnTorchAdapter  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
-    check_training_reduces_loss, check_window_gradients  # noqa: E402
+from .adapter_checks import (  # noqa: E402
+    CLASSES,
+    FEATURES,
+    check_checkpoint_resume,
+    check_stream_learning,
+    check_training_reduces_loss,
+    check_window_gradients,
+)
 
 HIDDEN = 12
 

@@ -8,8 +8,14 @@ from spikingjelly.activation_based import base, functional, layer, neuron  # noq
 
 from fptt.interop.adapters import SpikingJellyAdapter  # noqa: E402
 
-from .adapter_checks import CLASSES, FEATURES, check_checkpoint_resume, check_stream_learning, \
-    check_training_reduces_loss, check_window_gradients  # noqa: E402
+from .adapter_checks import (  # noqa: E402
+    CLASSES,
+    FEATURES,
+    check_checkpoint_resume,
+    check_stream_learning,
+    check_training_reduces_loss,
+    check_window_gradients,
+)
 
 HIDDEN = 12
 

@@ -120,7 +120,8 @@ def test_alif_time_constants_and_surrogate_width_from_the_config():
                          tau_adaptation=[40.0, 1.0], surrogate_sigma=0.05)
     config.validate()
     layer = build_model(config, 1, 10).layers[0]
-    assert abs(float(layer.tau_membrane.detach().mean()) - 3.0) < 0.1 and abs(float(layer.tau_adaptation.detach().mean()) - 40.0) < 0.2
+    assert abs(float(layer.tau_membrane.detach().mean()) - 3.0) < 0.1
+    assert abs(float(layer.tau_adaptation.detach().mean()) - 40.0) < 0.2
     assert layer.spike_fn.sigma == 0.05
     with pytest.raises(ConfigError, match="not of ltc"):
         TrainConfig(model="ltc", tau_membrane=[3.0, 1.0]).validate()

@@ -230,13 +230,13 @@ def test_the_parser_and_help_do_not_import_torch():
 
 def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
     from fptt import vocabulary
-    from fptt.run.config import MODELS, TASKS
     from fptt.data import DATASET_NAMES
-    from fptt.training.engine import METHODS, WEIGHTINGS
     from fptt.neurons import NEURONS, READOUTS
+    from fptt.run.config import MODELS, TASKS
+    from fptt.training.engine import METHODS, WEIGHTINGS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
-    assert MODELS is vocabulary.NEURONS and tuple(NEURONS) == vocabulary.NEURONS
+    assert MODELS is vocabulary.MODELS and tuple(NEURONS) == vocabulary.NEURONS
     assert tuple(READOUTS) == vocabulary.READOUTS
     assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
     with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):
@@ -274,3 +274,14 @@ def test_training_works_without_matplotlib_and_says_the_plots_were_skipped(tmp_p
     assert done.returncode == 0, done.stderr
     assert "plots skipped: matplotlib is not installed" in done.stdout
     assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "plots").exists()
+
+
+def test_demo_help_states_the_defaults_the_demo_uses():
+    from fptt.cli import build_parser
+    from fptt.cli.demo import DEMOS
+
+    demo = build_parser()._subparsers._group_actions[0].choices["demo"]
+    text = " ".join(demo.format_help().split())
+    assert f"training iterations (default {DEMOS['add']['iterations']})" in text
+    assert f"sequence length T (default {DEMOS['add']['seq_len']})" in text
+    assert "default 400" not in text

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from fptt.training.engine import train_epoch
 from fptt.memory import per_update
 from fptt.models import REFERENCE_DVS_CONV, ConvNetworkState, ConvSNN
 from fptt.neurons import NeuronState
@@ -16,6 +15,7 @@ from fptt.neurons.functional import ConvLTCParameters, conv_ltc_step
 from fptt.optim import FPTT
 from fptt.state import detach_state, state_tensors
 from fptt.surrogate import get_surrogate
+from fptt.training.engine import train_epoch
 
 
 def smooth_spike(v: torch.Tensor) -> torch.Tensor:
@@ -233,11 +233,11 @@ def test_conv_snn_refuses_bad_shapes_and_inputs():
     model = ConvSNN((2, 8, 8), ["4c3"], [4], 3)
     state = model.init_state(2)
     with pytest.raises(ValueError, match=r"\(batch, 128\)"):
-        model.step(torch.rand(2, 100), state)
+        model.check_step(torch.rand(2, 100), state)
     with pytest.raises(ValueError, match="floating-point"):
-        model.step(torch.ones(2, 128, dtype=torch.int64), state)
+        model.check_step(torch.ones(2, 128, dtype=torch.int64), state)
     with pytest.raises(ValueError, match="batch size"):
-        model.step(torch.rand(3, 128), state)
+        model.check_step(torch.rand(3, 128), state)
     with pytest.raises(ValueError, match="gate_input"):
         ConvLTC(2, "4c3", (8, 8), gate_input="product")
 

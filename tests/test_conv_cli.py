@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from fptt.models import REFERENCE_DVS_CONV, ConvSNN, SpikingRNN
 from fptt.run.build import build_model, frame_shape
 from fptt.run.config import ConfigError, TrainConfig, resolve_config
-from fptt.models import REFERENCE_DVS_CONV, ConvSNN, SpikingRNN
 from fptt.run.presets import preset_values
 from tests.test_cli import fptt
 

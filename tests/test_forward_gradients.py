@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fptt.run.config import ConfigError, TrainConfig
-from fptt.training.traces.eligibility import SpikingLayerTraces
-from fptt.training.engine import train_epoch
-from fptt.training.traces.learner import TraceLearner
 from fptt.memory import SavedTensorMeter, per_update
 from fptt.models import SpikingRNN
+from fptt.run.config import ConfigError, TrainConfig
+from fptt.training.engine import train_epoch
+from fptt.training.traces.eligibility import SpikingLayerTraces
+from fptt.training.traces.learner import TraceLearner
 
 B, I, T, O = 4, 3, 15, 2
 
@@ -234,7 +234,8 @@ def test_fptt_train_runs_eprop_from_the_command_line(tmp_path):
     from fptt.cli import main
 
     run_dir = tmp_path / "run"
-    flags = ["train", "--task", "add", "--seq-len", "20", "--model", "alif", "--readout", "fixed", "--readout-from", "spikes", "--adaptation",
+    flags = ["train", "--task", "add", "--seq-len", "20", "--model", "alif", "--readout", "fixed", "--readout-from", "spikes",
+             "--adaptation",
              "1.8", "--no-fixed-threshold", "--chrono-tau", "none", "--synapse-init", "xavier", "--method", "eprop",
              "--hidden", "8", "--batch-size", "4", "--max-batches", "2", "--test-samples", "8", "--quiet",
              "--no-plots", "--run-dir", str(run_dir)]
@@ -244,3 +245,29 @@ def test_fptt_train_runs_eprop_from_the_command_line(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["method"] == "eprop" and summary["trace_bytes"] > 0
     assert summary["last"]["train"]["updates"] == 2 * 10  # the adding task's 10 update points per sequence
+
+
+def test_eprop_requirements_replace_conflicting_task_defaults_but_never_explicit_values(monkeypatch):
+    """The membrane readout of a task's defaults gives way to e-prop's requirement (the user never
+    chose it); the same value given as a flag or in a config file is refused."""
+    from fptt.run import config as config_module
+    from fptt.run.config import ConfigError, resolve_config
+
+    monkeypatch.setitem(config_module.TASK_DEFAULTS, "add", {**config_module.TASK_DEFAULTS["add"],
+                                                             "readout": "liquid", "readout_from": "membrane",
+                                                             "norm": "layer"})
+    config = resolve_config({}, {"task": "add", "model": "alif", "method": "eprop"})
+    assert (config.readout, config.readout_from, config.norm) == ("fixed", "spikes", "none")
+    kept = resolve_config({}, {"task": "add", "model": "alif", "method": "ostl", "readout": "linear"})
+    assert kept.readout == "linear"
+    with pytest.raises(ConfigError, match="readout_from='spikes'"):
+        resolve_config({}, {"task": "add", "model": "alif", "method": "eprop", "readout_from": "membrane"})
+    with pytest.raises(ConfigError, match="norm='none'"):
+        resolve_config({"norm": "layer"}, {"task": "add", "model": "alif", "method": "eprop"})
+
+
+def test_add_task_with_alif_and_eprop_resolves_without_readout_flags():
+    from fptt.run.config import resolve_config
+
+    config = resolve_config({}, {"task": "add", "model": "alif", "method": "eprop"})
+    assert config.readout_from == "spikes" and config.readout in ("fixed", "linear")

@@ -7,8 +7,8 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from fptt.optim.fused_update import fused_unsupported_reason
 from fptt.optim import FPTT
+from fptt.optim.fused_update import fused_unsupported_reason
 
 try:
     from test_optim import SmallNet, backward, drop_some_grads, groups_of
@@ -125,8 +125,8 @@ def test_an_unknown_fused_mode_is_refused(fused: Any) -> None:
 
 
 def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
-    from fptt.run.build import build_optimizer
     from fptt.cli import build_parser
+    from fptt.run.build import build_optimizer
     from fptt.run.config import resolve_config
 
     args = build_parser().parse_args(["train", "--task", "add", "--optimizer", "adamax", "--fused"])

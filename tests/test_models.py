@@ -227,19 +227,20 @@ def test_forward_rejects_bad_inputs_with_a_clear_value_error(bad, match):
         make_model()(bad)
 
 
-def test_step_rejects_bad_inputs_and_mismatched_states():
+def test_check_step_rejects_bad_inputs_and_mismatched_states():
+    """The checks of one step (made once per batch by the engines; model.step runs unchecked)."""
     model = make_model(hidden=(5, 4))
     state = model.init_state(2)
     with pytest.raises(ValueError, match=r"\(batch, 3\)"):
-        model.step(torch.rand(2, 1, 3), state)
+        model.check_step(torch.rand(2, 1, 3), state)
     with pytest.raises(ValueError, match="floating"):
-        model.step(torch.ones(2, 3, dtype=torch.int32), state)
+        model.check_step(torch.ones(2, 3, dtype=torch.int32), state)
     with pytest.raises(ValueError, match="batch size"):
-        model.step(torch.rand(3, 3), state)
+        model.check_step(torch.rand(3, 3), state)
     with pytest.raises(ValueError, match="init_state"):
-        model.step(torch.rand(2, 3), NetworkState(state.layers[:1], state.readout))
+        model.check_step(torch.rand(2, 3), NetworkState(state.layers[:1], state.readout))
     with pytest.raises(ValueError, match="init_state"):
-        model.step(torch.rand(2, 3), tuple(state))
+        model.check_step(torch.rand(2, 3), tuple(state))
 
 
 def test_unknown_neuron_raises_value_error_listing_the_choices():
@@ -292,3 +293,22 @@ def test_firing_rates_and_spike_counts_have_one_entry_per_layer_with_the_documen
         assert torch.equal(count, layer_state.spikes.sum(-1))
         torch.testing.assert_close(rate, count.sum() / (3 * size))
         assert 0 <= rate.item() <= 1
+
+
+def test_engines_check_the_step_once_per_batch_and_step_runs_unchecked(monkeypatch):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fptt import FPTT, train_epoch
+
+    model = make_model()
+    calls = []
+    original = type(model).check_step
+    monkeypatch.setattr(type(model), "check_step", lambda self, x, state: calls.append(x.shape) or original(self, x, state))
+    x = torch.rand(8, 5, 3)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 2, (8,))), batch_size=4)
+    train_epoch(model, loader, FPTT(torch.optim.SGD(model.parameters(), lr=0.01)), method="fptt", k=1)
+    assert len(calls) == 2  # two batches of five steps: one check each
+    calls.clear()
+    state = model.init_state(4)
+    model.step(x[:4, 0], state)
+    assert calls == []

@@ -440,12 +440,11 @@ def test_cells_reject_non_positive_sizes(cls, sizes):
 @pytest.mark.parametrize("cls", [LTC, ALIF, LIF])
 def test_cells_reject_wrongly_shaped_or_integer_step_inputs(cls):
     cell = cls(3, 4)
-    state = cell.init_state(2)
     for bad in (torch.randn(2, 5), torch.randn(2, 1, 3), torch.randn(3)):
         with pytest.raises(ValueError, match=r"\(batch, 3\)"):
-            cell(bad, state)
+            cell.check_input(bad)
     with pytest.raises(ValueError, match="floating"):
-        cell(torch.ones(2, 3, dtype=torch.long), state)
+        cell.check_input(torch.ones(2, 3, dtype=torch.long))
 
 
 @pytest.mark.parametrize("cls", [LTC, ALIF, LIF])

@@ -143,8 +143,8 @@ def test_a_graph_that_is_not_an_fptt_network_is_refused():
 
 
 def test_fptt_export_writes_the_averaged_weights_of_a_run_as_nir(tmp_path, capsys):
-    from fptt.run.checkpoint import load_checkpoint
     from fptt.cli import main
+    from fptt.run.checkpoint import load_checkpoint
 
     from .test_tracking import _train
 

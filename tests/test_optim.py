@@ -517,7 +517,7 @@ def test_repr_shows_fptt_hyperparameters_and_the_inner_optimizer() -> None:
 
 
 def test_scratch_and_allocating_differences_are_bit_identical() -> None:
-    from fptt.optim import _difference
+    from fptt.optim.regularizer import _difference
 
     g = torch.Generator().manual_seed(0)
     ps = [torch.randn(7, 3, generator=g), torch.randn(5, generator=g)]

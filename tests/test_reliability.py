@@ -22,11 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
-from .fuzzing import mutate
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
 from fptt.run.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
 from fptt.run.config import ConfigError, TrainConfig, resolve_config
 from fptt.run.trainer import PoisonedCheckpointError, Trainer
+
+from .fuzzing import mutate
 
 TIMING_KEYS = {"seconds", "peak_memory_mb"}
 
@@ -354,7 +355,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     rng = random.Random(int(os.environ.get("FPTT_KILL_SEED", "9")))
     progress = []
     try:
-        for kill in range(KILLS):
+        for _kill in range(KILLS):
             if (run / "config.json").is_file():  # --resume: from the last checkpoint, or from the start
                 child = _start("--resume", str(run))
             else:

@@ -154,3 +154,27 @@ def test_step_weight_scales_the_update_and_must_not_be_negative():
         torch.testing.assert_close(quarter, 0.25 * full)
     with pytest.raises(ValueError, match="weight must be a non-negative"):
         learner.observe(xs[0], ys[0], weight=-1.0)
+
+
+def test_state_dict_saves_and_restores_the_rng_of_a_cuda_learners_device(monkeypatch):
+    """Reset streams draw their initial membranes on the learner's device: on CUDA that device's
+    generator is saved and restored with the CPU's (checked without a GPU: the device calls are
+    recorded)."""
+    learner = _learner()
+    calls = []
+    saved = torch.tensor([7, 8, 9], dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls.append(("get", device)) or saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append(("set", state, device)))
+    state = learner.state_dict()
+    assert state["device_rng"] is None and calls == []  # a CPU learner has no device generator
+    learner.device = torch.device("cuda", 0)  # what a learner on a GPU holds (only the RNG code reads it here)
+    state = learner.state_dict()
+    assert state["device_rng"] is saved and calls == [("get", torch.device("cuda", 0))]
+    learner.device = torch.device("cpu")
+    learner.load_state_dict(state)  # a CPU learner ignores a saved device generator
+    assert len(calls) == 1
+    learner.device = torch.device("cuda", 0)
+    # the network state would move to the (absent) GPU: keep it where it is for this check
+    monkeypatch.setattr("fptt.training.streaming.map_state", lambda function, tree: tree)
+    learner.load_state_dict(state)
+    assert calls[-1] == ("set", saved, torch.device("cuda", 0))

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from fptt import FPTT
+from fptt.run.build import load_run
 from fptt.run.checkpoint import BEST, LAST, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from fptt.run.config import ConfigError, TrainConfig, load_config_file, resolve_config
-from fptt.run.trainer import Trainer, load_run
+from fptt.run.trainer import Trainer
 
 TIMING_KEYS = {"seconds", "peak_memory_mb"}
 
@@ -233,7 +234,7 @@ def test_an_explicit_window_replaces_the_presets_window():
 
 @pytest.mark.parametrize("task", ["smnist", "psmnist"])
 def test_mnist_paper_preset_builds_the_reference_network(task):
-    from fptt.run.trainer import build_model
+    from fptt.run.build import build_model
 
     config = resolve_config({}, {"task": task, "preset": "paper"})
     model = build_model(config, 1, 10)

@@ -1,4 +1,4 @@
-"""Spike functions with surrogate gradients (SPEC §2).
+"""Spike functions with surrogate gradients (THEORY.md §2.6).
 
 A spike function maps a membrane distance to threshold ``v = u - θ`` to spikes
 
@@ -99,7 +99,7 @@ class Surrogate:
 
 @dataclass(frozen=True)
 class MultiGaussian(Surrogate):
-    """The paper's multi-Gaussian surrogate (Yin et al. 2021/2023; SPEC §2).
+    """The paper's multi-Gaussian surrogate (Yin et al. 2021/2023; THEORY.md §2.6).
 
     .. math::
         H'(v) \\approx \\gamma\\,[(1+h)\\,\\mathcal N(v;0,\\sigma) - h\\,\\mathcal N(v;\\sigma,s\\sigma)

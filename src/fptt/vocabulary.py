@@ -8,10 +8,13 @@ validate against the tuples here.
 """
 from __future__ import annotations
 
-__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS", "INITIAL_STATES",
+__all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS",
+           "INITIAL_STATES",
            "RESETS", "METHODS", "TRACE_METHODS", "TRACE_NEURONS", "TRACE_READOUTS", "FEEDBACKS", "WEIGHTINGS", "LOSSES",
            "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
-           "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "check_registry"]
+           "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "SPLITS", "EVAL_SPLITS", "CHECKPOINTS",
+           "BENCHMARKS",
+           "check_registry"]
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")
 EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
@@ -43,6 +46,10 @@ EXPORT_FORMATS = ("nir", "state_dict")  # fptt export --format
 NIR_DISCRETIZATIONS = ("zoh", "euler")  # how the exported NIR time constants are to be integrated
 LOGGERS = ("none", "tensorboard")  # fptt train --log
 CONV_GATES = ("sum", "concat")  # conv LTC gates over d + u (the reference) or [d, u]
+SPLITS = ("train", "test", "heldout")  # a dataset's splits (heldout: the bundled MNIST-10k's 2,000 images)
+EVAL_SPLITS = ("train", "validation", "test", "heldout")  # fptt eval --split (validation: carved from train)
+CHECKPOINTS = ("last", "best")  # which checkpoint of a run folder (fptt eval/export --which)
+BENCHMARKS = ("memory", "speed", "peers")  # fptt bench: modules of fptt.bench
 # a conv LTC layer: "<channels>c<kernel>[p<pool>]" (e.g. "64c7", "32c3p1"); parsed by fptt.neurons.conv
 CONV_LAYER_PATTERN = r"^([1-9][0-9]*)c([1-9][0-9]*)(?:p([1-9][0-9]*))?$"
 

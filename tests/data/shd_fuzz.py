@@ -106,7 +106,7 @@ def run(roots: list[Path], timeout: float = 5.0, startup_timeout: float = 120.0)
                     line = lines.get(timeout=timeout if ready else startup_timeout)
                 except queue.Empty:
                     if not ready:
-                        raise RuntimeError("the fuzzing child did not start")
+                        raise RuntimeError("the fuzzing child did not start") from None
                     outcomes[pending.pop(0)] = "hang"
                     break
                 if line is None:  # the child died inside the library

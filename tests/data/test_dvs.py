@@ -79,7 +79,8 @@ def _gesture_layout(root, n=110):
         folder.mkdir(parents=True, exist_ok=True)
         label = i % 11
         m = 30
-        arr = np.stack([rng.integers(0, 128, m), rng.integers(0, 128, m), rng.integers(0, 2, m), np.sort(rng.integers(0, 500, m))], 1)
+        arr = np.stack([rng.integers(0, 128, m), rng.integers(0, 128, m), rng.integers(0, 2, m),
+                        np.sort(rng.integers(0, 500, m))], 1)
         np.save(folder / f"{label}.npy", arr)
         labels.append(label)
     return labels

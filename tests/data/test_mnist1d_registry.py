@@ -1,6 +1,6 @@
 import random
-import sys
 import subprocess
+import sys
 
 import numpy as np
 import pytest

@@ -19,10 +19,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..fuzzing import mutate
 from fptt.data import SHD, DVSGesture, EventFileError, IDXFormatError, SHDFormatError, events_to_frames, read_idx
 from fptt.data.dvs import check_npy_events
 
+from ..fuzzing import mutate
 from . import shd_fuzz
 from .test_dvs import _gesture_layout
 
@@ -159,7 +159,8 @@ def test_npy_event_file_declaring_10_to_the_12_events_is_refused_without_allocat
     np.lib.format.write_array_header_1_0(buffer, header)
     path = tmp_path / "0.npy"
     path.write_bytes(buffer.getvalue() + bytes(64))
-    with pytest.raises(EventFileError, match=r"declares shape \(1000000000000, 4\) \(32000000000000 bytes\) but the file holds 64"):
+    with pytest.raises(EventFileError,
+                       match=r"declares shape \(1000000000000, 4\) \(32000000000000 bytes\) but the file holds 64"):
         check_npy_events(path)
 
 

@@ -1,4 +1,4 @@
-"""Memory vs sequence length: the benchmark behind ``fptt bench memory`` (SPEC §4, first claim).
+"""Memory vs sequence length: the benchmark behind ``fptt bench memory`` (THEORY.md §5, first claim).
 
 The measurement tools (:class:`~fptt.memory.SavedTensorMeter`, the RSS readers) live in
 :mod:`fptt.memory`; this module only runs the benchmark.
@@ -36,9 +36,9 @@ def measure_update_cycle(config: dict) -> dict:
     ``memory_allocated`` before training. The SavedTensorMeter peak (activation bytes kept by the
     largest single update) is recorded in the same run.
     """
-    from ..training.engine import train_epoch
     from ..models import SpikingRNN
     from ..optim import FPTT
+    from ..training.engine import train_epoch
 
     torch.set_num_threads(int(config.get("threads", 2)))
     device = check_device(config.get("device", "cpu"))

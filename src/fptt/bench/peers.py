@@ -28,13 +28,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training.engine import train_epoch
 from ..memory import SavedTensorMeter, per_update, reset_peak_rss, rss_mb, status_kb
 from ..models import SpikingRNN
 from ..optim import FPTT
+from ..training.engine import train_epoch
 from .common import (
-    benchmark_parser, check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
-    timed, write_outputs,
+    benchmark_parser,
+    check_device,
+    contention_note,
+    finish_info,
+    interleaved,
+    machine_info,
+    markdown_table,
+    median,
+    timed,
+    write_outputs,
 )
 from .speed import naive_fptt_sequence
 
@@ -48,7 +56,8 @@ def _spikingjelly() -> Optional[Any]:
     try:
         from spikingjelly.activation_based import functional, layer, neuron
         from spikingjelly.activation_based.learning.online_learning import (
-            fptt_online_training, fptt_online_training_init_w_ra,
+            fptt_online_training,
+            fptt_online_training_init_w_ra,
         )
     except ImportError:
         return None

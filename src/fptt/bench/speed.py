@@ -23,14 +23,22 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..training.engine import loss_weights, train_epoch
 from ..memory import SavedTensorMeter
 from ..models import SpikingRNN
 from ..optim import FPTT
 from ..state import detach_state
+from ..training.engine import loss_weights, train_epoch
 from .common import (
-    benchmark_parser, check_device, contention_note, finish_info, interleaved, machine_info, markdown_table, median,
-    timed, write_outputs,
+    benchmark_parser,
+    check_device,
+    contention_note,
+    finish_info,
+    interleaved,
+    machine_info,
+    markdown_table,
+    median,
+    timed,
+    write_outputs,
 )
 
 __all__ = ["run_speed_benchmark", "naive_fptt_sequence", "main"]

@@ -23,7 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["DEMOS", "QUICK", "add_arguments", "run_demo"]
+from ..run.records import CURVE, METRICS, SUMMARY
+from .argtypes import positive_float, positive_int
+from .common import add_common
+
+__all__ = ["DEMOS", "QUICK", "add_arguments", "run_demo", "register"]
 
 METHODS = ("fptt", "bptt")
 LEARNED = 0.05  # adding task: an MSE below this means both numbers are remembered (chance 1/6)
@@ -44,14 +48,15 @@ _OVERRIDABLE = ("seq_len", "iterations", "rounds", "batches", "hidden", "batch_s
                 "optimizer")
 
 
-def add_arguments(parser: argparse.ArgumentParser, positive_int: Callable, positive_float: Callable) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fptt demo``."""
     parser.add_argument("--task", choices=tuple(DEMOS), default="add",
                         help="add (default: the adding task, T = 200) or smnist (MNIST-10k, 196 steps)")
     parser.add_argument("--quick", action="store_true", help="a tiny budget (seconds): checks that everything runs")
     parser.add_argument("--run-dir", help="output folder (default runs/demo-<task>-<timestamp>)")
-    parser.add_argument("--seq-len", type=positive_int, help="add: sequence length T (default 200)")
-    parser.add_argument("--iterations", type=positive_int, help="add: training iterations (default 400)")
+    parser.add_argument("--seq-len", type=positive_int, help=f"add: sequence length T (default {DEMOS['add']['seq_len']})")
+    parser.add_argument("--iterations", type=positive_int,
+                        help=f"add: training iterations (default {DEMOS['add']['iterations']})")
     parser.add_argument("--rounds", type=positive_int, help="smnist: evaluation rounds (each = --batches batches)")
     parser.add_argument("--batches", type=positive_int, help="smnist: training batches per round")
     parser.add_argument("--hidden", type=positive_int, help="LTC neurons")
@@ -167,9 +172,9 @@ def run_demo(args: argparse.Namespace) -> int:
     for line in _describe(task, settings, run_dir):
         say(line)
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    source = str(Path(__file__).resolve().parents[1])
+    source = str(Path(__file__).resolve().parents[2])  # the folder that holds the fptt package
     environment["PYTHONPATH"] = source + (os.pathsep + environment["PYTHONPATH"] if environment.get("PYTHONPATH") else "")
-    rows_file = "curve.jsonl" if task == "add" else "metrics.jsonl"
+    rows_file = CURVE if task == "add" else METRICS
     started = time.perf_counter()
     children = {method: subprocess.Popen(train_command(task, method, settings, run_dir, args.seed), env=environment,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -198,7 +203,7 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{output[-1] if output else 'no output'}", file=sys.stderr)
     if failed:
         return 1
-    summaries = {method: json.loads((run_dir / method / "summary.json").read_text()) for method in METHODS}
+    summaries = {method: json.loads((run_dir / method / SUMMARY).read_text()) for method in METHODS}
     histories = {method: read_rows(run_dir / method / rows_file) for method in METHODS}
     text = table(task, summaries, histories)
     result = {"task": task, "settings": settings, "seed": args.seed, "wall_seconds": wall, "summaries": summaries,
@@ -234,3 +239,14 @@ def _plot(task: str, histories: dict[str, list], settings: dict[str, Any], run_d
         say("learning curves skipped: matplotlib is not installed (pip install 'fptt[plot]')")
         return
     say(f"learning curves: {png}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="FPTT vs BPTT side by side in a few minutes (adding task or MNIST-10k)",
+                               description=(
+        "Train the same LTC spiking network (same initial weights) with FPTT and with BPTT, then print "
+        "accuracy, memory and time side by side and plot the learning curves. Default: the adding task at "
+        "T = 200; --task smnist: the bundled MNIST-10k at 196 steps."))
+    add_arguments(demo)
+    add_common(demo)
+    demo.set_defaults(handler=run_demo)

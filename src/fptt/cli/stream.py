@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .argtypes import positive_float, positive_int
 from ..run.presets import PRESET_NAMES
+from .argtypes import positive_float, positive_int
+from .common import UsageError
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
 
-__all__ = ["run_stream", "main"]
+__all__ = ["run_stream", "main", "register", "run"]
 
 
 def run_stream(
@@ -52,10 +53,10 @@ def run_stream(
     import torch
 
     from ..data import SequentialMNIST
-    from ..training.engine import step_weight
     from ..memory import rss_mb
     from ..run.build import build_model, build_optimizer
     from ..run.config import resolve_config
+    from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 
     if steps < 196:
@@ -120,7 +121,8 @@ def run_stream(
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
-                   "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm, "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm,
+                   "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / steps,
@@ -197,7 +199,8 @@ def run_from_args(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     result = run_stream(
         steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
-        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting, progress=not args.quiet,
+        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting,
+        progress=not args.quiet,
         out=args.out, preset=args.preset,
     )
     if not args.quiet:
@@ -210,6 +213,25 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(prog="fptt stream", description="Online FPTT on a drifting MNIST-10k pixel stream.")
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
+
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    stream = commands.add_parser("stream", help="online FPTT on an endless, drifting MNIST-10k pixel stream",
+                                 description=(
+        "Stream MNIST-10k digits pixel after pixel with no sequence boundaries through an LTC network "
+        "trained online by FPTT (an update every --k steps); the pixel permutation changes at --drift-at. "
+        "Writes the online accuracy and process memory over time (stream.json, stream.png)."))
+    add_arguments(stream)
+    stream.set_defaults(handler=run, debug=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        run_from_args(args)
+    except ValueError as error:  # e.g. fewer steps than one digit
+        raise UsageError(str(error)) from None
+    return 0
 
 
 if __name__ == "__main__":

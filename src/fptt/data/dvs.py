@@ -193,7 +193,8 @@ class _TonicFrames(Dataset):
         self.targets = torch.tensor([int(self._tonic.targets[i]) for i in self.indices], dtype=torch.int64)
         self.cache_dir: Optional[Path] = None
         if cache:
-            settings = f"{self.cache_name}|{self._source_split(split)}|{num_frames}|{self.spatial_factor!r}|{sorted(tonic_kwargs.items())}|v{_BINNING_VERSION}"
+            settings = (f"{self.cache_name}|{self._source_split(split)}|{num_frames}|{self.spatial_factor!r}|"
+                        f"{sorted(tonic_kwargs.items())}|v{_BINNING_VERSION}")
             digest = hashlib.sha1(settings.encode()).hexdigest()[:12]
             self.cache_dir = root_path / ".fptt_cache" / f"{self.cache_name}-{digest}"
 

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from ..vocabulary import TASKS, check_registry
+from ..vocabulary import SPLITS, TASKS, check_registry
 
 __all__ = ["get_dataset", "DATASET_NAMES"]
 
@@ -15,7 +15,7 @@ ADD_TEST_SEED_OFFSET = 1_000_003
 def _adding(split: str, **kwargs: Any) -> Dataset:
     from .adding import AddingTask
 
-    if split not in ("train", "test", "heldout"):
+    if split not in SPLITS:
         raise ValueError(f"the adding task has splits 'train' and 'test', got {split!r}")
     kwargs.pop("root", None)  # generated in memory
     seed = int(kwargs.pop("seed", 0))

@@ -13,7 +13,7 @@ by one of two rules (``discretization``, graph metadata ``fptt_discretization``)
 * ``"euler"`` (one forward-Euler step, what Norse's NIR import runs): v_t = v_{t−1} + (dt/τ)
   (R I_t − v_{t−1}), so the node's τ is dt / (1 − α).
 
-Either way the node computes v_t = α v_{t−1} + (1 − α) I_t, fptt's layer (SPEC §2,
+Either way the node computes v_t = α v_{t−1} + (1 − α) I_t, fptt's layer (THEORY.md §2.3,
 :func:`~fptt.neurons.functional.alif_step`), exactly:
 
 * **input synapses**: ``layer{l}_input`` = ``Affine(W_x, c_x)``;
@@ -59,6 +59,7 @@ from torch import nn
 
 from ..models import SpikingRNN
 from ..neurons.cells import LTC
+from ..neurons.functional import alif_decay
 from ..neurons.readout import FixedReadout, LinearReadout, LiquidReadout
 from ..vocabulary import NIR_DISCRETIZATIONS
 
@@ -141,8 +142,7 @@ def to_nir(model: SpikingRNN, discretization: str = "zoh") -> Any:
     for index, layer in enumerate(model.layers):
         prefix = f"layer{index}"
         size = layer.hidden_size
-        tau = layer.tau_membrane.detach().to(torch.float64).clamp(min=dt / 100.0)  # the clamp of alif_step
-        decay = torch.exp(-dt / tau)
+        decay = alif_decay(layer.tau_membrane.detach().to(torch.float64), dt)
         nodes[f"{prefix}_input"] = nir.Affine(weight=_array(layer.input_weight.weight),
                                               bias=_array(layer.input_weight.bias))
         edges.append((source, f"{prefix}_input"))

@@ -19,8 +19,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import check_sequence_input, unroll_steps
 from ..vocabulary import BASELINE_CELLS as BASELINES
+from .protocol import check_sequence_input, unroll_steps
 
 __all__ = ["RecurrentBaseline", "BASELINES"]
 
@@ -57,12 +57,12 @@ class RecurrentBaseline(nn.Module):
                    dtype: Optional[torch.dtype] = None) -> tuple[Any, ...]:
         """Zeros: h (and c for an LSTM) of every layer, (batch, hidden) each."""
         reference = self.readout.weight
-        options = dict(device=reference.device if device is None else device,
-                       dtype=reference.dtype if dtype is None else dtype)
+        device = reference.device if device is None else device
+        dtype = reference.dtype if dtype is None else dtype
         if self.cell == "gru":
-            return tuple(torch.zeros(batch_size, size, **options) for size in self.hidden_sizes)
-        return tuple((torch.zeros(batch_size, size, **options), torch.zeros(batch_size, size, **options))
-                     for size in self.hidden_sizes)
+            return tuple(torch.zeros(batch_size, size, device=device, dtype=dtype) for size in self.hidden_sizes)
+        return tuple((torch.zeros(batch_size, size, device=device, dtype=dtype),
+                      torch.zeros(batch_size, size, device=device, dtype=dtype)) for size in self.hidden_sizes)
 
     def step(self, x: Tensor, state: tuple[Any, ...]) -> tuple[Tensor, tuple[Any, ...]]:
         """One time step: ``x`` (batch, input_size) -> scores (batch, output_size), new state."""

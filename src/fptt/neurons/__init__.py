@@ -1,4 +1,4 @@
-"""Spiking neurons (LTC, ALIF, LIF) and leaky readouts: pure step functions and modules (SPEC §2)."""
+"""Spiking neurons (LTC, ALIF, LIF) and leaky readouts: pure step functions and modules (THEORY.md §2)."""
 from .cells import ALIF, LIF, LTC, NEURONS, SpikingCell, get_neuron
 from .conv import ConvLTC, ConvSpec, parse_conv_spec
 from .functional import (

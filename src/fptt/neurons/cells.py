@@ -1,6 +1,6 @@
 """Spiking layer modules: synapses + one of the pure neuron steps of :mod:`fptt.neurons.functional`.
 
-A cell owns its parameters and computes the input current of SPEC §2,
+A cell owns its parameters and computes the input current of THEORY.md §2.1,
 
 .. math:: d_t = \\mathrm{N}_x(W_x x_t + c_x) + \\mathrm{N}_r(W_r s_{t-1})
 
@@ -18,8 +18,8 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import alif_step, ltc_step
-from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 from .kernels import LTCDynamicsKernels
+from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
 
@@ -40,7 +40,7 @@ def check_step_input(x: Tensor, features: int, name: str = "input") -> None:
 
 def initial_neuron_state(shape: tuple[int, ...], initial_membrane: str, baseline_threshold: float,
                          device: torch.device | str, dtype: torch.dtype) -> NeuronState:
-    """The state at t = 0 (SPEC §2) of a layer whose neurons have ``shape`` (batch first):
+    """The state at t = 0 (THEORY.md §2.7) of a layer whose neurons have ``shape`` (batch first):
     u_0 ~ U(0, 1) (``"random"``) or 0 (``"zero"``), b_0 = the baseline threshold, s_0 = 0."""
     if shape[0] <= 0:
         raise ValueError(f"batch_size must be positive, got {shape[0]}")
@@ -142,7 +142,7 @@ class SpikingCell(nn.Module):
             if isinstance(self.recurrent_norm, nn.Identity):
                 # one addmm instead of mm + add (no (B, H) temporary, one kernel fewer per step)
                 return torch.addmm(current, spikes, self.recurrent_weight.weight.t())
-            current = current + self.recurrent_norm(self.recurrent_weight(spikes))
+            current = current + self.recurrent_norm(self.recurrent_weight(spikes))  # type: ignore[misc]
         return current
 
     def init_state(
@@ -160,9 +160,14 @@ class SpikingCell(nn.Module):
     def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
-        """One time step: ``x`` (batch, input_size) -> spikes (batch, hidden_size), new state."""
+    def check_input(self, x: Tensor) -> None:
+        """Raise unless ``x`` is a floating (batch, input_size) step input (the models' ``check_step``
+        calls it once per batch; :meth:`forward` itself checks nothing)."""
         check_step_input(x, self.input_size)
+
+    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        """One time step: ``x`` (batch, input_size) -> spikes (batch, hidden_size), new state (unchecked:
+        see :meth:`check_input`)."""
         return self.dynamics(self.input_current(x, state.spikes), state)
 
     def extra_repr(self) -> str:
@@ -179,7 +184,7 @@ class LTC(SpikingCell):
     by ``membrane_rate`` and ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised).
     Default reset to zero, β = 1.8, b_0 = 0.1.
 
-    Options (SPEC §2, "Per-task regimes"):
+    Options (THEORY.md §4):
 
     * ``fixed_threshold=True`` (needs ``adaptation_strength=0``) turns adaptation off entirely: no
       ρ gate is built, b keeps its initial value and the threshold is the fixed b_0 (with

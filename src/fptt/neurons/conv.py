@@ -1,4 +1,4 @@
-"""Convolutional LTC spiking layer (SPEC §4, the reference DVS-Gesture model).
+"""Convolutional LTC spiking layer (THEORY.md §2.4 and §4.3, the reference DVS-Gesture model).
 
 A :class:`ConvLTC` layer owns a synaptic convolution, an optional normalisation, a max pooling
 and the two gate convolutions; its state (u, b, s) is a feature map (batch, C, H', W'). One step:
@@ -25,12 +25,12 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
 from .functional import _conv_preactivation, conv_ltc_step
-from .types import ConvLTCParameters, NeuronState, Reset
 from .kernels import LTCDynamicsKernels
+from .types import ConvLTCParameters, NeuronState, Reset
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
 
-_SPEC = re.compile(CONV_LAYER_PATTERN)
+_LAYER_PATTERN = re.compile(CONV_LAYER_PATTERN)
 
 
 class ConvSpec(NamedTuple):
@@ -47,7 +47,7 @@ def parse_conv_spec(text: str | ConvSpec) -> ConvSpec:
     if isinstance(text, ConvSpec):
         spec = text
     else:
-        match = _SPEC.match(str(text).strip())
+        match = _LAYER_PATTERN.match(str(text).strip())
         if match is None:
             raise ValueError(f"conv layer {text!r} is not of the form <channels>c<kernel>[p<pool>], e.g. 64c7 or 32c3p1")
         spec = ConvSpec(int(match.group(1)), int(match.group(2)), int(match.group(3) or 2))
@@ -140,7 +140,7 @@ class ConvLTC(nn.Module):
         self.adaptation_rate = nn.Conv2d(gate_channels, spec.channels, spec.kernel, padding=padding)
         for conv in (self.synapse, self.membrane_rate, self.adaptation_rate):
             nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]  # the convolutions are built with a bias
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -156,7 +156,8 @@ class ConvLTC(nn.Module):
                                     reference.dtype if dtype is None else dtype)
 
     def parameters_tuple(self) -> ConvLTCParameters:
-        return ConvLTCParameters(self.membrane_rate.weight, self.membrane_rate.bias, self.adaptation_rate.weight,
+        return ConvLTCParameters(self.membrane_rate.weight, self.membrane_rate.bias,  # type: ignore[arg-type]
+                                 self.adaptation_rate.weight,
                                  self.adaptation_rate.bias, self.gate_input, self.padding)
 
     def input_current(self, x: Tensor) -> Tensor:
@@ -169,11 +170,15 @@ class ConvLTC(nn.Module):
         return torch.sigmoid(_conv_preactivation(self.input_current(x), state.membrane, params.membrane_weight,
                                                  params.membrane_bias, params.gate_input, params.padding))
 
-    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
-        """One step: ``x`` (batch, C_in, H, W) -> spikes (batch, C, H', W'), new state."""
+    def check_input(self, x: Tensor) -> None:
+        """Raise unless ``x`` is a (batch, C_in, H, W) step input (checked once per batch by the model's
+        ``check_step``; :meth:`forward` itself checks nothing)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.input_hw:
             raise ValueError(f"conv layer input must have shape (batch, {self.in_channels}, {self.input_hw[0]}, "
                              f"{self.input_hw[1]}), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        """One step: ``x`` (batch, C_in, H, W) -> spikes (batch, C, H', W'), new state (unchecked)."""
         return conv_ltc_step(self.input_current(x), state, self.parameters_tuple(), self.spike_fn,
                              baseline_threshold=self.baseline_threshold,
                              adaptation_strength=self.adaptation_strength, reset=self.reset,

@@ -1,4 +1,4 @@
-"""Pure step functions of the spiking neurons and readouts (SPEC §2).
+"""Pure step functions of the spiking neurons and readouts (THEORY.md §2).
 
 Each function takes ``(input, state, parameters)`` and returns ``(output, new_state)``; it never
 mutates its arguments. Shapes: ``current`` and every state tensor are ``(batch, hidden)``.
@@ -24,6 +24,8 @@ __all__ = [
     "ltc_step",
     "conv_ltc_step",
     "alif_step",
+    "alif_decay",
+    "alif_min_tau",
     "lif_step",
     "fixed_readout_step",
     "liquid_readout_step",
@@ -99,7 +101,7 @@ def ltc_update(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """The LTC neuron's state update, given the pre-activations of its liquid rates (SPEC §2);
+    """The LTC neuron's state update, given the pre-activations of its liquid rates (THEORY.md §2.2);
     shared by the dense (:func:`ltc_step`) and the convolutional (:func:`conv_ltc_step`) layers,
     which differ only in how they compute z_m and z_a. Works elementwise on tensors of any shape.
 
@@ -122,7 +124,8 @@ def ltc_update(
         raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
                          "(params.adaptation_weight is None)")
     if kernels is not None:
-        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,
+        # the fused kernels need the surrogate object itself (its derivative), as the cells pass it
+        return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,  # type: ignore[arg-type]
                             baseline_threshold=baseline_threshold, adaptation_strength=adaptation_strength,
                             subtract=reset == "subtract")
     if adaptation_gate is not None:
@@ -146,7 +149,7 @@ def ltc_step(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of the liquid-time-constant (LTC) spiking neuron (SPEC §2, Yin et al. 2023).
+    """One step of the liquid-time-constant (LTC) spiking neuron (THEORY.md §2.2, Yin et al. 2023).
 
     .. math::
         α_t &= σ(W_m [d_t, u_{t-1}] + c_m)            \\quad\\text{(membrane rate, 1/τ_m)}\\\\
@@ -166,7 +169,8 @@ def ltc_step(
     membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                    params.membrane_slope)
     adaptation_gate = None if params.adaptation_weight is None else _preactivation(
-        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.adaptation_slope)
+        current, adaptation, params.adaptation_weight, params.adaptation_bias,  # type: ignore[arg-type]
+        params.adaptation_slope)
     return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
 
@@ -194,7 +198,7 @@ def conv_ltc_step(
     reset: Reset = "zero",
     kernels: Optional[LTCDynamicsKernels] = None,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of a convolutional LTC layer (SPEC §4, the reference DVS-Gesture model): the state
+    """One step of a convolutional LTC layer (THEORY.md §2.4 and §4.3, the reference DVS-Gesture model): the state
     (u, b, s) is a feature map (batch, C, H, W) and the liquid rates are convolutions,
 
     .. math::
@@ -208,9 +212,25 @@ def conv_ltc_step(
     membrane_gate = _conv_preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                         params.gate_input, params.padding)
     adaptation_gate = None if params.adaptation_weight is None else _conv_preactivation(
-        current, adaptation, params.adaptation_weight, params.adaptation_bias, params.gate_input, params.padding)
+        current, adaptation, params.adaptation_weight, params.adaptation_bias,  # type: ignore[arg-type]
+        params.gate_input, params.padding)
     return ltc_update(current, state, membrane_gate, adaptation_gate, spike_fn, baseline_threshold=baseline_threshold,
                       adaptation_strength=adaptation_strength, reset=reset, kernels=kernels)
+
+
+def alif_decay(tau: Tensor, dt: float = 1.0) -> Tensor:
+    """The one-step decay of an ALIF/LIF time constant τ (in steps of ``dt``), THEORY.md §2.3:
+
+    .. math:: \\exp(-dt / \\max(τ, dt/100))
+
+    The clamp keeps the decay inside (0, 1) whatever an optimizer does to τ. The neuron step, the
+    e-prop/OSTL traces and the NIR export all use this function."""
+    return torch.exp(-dt / tau.clamp(min=alif_min_tau(dt)))
+
+
+def alif_min_tau(dt: float = 1.0) -> float:
+    """The smallest time constant :func:`alif_decay` lets through: ``dt / 100``."""
+    return dt / 100.0
 
 
 def alif_step(
@@ -224,7 +244,7 @@ def alif_step(
     reset: Reset = "subtract",
     dt: float = 1.0,
 ) -> tuple[Tensor, NeuronState]:
-    """One step of the adaptive LIF neuron with learnable per-neuron τ_m, τ_adp (SPEC §2, SRNN).
+    """One step of the adaptive LIF neuron with learnable per-neuron τ_m, τ_adp (THEORY.md §2.3, SRNN).
 
     .. math::
         α &= \\exp(-dt/τ_m),\\quad ρ = \\exp(-dt/τ_{adp})\\\\
@@ -240,9 +260,8 @@ def alif_step(
     """
     _check_reset(reset)
     membrane, adaptation, spikes = state
-    min_tau = dt / 100.0
-    membrane_decay = torch.exp(-dt / params.tau_membrane.clamp(min=min_tau))
-    adaptation_decay = torch.exp(-dt / params.tau_adaptation.clamp(min=min_tau))
+    membrane_decay = alif_decay(params.tau_membrane, dt)
+    adaptation_decay = alif_decay(params.tau_adaptation, dt)
     adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes
     threshold = baseline_threshold + adaptation_strength * adaptation
     if reset == "subtract":
@@ -271,7 +290,7 @@ def lif_step(
 
 
 def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:
-    """Leaky, non-spiking readout with a learnable fixed decay (SPEC §2).
+    """Leaky, non-spiking readout with a learnable fixed decay (THEORY.md §2.5).
 
     .. math:: v_t = k\\, v_{t-1} + (1 - k)\\, z_t,\\qquad k = \\exp(-1/τ_{out})
 
@@ -282,7 +301,7 @@ def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tupl
 
 
 def liquid_readout_step(current: Tensor, membrane: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-    """Leaky readout with a liquid (input- and state-dependent) rate (SPEC §2).
+    """Leaky readout with a liquid (input- and state-dependent) rate (THEORY.md §2.5).
 
     .. math::
         a_t &= σ(W'_o [z_t, v_{t-1}] + c)\\\\

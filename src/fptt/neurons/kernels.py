@@ -1,5 +1,5 @@
 """Fused elementwise dynamics of the LTC neuron: one compiled forward and one hand-written,
-compiled backward for everything after the gate matmuls (SPEC §2).
+compiled backward for everything after the gate matmuls (THEORY.md §2.2).
 
 Given the gate pre-activations ``z_m`` (and ``z_a``, when adaptation is on) the LTC step is a chain
 of about ten elementwise operations, and its autograd backward about twenty; each reads and

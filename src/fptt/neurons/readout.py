@@ -1,8 +1,8 @@
-"""Non-spiking leaky readouts (SPEC §2): the class scores at step t are the readout potential v_t."""
+"""Non-spiking leaky readouts (THEORY.md §2.5): the class scores at step t are the readout potential v_t."""
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +97,7 @@ READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedRea
 check_registry("readout", tuple(READOUTS), READOUT_NAMES)
 
 
-def get_readout(name: Literal["liquid", "fixed", "linear"]) -> type[Readout]:
+def get_readout(name: str) -> type[Readout]:
     if name not in READOUTS:
         raise ValueError(f"unknown readout {name!r}; choose one of {sorted(READOUTS)}")
     return READOUTS[name]

@@ -7,7 +7,7 @@ inner Adam/Adamax step, 5 for the post-update, each reading and writing every pa
 buffer again. Inside a training step the parameters are out of cache by the time the update runs,
 so the passes cost memory traffic. Here each stage is written once per parameter as plain tensor
 expressions (a *kernel*) and compiled by ``torch.compile``, which fuses them into one loop per
-parameter. For one parameter ``W`` with gradient ``∇ℓ`` the kernels compute (SPEC §3, steps 3-5)::
+parameter. For one parameter ``W`` with gradient ``∇ℓ`` the kernels compute (THEORY.md §3.3–§3.5)::
 
     g  = ∇ℓ + α (W − W̄) − λ                       # regularizer gradient (when not pre-applied)
     W  ← inner_step(W, g)                          # Adam, Adamax or SGD, torch.optim's equations

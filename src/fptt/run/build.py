@@ -7,6 +7,7 @@ in how a model is made.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -15,15 +16,18 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .checkpoint import find_checkpoint, load_checkpoint
-from .config import ConfigError, TrainConfig
+from ..files import write_text_atomic
 from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
+from ..rules import check_window
 from ..vocabulary import BASELINE_CELLS, EVENT_TASKS
+from .checkpoint import find_checkpoint, load_checkpoint
+from .config import ConfigError, TrainConfig
 
-__all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape", "check_datasets", "frame_shape",
-           "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model"]
+__all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape",
+           "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
+           "export_state_dict"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,10 +148,12 @@ def check_datasets(config: TrainConfig, datasets: dict[str, Dataset]) -> None:
     train = datasets["train"]
     x, _ = train[0]
     seq_len = int(x.shape[0]) if torch.is_tensor(x) and x.dim() >= 1 else None
-    for key in ("k", "update_points"):
-        value = getattr(config, key)
-        if seq_len is not None and value is not None and config.method != "bptt" and value > seq_len:
-            raise ConfigError(f"{key} ({value}) cannot exceed the sequence length of task {config.task!r} ({seq_len} steps)")
+    if seq_len is not None and config.method != "bptt":  # bptt takes the whole sequence, whatever k says
+        try:
+            check_window(config.k, config.update_points, seq_len,
+                         where=f"the sequence length of task {config.task!r} ({seq_len} steps)")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) -> tuple[int, int, int]:
@@ -238,7 +244,8 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batch
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def load_run(path: str | Path, device: str = "cpu", which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+def load_run(path: str | Path, device: str = "cpu",
+             which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
     """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
     checkpoint_path = find_checkpoint(path, which)
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
@@ -275,3 +282,14 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     average = payload.get("model_average") if weights == "average" else None
     model.load_state_dict(average if average is not None else payload["model"])
     return config, model, payload, "average" if average is not None else "weights"
+
+
+def export_state_dict(model: nn.Module, config: TrainConfig, payload: dict, used: str, path: Path) -> None:
+    """Write ``model``'s weights as a plain state_dict to ``path`` and what rebuilds the model
+    (config and shape) to ``path.config.json``: ``build_model(TrainConfig.from_dict(c["config"]),
+    c["input_size"], c["output_size"]).load_state_dict(torch.load(path))``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    shape = payload.get("model_shape") or {}
+    write_text_atomic(Path(f"{path}.config.json"), json.dumps(
+        {"config": config.to_dict(), "weights": used, **shape}, indent=2) + "\n")

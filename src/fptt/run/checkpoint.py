@@ -27,18 +27,23 @@ import numpy as np
 import torch
 
 from ..files import atomic_write, write_text_atomic
+from ..optim import FPTT
+from .records import BEST, LAST
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",
-           "remove_stale_temporaries", "write_text_atomic", "CheckpointError", "CHECKPOINT_FORMAT", "LAST", "BEST"]
+           "remove_stale_temporaries", "write_text_atomic", "CheckpointError", "CHECKPOINT_FORMAT", "LAST", "BEST",
+           "PoisonedCheckpointError", "nonfinite_tensors", "training_payload", "restore_training"]
 
 CHECKPOINT_FORMAT = 1
-LAST = "checkpoint_last.pt"
-BEST = "checkpoint_best.pt"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: refused by the safe loader (it holds pickled objects
     other than tensors and plain containers), corrupt, truncated, or not an fptt checkpoint."""
+
+
+class PoisonedCheckpointError(FloatingPointError):
+    """A checkpoint was not written because the weights or optimizer state hold NaN/Inf."""
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -139,3 +144,44 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
     if not isinstance(payload.get("format", 0), int) or payload.get("format", 0) > CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} was written by a newer fptt (format {payload['format']}); upgrade fptt")
     return payload
+
+
+def nonfinite_tensors(value: Any, where: str = "") -> list[str]:
+    """The names of the floating-point tensors in a (nested) checkpoint entry that hold NaN/Inf."""
+    if torch.is_tensor(value):
+        return [where] if value.is_floating_point() and not bool(torch.isfinite(value).all()) else []
+    if isinstance(value, dict):
+        return [name for key, item in value.items() for name in nonfinite_tensors(item, f"{where}.{key}" if where else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [name for index, item in enumerate(value) for name in nonfinite_tensors(item, f"{where}[{index}]")]
+    return []
+
+
+def training_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, epoch: int,
+                     batches_done: int, config: dict[str, Any], **progress: Any) -> dict[str, Any]:
+    """The checkpoint of a training run after ``epoch`` completed epochs (+ ``batches_done`` of
+    the next): weights, W̄ as a plain model ``state_dict`` (FPTT; ``fptt eval`` and exports read
+    it without the optimizer), optimizer, scheduler, RNG states, the config, and the run's
+    ``progress`` entries (history, curve, best score, model shape, ...)."""
+    return {
+        "model": model.state_dict(),
+        "model_average": optimizer.averaged_state_dict(model) if isinstance(optimizer, FPTT) else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "batches_done": batches_done,
+        "rng": get_rng_state(),
+        "config": config,
+        **progress,
+    }
+
+
+def restore_training(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any) -> None:
+    """Load what :func:`training_payload` saved into ``model``, ``optimizer`` and ``scheduler``, and
+    restore the RNG states (the caller reads the progress entries)."""
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None and payload.get("scheduler") is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    set_rng_state(payload["rng"])

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .records import CONFIG, CURVE, METRICS, SUMMARY, read_json_lines
+
 __all__ = ["RunRecord", "load_run_record", "comparison_rows", "format_table", "plot_comparison"]
 
 
@@ -37,28 +39,15 @@ class RunRecord:
         return self.path.name or str(self.path)
 
 
-def _json_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not JSON ({error.msg}); is the file complete?") from None
-    return rows
-
-
 def load_run_record(run_dir: str | Path) -> RunRecord:
     """Read one run folder; ``FileNotFoundError`` when it is not a run folder of ``fptt train``."""
     path = Path(run_dir)
-    config_file = path / "config.json"
+    config_file = path / CONFIG
     if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a run folder of `fptt train` (no config.json)")
-    summary_file = path / "summary.json"
+        raise FileNotFoundError(f"{path} is not a run folder of `fptt train` (no {CONFIG})")
+    summary_file = path / SUMMARY
     return RunRecord(path=path, config=json.loads(config_file.read_text()),
-                     history=_json_lines(path / "metrics.jsonl"), curve=_json_lines(path / "curve.jsonl"),
+                     history=read_json_lines(path / METRICS), curve=read_json_lines(path / CURVE),
                      summary=json.loads(summary_file.read_text()) if summary_file.is_file() else None)
 
 

@@ -13,21 +13,49 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
+from ..rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
+from ..rules import is_number as _is_number
+from ..vocabulary import (
+    CONV_GATES,
+    CONV_LAYER_PATTERN,
+    EVAL_WITH,
+    FEEDBACKS,
+    INITIAL_STATES,
+    LOGGERS,
+    LOSS_STEPS,
+    METHODS,
+    MODELS,
+    NORMS,
+    ON_NONFINITE,
+    OPTIMIZERS,
+    READOUT_INPUTS,
+    READOUTS,
+    SCHEDULE_UNITS,
+    SCHEDULES,
+    SYNAPSE_INITS,
+    TASKS,
+    TRACE_METHODS,
+    TRACE_READOUTS,
+    WEIGHTINGS,
+)
 from .presets import PRESET_NAMES, TASK_DEFAULTS, model_defaults, preset_values
-from ..vocabulary import (BASELINE_CELLS, MODELS, CONV_GATES, CONV_LAYER_PATTERN, EVAL_WITH, FEEDBACKS, INITIAL_STATES,
-                          LOGGERS, LOSS_STEPS, METHODS, NORMS, ON_NONFINITE, OPTIMIZERS, READOUT_INPUTS, READOUTS,
-                          SCHEDULE_UNITS,
-                         SCHEDULES, SYNAPSE_INITS, TASKS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS, WEIGHTINGS)
+from .records import CONFIG
 
 __all__ = [
-    "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS", "SCHEDULES", "ON_NONFINITE",
-    "TASK_DEFAULTS", "load_config_file", "resolve_config",
+    "TrainConfig", "ConfigError", "CONFIG_FILE", "default_run_dir", "save_config", "TASKS", "MODELS", "METHODS", "OPTIMIZERS",
+    "SCHEDULES", "ON_NONFINITE",
+    "TASK_DEFAULTS", "load_config_file", "resolve_config", "resume_config", "RESUMABLE",
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
-CONFIG_FILE = "config.json"  # in every run folder: enough to rebuild the model and to resume
+CONFIG_FILE = CONFIG  # in every run folder: enough to rebuild the model and to resume
+
+
+# what may change when a run is resumed (anything else would break its exact continuation)
+RESUMABLE = frozenset({"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots",
+                       "data_dir", "checkpoint_every", "on_nonfinite", "eval_every", "stop_at", "log"})
 
 
 class ConfigError(ValueError):
@@ -36,12 +64,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs (SPEC §3 hyperparameters + data + bookkeeping)."""
+    """Everything a training run needs (THEORY.md §3 hyperparameters + data + bookkeeping)."""
 
     task: str = "smnist"
     model: str = "ltc"
     method: str = "fptt"
-    # FPTT (SPEC §3)
+    # FPTT (THEORY.md §3)
     alpha: float = 0.1
     beta: float = 0.5
     k: Optional[int] = None
@@ -64,7 +92,7 @@ class TrainConfig:
     batch_size: int = 128
     clip: Optional[float] = None
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop the run, or skip that update
-    # model (SPEC §2; the "Per-task regimes" options are documented in fptt.neurons.cells.LTC)
+    # model (THEORY.md §2, §4; the "Per-task regimes" options are documented in fptt.neurons.cells.LTC)
     hidden: list[int] = field(default_factory=lambda: [128])
     readout: str = "liquid"
     readout_from: str = "spikes"
@@ -136,7 +164,8 @@ class TrainConfig:
             "schedule": SCHEDULES, "weighting": WEIGHTINGS, "loss_steps": LOSS_STEPS,
             "eval_with": EVAL_WITH, "readout": READOUTS,
             "readout_from": READOUT_INPUTS, "norm": NORMS,
-            "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES, "synapse_init": SYNAPSE_INITS,
+            "on_nonfinite": ON_NONFINITE, "schedule_unit": SCHEDULE_UNITS, "initial_state": INITIAL_STATES,
+            "synapse_init": SYNAPSE_INITS,
             "log": LOGGERS,
             "conv_gate": CONV_GATES,
             "feedback": FEEDBACKS,
@@ -155,7 +184,7 @@ class TrainConfig:
         if not isinstance(self.conv, list):
             raise ConfigError(f"conv must be a list of layer specifications like ['8c3', '16c3'], got {self.conv!r}")
         for spec in self.conv:
-            if not isinstance(spec, str) or _CONV_SPEC.match(spec) is None or int(_CONV_SPEC.match(spec).group(2)) % 2 == 0:
+            if not isinstance(spec, str) or _CONV_LAYER.match(spec) is None or int(_CONV_LAYER.match(spec).group(2)) % 2 == 0:
                 raise ConfigError(f"conv layer {spec!r} is not of the form <channels>c<odd kernel>[p<pool>], e.g. 64c7")
         if self.conv and self.readout_from != "spikes":
             raise ConfigError("a conv network reads out the spikes of its last dense layer: readout_from must be spikes")
@@ -168,7 +197,7 @@ class TrainConfig:
         if not isinstance(self.validation_samples, int) or isinstance(self.validation_samples, bool) \
                 or self.validation_samples < 0:
             raise ConfigError(f"validation_samples must be an int >= 0, got {self.validation_samples!r}")
-        optional_positive_ints = ["frames", "threads", "k", "update_points", "max_batches", "max_eval_batches", "eval_batch_size",
+        optional_positive_ints = ["frames", "threads", "max_batches", "max_eval_batches", "eval_batch_size",
                                   "checkpoint_every", "eval_every"]
         for key in positive_ints + optional_positive_ints:
             value = getattr(self, key)
@@ -176,25 +205,19 @@ class TrainConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{key} must be a positive int, got {value!r}")
-        if self.k is not None and self.update_points is not None:
-            raise ConfigError("give either k (steps per update) or update_points (updates per sequence), not both")
-        if self.method == "online" and ((self.k not in (None, 1)) or self.update_points is not None):
-            raise ConfigError("method online updates at every step (k = 1); use tbptt for longer windows")
+        # the only task whose length the config fixes is the adding task; for the others the Trainer checks
+        _library_rule(check_window, self.k, self.update_points, self.seq_len if self.task == "add" else None,
+                      method=self.method, where=f"the sequence length seq_len ({self.seq_len})")
         if self.method in TRACE_METHODS:
             self._validate_trace_method()
-        if self.task == "add":  # the only task whose length the config fixes; others: the Trainer checks
-            for key in ("k", "update_points"):
-                value = getattr(self, key)
-                if value is not None and value > self.seq_len:
-                    raise ConfigError(f"{key} ({value}) cannot exceed the sequence length seq_len ({self.seq_len})")
-        for key in ("alpha", "lr", "gamma", "threshold", "norm_scale", "surrogate_sigma"):
+        for key in ("lr", "gamma", "threshold", "norm_scale", "surrogate_sigma"):
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
-        if not _is_number(self.beta) or not 0.0 <= self.beta <= 1.0:
-            raise ConfigError(f"beta must lie in [0, 1], got {self.beta!r}")
-        if self.clip is not None and not (_is_number(self.clip) and 0 < self.clip < math.inf):
-            raise ConfigError(f"clip must be a positive finite number, got {self.clip!r}")
+        # the library's own rules (fptt.rules), their ValueError turned into ConfigError
+        _library_rule(check_alpha, self.alpha, "alpha")
+        _library_rule(check_beta, self.beta, "beta")
+        _library_rule(check_clip, self.clip, "clip")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an int, got {self.seed!r}")
         if not _is_number(self.adaptation) or not 0 <= self.adaptation < math.inf:
@@ -227,38 +250,26 @@ class TrainConfig:
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
 
     def _validate_trace_method(self) -> None:
-        """e-prop/OSTL have eligibility traces for ALIF/LIF layers with a fixed or linear readout of
-        the spikes and no layer norm (fptt.training.traces.learner.check_trace_model checks the model)."""
-        method = self.method
-        if self.model not in TRACE_NEURONS:
-            others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
-            why = ("is not a spiking network" if self.model in BASELINE_CELLS
-                   else f"neuron's liquid gates have no {method} derivation")
-            raise ConfigError(f"method {method} needs --model {' or '.join(TRACE_NEURONS)} (the {self.model} model {why}); "
-                              f"a {self.model} model trains with {others}")
-        if self.readout not in TRACE_READOUTS:
-            raise ConfigError(f"method {method} needs --readout {' or '.join(TRACE_READOUTS)}, got {self.readout}")
-        if self.readout_from != "spikes":
-            raise ConfigError(f"method {method} needs --readout-from spikes")
-        if self.norm != "none":
-            raise ConfigError(f"method {method} needs --norm none (a layer norm couples the neurons of a layer)")
-        if method == "eprop" and len(self.hidden) != 1:
-            raise ConfigError(f"method eprop trains one recurrent layer, got hidden {self.hidden}; use ostl for deeper networks")
-        if method == "ostl" and self.feedback != "symmetric":
-            raise ConfigError("--feedback random is e-prop's; ostl back-propagates the error through the layers")
-        if self.distributed:
-            raise ConfigError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
+        """e-prop/OSTL's requirements (:func:`fptt.rules.check_trace_settings`, the rule the learner
+        applies to the built network)."""
+        _library_rule(check_trace_settings, self.method, model=self.model, readout=self.readout,
+                      readout_from=self.readout_from, norm=self.norm, layers=len(self.hidden), feedback=self.feedback,
+                      distributed=self.distributed)
 
 
-def _is_number(value: Any) -> bool:
-    """An int or float that is not a bool (``True`` is an int in Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _library_rule(check: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """Apply a rule of :mod:`fptt.rules` (or another library validator) to configuration values;
+    its ``ValueError`` becomes a :class:`ConfigError`."""
+    try:
+        return check(*args, **options)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
-_CONV_SPEC = re.compile(CONV_LAYER_PATTERN)
+_CONV_LAYER = re.compile(CONV_LAYER_PATTERN)
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
 
-# Task defaults and presets live in fptt.run.presets (SPEC §2 per-task regimes, SPEC §4 hyperparameters).
+# Task defaults and presets live in fptt.run.presets (THEORY.md §4).
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -332,10 +343,14 @@ _WINDOW_KEYS = ("k", "update_points")
 def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
                    flag_values: Optional[Mapping[str, Any]] = None) -> TrainConfig:
     """Defaults < task defaults (for a model other than the task's LTC network: without the LTC-only
-    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset`` from the file or the flags) < config file <
-    explicit flags; validated. Window settings (``k``, ``update_points``) that come from the task
-    defaults or a preset are dropped for ``method="online"`` (which updates at every step) and
-    when the file or the flags give either of them, so that every method runs on a task's defaults."""
+    keys and with the model's regime, :func:`~fptt.run.presets.model_defaults`) < preset (``preset``
+    from the file or the flags) < config file < explicit flags; validated. Window settings (``k``,
+    ``update_points``) that come from the task defaults or a preset are dropped for
+    ``method="online"`` (which updates at every step) and when the file or the flags give either of
+    them, so that every method runs on a task's defaults.
+    For e-prop/OSTL, the method's requirements (:data:`fptt.rules.TRACE_REQUIREMENTS`) replace the
+    task defaults and preset values that conflict with them; a value from the file or the flags is
+    never replaced (a conflicting one is a :class:`ConfigError`)."""
     file_values = dict(file_values or {})
     flag_values = dict(flag_values or {})
     check_keys(flag_values, "command line")
@@ -349,6 +364,11 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
         except ValueError as error:
             raise ConfigError(str(error)) from None
     method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))
+    if method in TRACE_METHODS:  # the method's requirements replace conflicting defaults (never the user's values)
+        for key, required in TRACE_REQUIREMENTS.items():
+            allowed = TRACE_READOUTS if key == "readout" else (required,)
+            if defaults.get(key, getattr(TrainConfig, key)) not in allowed:
+                defaults[key] = required
     explicit_window = any(key in file_values or key in flag_values for key in _WINDOW_KEYS)
     if method == "online" or explicit_window:  # a window given by the user replaces the default one
         for key in _WINDOW_KEYS:
@@ -365,3 +385,19 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
         return TrainConfig.from_dict(values)
     except TypeError as error:  # wrong type for a field
         raise ConfigError(str(error)) from None
+
+
+def resume_config(run_dir: str | os.PathLike, changes: Mapping[str, Any]) -> TrainConfig:
+    """The saved configuration of the run in ``run_dir``, with ``changes`` to the fields that may
+    change on resume (:data:`RESUMABLE`); :class:`ConfigError` for a folder that is not a run
+    folder or a change to any other field."""
+    saved = Path(run_dir) / CONFIG
+    if not saved.is_file():
+        raise ConfigError(f"cannot resume: {saved} not found (is {run_dir} a run folder of `fptt train`?)")
+    fixed = sorted(key for key in changes if key not in RESUMABLE)
+    if fixed:
+        raise ConfigError(f"--resume continues the saved run exactly; these flags cannot change: "
+                          f"{', '.join('--' + key.replace('_', '-') for key in fixed)}")
+    values = json.loads(saved.read_text())
+    values.update(changes)
+    return TrainConfig.from_dict(values, where=str(saved))

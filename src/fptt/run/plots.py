@@ -40,7 +40,7 @@ def _membrane_rate(layer: torch.nn.Module, layer_input: Tensor, layer_state: Any
 def record_activity(model: torch.nn.Module, x: Tensor) -> dict[str, list[Tensor]]:
     """Step ``model`` (a :class:`~fptt.SpikingRNN` or :class:`~fptt.ConvSNN`) over one sequence
     ``x`` (T, C) and record, per spiking layer (conv layers first), the spikes s_t (T, H; a conv
-    layer's maps flattened) and, for LTC layers, the membrane rate α_t (SPEC §2) (T, H),
+    layer's maps flattened) and, for LTC layers, the membrane rate α_t (THEORY.md §2.2) (T, H),
     recomputed from the layer's gate on the same input and state its step uses. The layers are
     observed through forward hooks while ``model.step`` runs, so any network of these layers works."""
     layers = [*getattr(model, "conv_layers", ()), *getattr(model, "dense_layers", getattr(model, "layers", ()))]

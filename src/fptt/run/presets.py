@@ -1,4 +1,4 @@
-"""Per-task network regimes and named presets (SPEC §2 "Per-task regimes", SPEC §4).
+"""Per-task network regimes and named presets (docs/THEORY.md §4 "Per-task regimes", §5).
 
 The authors do not run one generic LTC network: each task's script sets its own operating regime
 (threshold, adaptation, initial state, synapse init, normalisation, readout) and it matters more
@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ADD_REGIME", "SMNIST_REGIME", "ALIF_REGIME", "MODEL_REGIMES", "LTC_ONLY_KEYS", "model_defaults", "DVS_REGIME", "SMALL_CONV_REGIME", "TASK_DEFAULTS", "PRESETS", "PRESET_NAMES", "preset_values"]
+__all__ = ["ADD_REGIME", "SMNIST_REGIME", "ALIF_REGIME", "MODEL_REGIMES", "LTC_ONLY_KEYS", "model_defaults",
+           "DVS_REGIME", "SMALL_CONV_REGIME", "TASK_DEFAULTS", "PRESETS", "PRESET_NAMES", "preset_values"]
 
 # The adding-task regime of the reference (add_task_snn.py): one LTC layer whose input layer is a
 # plain nn.Linear over [x_t, s_{t-1}], a fixed threshold of 0.5 without adaptation, zero initial
@@ -67,7 +68,7 @@ SMNIST_REGIME: dict[str, Any] = {
 # (k = 1), α 0.1, β 0.5, Adamax 3e-3, clip 1, batch 16, 200 epochs, lr x0.1 at 30, 70, 120.
 # Differences, on purpose: the reference normalises every current with a batch norm shared over
 # time steps (running statistics that mix steps); here a layer norm over each sample's map at
-# each step ("layer", γ = 1), the same in training, evaluation and streaming (SPEC §2); the
+# each step ("layer", γ = 1), the same in training, evaluation and streaming (THEORY.md §4); the
 # reference's dropout (0.1, last conv spikes) and oracle loss term are left out.
 DVS_REGIME: dict[str, Any] = {
     "model": "ltc", "conv": ["64c7", "128c7", "128c3", "256c3", "256c3", "512c3"], "conv_gate": "sum",

@@ -29,12 +29,9 @@ SIGTERM stops at the next batch boundary, writes the checkpoint and returns with
 """
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -46,25 +43,35 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .build import (build_dataset, build_model, build_optimizer, build_scheduler, check_datasets, dataset_shape,
-                    default_eval_split, load_run, resolve_device)
-from .checkpoint import (BEST, LAST, get_rng_state, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                         set_rng_state, write_text_atomic)
-from .config import TrainConfig, default_run_dir, save_config
-from ..training.engine import EpochMetrics, evaluate, train_epoch
 from ..memory import peak_rss_mb, per_update
-from ..vocabulary import TRACE_METHODS
 from ..optim import FPTT
+from ..training.engine import EpochMetrics, evaluate, train_epoch
+from ..vocabulary import TRACE_METHODS
+from .build import (
+    build_dataset,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    check_datasets,
+    dataset_shape,
+    default_eval_split,
+    resolve_device,
+)
+from .checkpoint import (
+    PoisonedCheckpointError,
+    load_checkpoint,
+    nonfinite_tensors,
+    remove_stale_temporaries,
+    restore_training,
+    save_checkpoint,
+    training_payload,
+)
+from .config import TrainConfig, default_run_dir, save_config
+from .control import EpochBatches, StopRequest, agree_to_stop, stop_on_signals
+from .records import BEST, CURVE, LAST, METRICS, PLOTS, SUMMARY, append_json_line, write_json, write_json_lines
 from .tracking import Tracker, open_tracker
 
-__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir",
-           # builders, from fptt.run.build (kept importable from here for existing code)
-           "build_dataset", "build_model", "build_optimizer", "build_scheduler", "load_run", "resolve_device",
-           "default_eval_split"]
-
-METRICS = "metrics.jsonl"
-CURVE = "curve.jsonl"  # learning-curve points every eval_every batches
-SUMMARY = "summary.json"
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir"]
 
 
 def seed_everything(seed: int) -> None:
@@ -85,50 +92,6 @@ def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------- helpers
-class _Batches:
-    """The training loader for one epoch: skips the batches already trained (resume), caps the
-    count (``max_batches``) and stops at a batch boundary once a stop is requested."""
-
-    def __init__(self, loader: DataLoader, skip: int, limit: Optional[int], stop: Callable[[], bool],
-                 on_boundary: Optional[Callable[[int], None]] = None) -> None:
-        self.loader, self.skip, self.limit, self.stop = loader, skip, limit, stop
-        self.on_boundary = on_boundary  # called between batches (checkpoints, learning-curve points)
-        self.done = 0
-        total = len(loader) if limit is None else min(len(loader), limit)
-        self.remaining = max(total - skip, 0)
-
-    def __len__(self) -> int:
-        return self.remaining
-
-    def __iter__(self) -> Iterator:
-        for index, batch in enumerate(self.loader):
-            if index < self.skip:
-                continue
-            if self.done >= self.remaining:
-                return
-            if self.done and self.on_boundary is not None:
-                self.on_boundary(self.done)  # after `done` batches were trained, before the next
-            if self.done > 0 and self.stop():
-                return
-            self.done += 1
-            yield batch
-
-
-class PoisonedCheckpointError(FloatingPointError):
-    """A checkpoint was not written because the weights or optimizer state hold NaN/Inf."""
-
-
-def _nonfinite_tensors(value: Any, where: str = "") -> list[str]:
-    """The names of the floating-point tensors in a (nested) checkpoint entry that hold NaN/Inf."""
-    if torch.is_tensor(value):
-        return [where] if value.is_floating_point() and not bool(torch.isfinite(value).all()) else []
-    if isinstance(value, dict):
-        return [name for key, item in value.items() for name in _nonfinite_tensors(item, f"{where}.{key}" if where else str(key))]
-    if isinstance(value, (list, tuple)):
-        return [name for index, item in enumerate(value) for name in _nonfinite_tensors(item, f"{where}[{index}]")]
-    return []
-
-
 def _metrics_dict(metrics: EpochMetrics) -> dict[str, Any]:
     row = metrics.to_dict()
     row.pop("extra", None)
@@ -182,8 +145,7 @@ class Trainer:
             self.log, self.progress = (lambda message: None), False
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.stop_requested = False
-        self.stop_signal: Optional[str] = None  # "SIGINT" or "SIGTERM" once one asked for a stop
+        self.stop = StopRequest()  # set by SIGINT/SIGTERM (fit), agreed by all ranks at batch boundaries
         self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
         self.history: list[dict[str, Any]] = []
         self.curve: list[dict[str, Any]] = []  # eval_every points (curve.jsonl)
@@ -235,22 +197,29 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return rank, world
 
-    def _should_stop(self) -> bool:
-        """A stop request (SIGINT) of any rank, agreed by all ranks (one tiny all-reduce per batch)."""
-        if self.world_size == 1:
-            return self.stop_requested
-        import torch.distributed as dist
+    @property
+    def stop_requested(self) -> bool:
+        """A stop (at the next batch boundary) was asked for."""
+        return self.stop.requested
 
-        flag = torch.tensor([1.0 if self.stop_requested else 0.0],
-                            device=self.device if self.device.type == "cuda" else "cpu")
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        self.stop_requested = bool(flag.item())
-        return self.stop_requested
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        self.stop.requested = value
+
+    @property
+    def stop_signal(self) -> Optional[str]:
+        """``"SIGINT"`` or ``"SIGTERM"`` once one asked for a stop."""
+        return self.stop.signal
+
+    def _should_stop(self) -> bool:
+        """A stop request (SIGINT/SIGTERM) of any rank, agreed by all ranks."""
+        self.stop.requested = agree_to_stop(self.stop.requested, self.world_size, self.device)
+        return self.stop.requested
 
     def _save(self, path: Path, payload: dict[str, Any]) -> None:
         """Write a checkpoint (rank 0 only) unless it is poisoned: a NaN/Inf in the weights or the
         optimizer state raises ``FloatingPointError`` and the previous file is left as it was."""
-        bad = _nonfinite_tensors({"model": payload["model"], "optimizer": payload["optimizer"]})
+        bad = nonfinite_tensors({"model": payload["model"], "optimizer": payload["optimizer"]})
         if bad:
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise PoisonedCheckpointError(f"refusing to save {path.name}: NaN/Inf values in {shown}; {self._kept()}")
@@ -271,24 +240,12 @@ class Trainer:
     # -------------------------------------------------------------- state
     def state(self, epoch: int, batches_done: int = 0) -> dict[str, Any]:
         """The checkpoint payload after ``epoch`` completed epochs (+ ``batches_done`` of the next)."""
-        return {
-            "model": self.model.state_dict(),
-            # W̄ as a plain model state_dict: `fptt eval` and exports read it without the optimizer
-            "model_average": (self.optimizer.averaged_state_dict(self.model)
-                              if isinstance(self.optimizer, FPTT) else None),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "epoch": epoch,
-            "batches_done": batches_done,
-            "rng": get_rng_state(),
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "curve": self.curve,
-            "best": self.best,
-            "model_shape": {"input_size": self.input_size, "output_size": self.output_size,
-                            "input_shape": None if self.input_shape is None else list(self.input_shape)},
-            "saved_tensor_peak_bytes": self.saved_tensor_peak,
-        }
+        return training_payload(
+            self.model, self.optimizer, self.scheduler, epoch=epoch, batches_done=batches_done,
+            config=self.config.to_dict(), history=self.history, curve=self.curve, best=self.best,
+            model_shape={"input_size": self.input_size, "output_size": self.output_size,
+                         "input_shape": None if self.input_shape is None else list(self.input_shape)},
+            saved_tensor_peak_bytes=self.saved_tensor_peak)
 
     def _resume(self) -> None:
         path = self.run_dir / LAST
@@ -297,10 +254,7 @@ class Trainer:
                      "starting this run from the beginning")
             return
         payload = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scheduler is not None and payload.get("scheduler") is not None:
-            self.scheduler.load_state_dict(payload["scheduler"])
+        restore_training(payload, self.model, self.optimizer, self.scheduler)
         self.start_epoch = int(payload["epoch"])
         self.skip_batches = int(payload.get("batches_done", 0))
         self.history = list(payload.get("history", []))
@@ -308,7 +262,6 @@ class Trainer:
         self.train_seconds = sum(row["train"]["seconds"] for row in self.history)
         self.best = payload.get("best")
         self.saved_tensor_peak = int(payload.get("saved_tensor_peak_bytes", 0))
-        set_rng_state(payload["rng"])
         self.last_saved = (self.start_epoch, self.skip_batches)
         where = f"epoch {self.start_epoch + 1}" + (f", batch {self.skip_batches + 1}" if self.skip_batches else "")
         self.log(f"resuming {self.run_dir} at {where}")
@@ -337,10 +290,11 @@ class Trainer:
             return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
                             progress=self.progress, description="eval")
 
-    def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, _Batches]:
+    def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, EpochBatches]:
         config = self.config
         start = self.skip_batches
-        batches = _Batches(self.train_loader(epoch), start, config.max_batches,
+        loader = self.train_loader(epoch)
+        batches = EpochBatches(loader, len(loader), start, config.max_batches,
                            lambda: self._should_stop() or self.target_reached,
                            on_boundary=lambda done: self._between_batches(epoch, start + done))
         # bptt takes the whole sequence, online single steps; eprop/ostl update every k steps (default 1)
@@ -382,8 +336,7 @@ class Trainer:
                  "train_seconds": self.train_seconds + time.perf_counter() - self.epoch_started}
         self.curve.append(point)
         if self.is_main:
-            with (self.run_dir / CURVE).open("a") as handle:
-                handle.write(json.dumps(point) + "\n")
+            append_json_line(self.run_dir / CURVE, point)
             self.tracker.curve(point)
         watched = scores["average"] if fptt and self.config.eval_with == "average" else scores["weights"]
         target = self.config.stop_at
@@ -400,29 +353,6 @@ class Trainer:
         finally:
             tracker.close()
 
-    @contextmanager
-    def _sigint(self) -> Iterator[None]:
-        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            self.stop_signal = signal.Signals(signum).name
-            what = "interrupt" if signum == signal.SIGINT else self.stop_signal
-            print(f"\nfptt: {what} received: saving a checkpoint at the next batch boundary "
-                  "(press Ctrl-C or send the signal again to abort without saving)", file=sys.stderr, flush=True)
-
-        # SIGINT (Ctrl-C) and SIGTERM (kill, batch schedulers, container stops) alike
-        previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for number, old in previous.items():
-                signal.signal(number, old)
-
     # -------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
         """Run the remaining epochs; returns (and writes) the summary."""
@@ -434,14 +364,14 @@ class Trainer:
             # atomic: a kill at any moment leaves a config.json that --resume can read
             save_config(config, self.run_dir)
             # a fresh run starts empty; a resumed one keeps exactly the rows the checkpoint has seen
-            write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in self.history))
-            write_text_atomic(self.run_dir / CURVE, "".join(json.dumps(point) + "\n" for point in self.curve))
+            write_json_lines(metrics_path, self.history)
+            write_json_lines(self.run_dir / CURVE, self.curve)
         started = time.perf_counter()
         interrupted = False
         if self.is_main and config.log != "none":
             done = self.start_epoch * self.batches_per_epoch + self.skip_batches
             self.tracker = open_tracker(config.log, self.run_dir, purge_step=done + 1 if done else None)
-        with self._sigint(), self._closing(self.tracker):
+        with stop_on_signals(self.stop, self.handle_sigint), self._closing(self.tracker):
             self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
@@ -482,8 +412,7 @@ class Trainer:
                     row["resumed_at_batch"] = resumed_at
                 self.history.append(row)
                 if self.is_main:
-                    with metrics_path.open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
+                    append_json_line(metrics_path, row)
                     self.tracker.epoch(row, epoch * self.batches_per_epoch + resumed_at + batches.done,
                                        self.saved_tensor_peak if config.measure_memory else None)
                 score = _score(row["eval"])
@@ -503,7 +432,7 @@ class Trainer:
                     break
         summary = self._summary(time.perf_counter() - started, interrupted)
         if self.is_main:
-            write_text_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            write_json(self.run_dir / SUMMARY, summary)
             if config.plots and not interrupted and self.history:
                 self.make_plots()
         return summary
@@ -548,7 +477,7 @@ class Trainer:
         the run is otherwise complete."""
         from . import plots
 
-        folder = self.run_dir / "plots"
+        folder = self.run_dir / PLOTS
         try:
             written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
                                                   title=f"{self.config.task} {self.config.method}")]

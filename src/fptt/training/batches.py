@@ -2,7 +2,7 @@
 
 One batch ``(x, y)``: ``x`` of shape ``(batch, time, features)`` (batch first), checked once per
 batch (shape, dtype, finite values, matching targets), then read step by step as contiguous
-``(batch, features)`` inputs (:class:`StepInputs`). :class:`LossFn` is L(v_t, y_t) of SPEC §3.2:
+``(batch, features)`` inputs (:class:`StepInputs`). :class:`LossFn` is L(v_t, y_t) of THEORY.md §3.2:
 the cross-entropy for integer targets, the squared error for float targets.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Training engines: FPTT, BPTT, truncated BPTT and naive online gradient (SPEC §3).
+"""Training engines: FPTT, BPTT, truncated BPTT and naive online gradient (THEORY.md §3).
 
 Every engine trains any model that speaks the stateful-model protocol (:mod:`fptt.models`) on
 batches ``(x, y)`` with ``x`` of shape ``(batch, time, features)`` (batch first).
 
-Loss at step t (SPEC §3.2). For a *terminal* target ``y`` (a class per sequence, or a regression
+Loss at step t (THEORY.md §3.2). For a *terminal* target ``y`` (a class per sequence, or a regression
 target known only at the end), every step predicts the final answer and is weighted by ``w_t``:
 
 .. math:: \\ell_t = w_t \\, L(v_t, y), \\qquad
@@ -34,15 +34,17 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Iterable, Iterator, Literal, Optional
+from typing import Iterable, Iterator, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..models.protocol import check_first_step, check_stateful_model
+from ..optim import FPTT
+from ..rules import check_window
+from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
-from ..optim import FPTT
-from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .window import WindowUpdate
 
 __all__ = [
@@ -80,20 +82,10 @@ def loss_weights(seq_len: int, weighting: Weighting = "linear") -> list[float]:
 
 
 def _window_length(seq_len: int, k: Optional[int], update_points: Optional[int]) -> int:
-    if k is not None and update_points is not None:
-        raise ValueError("give either k (steps per update) or update_points (updates per sequence), not both")
+    check_window(k, update_points, seq_len)
     if update_points is not None:
-        if not isinstance(update_points, int) or update_points <= 0:
-            raise ValueError(f"update_points must be a positive int, got {update_points!r}")
-        if update_points > seq_len:
-            raise ValueError(f"update_points ({update_points}) cannot exceed the sequence length ({seq_len})")
-        k = math.ceil(seq_len / update_points)
-    k = 1 if k is None else k
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if k > seq_len:
-        raise ValueError(f"k ({k}) cannot exceed the sequence length ({seq_len})")
-    return k
+        return math.ceil(seq_len / update_points)
+    return 1 if k is None else k
 
 
 def iter_windows(seq_len: int, k: Optional[int] = None, update_points: Optional[int] = None) -> Iterator[tuple[int, int]]:
@@ -113,15 +105,6 @@ def _model_device(model: nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
     return torch.device("cpu")
-
-
-def _check_protocol(model: nn.Module) -> None:
-    for name in ("init_state", "step"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"{type(model).__name__} does not implement the stateful-model protocol: missing {name}(); "
-                "see fptt.models for init_state(batch, device, dtype) and step(x_t, state)"
-            )
 
 
 def _check_optimizer(method: str, optimizer: torch.optim.Optimizer) -> None:
@@ -193,13 +176,11 @@ def train_epoch(
     eligibility traces held (per batch; independent of T).
     Returns the :class:`EpochMetrics` of the pass.
     """
-    _check_protocol(model)
+    check_stateful_model(model)
     _check_optimizer(method, optimizer)
     if loss_steps not in LOSS_STEPS:
         raise ValueError(f"loss_steps must be one of {LOSS_STEPS}, got {loss_steps!r}")
-    if method == "online":
-        if (k not in (None, 1)) or update_points is not None:
-            raise ValueError("method='online' updates at every step (k = 1); use 'tbptt' for longer windows")
+    check_window(k, update_points, method=method)
     if feedback not in FEEDBACKS:
         raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
     learner = None
@@ -226,6 +207,8 @@ def train_epoch(
         seq_len = inputs.seq_len
         windows = _method_windows(seq_len, method, k, update_points)
         state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+        if seq_len:
+            check_first_step(model, inputs[0], state)  # once per batch: model.step runs unchecked
         window.start_sequence(inputs.batch_size, device, dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         output = None
@@ -236,7 +219,7 @@ def train_epoch(
             for t in range(start, stop):
                 output, state = window.step(inputs[t], state, sync=t == sync_step)
                 if rate_sum is not None:
-                    rate_sum += firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)  # type: ignore[arg-type]  # a model with firing_rates
                 if loss_steps == "window_end" and t != stop - 1:
                     continue
                 weight = step_weight(t, seq_len, weighting)
@@ -292,7 +275,7 @@ def train_epoch(
     return metrics
 
 
-def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Optional[str]:
+def _first_nonfinite_parameter(model: nn.Module, parameters: Sequence[Tensor]) -> Optional[str]:
     """The name of the first NaN/Inf parameter, or None (one host sync per call: once per batch).
 
     A parameter's sum is non-finite when it holds a NaN/Inf (or, rarely, when finite values near
@@ -310,7 +293,7 @@ def _first_nonfinite_parameter(model: nn.Module, parameters: list[Tensor]) -> Op
 
 
 def _nth_update_window(index: int, seq_len: int, method: str, k: Optional[int], update_points: Optional[int],
-                       weighting: str, loss_steps: str) -> tuple[int, int]:
+                       weighting: Weighting, loss_steps: str) -> tuple[int, int]:
     """(start, stop) of the ``index``-th update of a sequence (error messages only)."""
     count = 0
     for start, stop in _method_windows(seq_len, method, k, update_points):
@@ -336,7 +319,7 @@ def evaluate(
 
     To evaluate with FPTT's running average W̄, wrap the call: ``with optimizer.averaged(): ...``.
     """
-    _check_protocol(model)
+    check_stateful_model(model)
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
     was_training = model.training
@@ -349,11 +332,13 @@ def evaluate(
         for _, inputs, y, loss_fn in prepared_batches(bar, model, loss, per_step_targets, max_batches,
                                                        device, dtype):
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
+            if inputs.seq_len:
+                check_first_step(model, inputs[0], state)
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)
                 if rate_sum is not None:
-                    rate_sum += firing_rate(model, state)
+                    rate_sum += firing_rate(model, state)  # type: ignore[arg-type]  # a model with firing_rates
             accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
     finally:
         model.train(was_training)

@@ -8,8 +8,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .batches import LossFn
 from ..memory import peak_rss_mb
+from .batches import LossFn
 
 __all__ = ["EpochMetrics", "Accumulator", "firing_rate"]
 

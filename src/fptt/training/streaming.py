@@ -15,10 +15,11 @@ from collections import deque
 from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.protocol import check_first_step, check_stateful_model
 from ..state import map_state, select_batch, state_tensors
+from .batches import LossFn
 from .window import WindowUpdate
 
 __all__ = ["OnlineLearner"]
@@ -29,10 +30,8 @@ LossSpec = Union[str, Callable[[Tensor, Tensor], Tensor]]
 def _resolve_loss(loss: LossSpec) -> Callable[[Tensor, Tensor], Tensor]:
     if callable(loss):
         return loss
-    if loss == "cross_entropy":
-        return F.cross_entropy
-    if loss == "mse":
-        return lambda output, target: F.mse_loss(output, target.reshape(output.shape).to(output.dtype))
+    if loss in ("cross_entropy", "mse"):
+        return LossFn(loss)  # the engines' definition of L(v_t, y_t)
     raise ValueError(f"unknown loss {loss!r}; choose 'cross_entropy', 'mse' or pass a callable")
 
 
@@ -73,9 +72,7 @@ class OnlineLearner:
         dtype: Optional[torch.dtype] = None,
         on_nonfinite: str = "stop",
     ) -> None:
-        for name in ("init_state", "step"):
-            if not callable(getattr(model, name, None)):
-                raise TypeError(f"{type(model).__name__} lacks {name}(): it does not speak the stateful-model protocol")
+        check_stateful_model(model)
         if not isinstance(k, int) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if not isinstance(batch_size, int) or batch_size <= 0:
@@ -126,11 +123,13 @@ class OnlineLearner:
             raise ValueError(f"weight must be a non-negative number, got {weight!r}")
         if x_t.dim() != 2 or x_t.shape[0] != self.batch_size:
             raise ValueError(f"x_t must have shape ({self.batch_size}, features), got {tuple(x_t.shape)}")
-        if self._steps_in_window == 0:
+        x_t = x_t.to(self.device, self.dtype)
+        if self._steps_in_window == 0:  # a window is the stream's segment: checked once, stepped unchecked
+            check_first_step(self.model, x_t, self.state)
             self.state = self.window.begin(self.state)
         self.model.train()
         last = self._steps_in_window == self.k - 1
-        output, self.state = self.window.step(x_t.to(self.device, self.dtype), self.state, sync=last)
+        output, self.state = self.window.step(x_t, self.state, sync=last)
         if y_t is not None:
             y_t = y_t.to(self.device)
             if target_mask is not None:
@@ -160,7 +159,7 @@ class OnlineLearner:
                 f"non-finite loss in the update of stream time steps {self.steps - self.k}..{self.steps - 1} "
                 "(counted from 0); lower the learning rate, enable gradient clipping, or use on_nonfinite='skip'")
         if applied:
-            self.history.append(float(self.window.last_loss))
+            self.history.append(float(self.window.last_loss))  # type: ignore[arg-type]  # set by an applied update
 
     def reset_streams(self, mask: Tensor) -> None:
         """Restart the state of the streams where ``mask`` (streams,) is true; others are untouched."""
@@ -172,7 +171,8 @@ class OnlineLearner:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: model, optimizer (FPTT's W̄ and λ included),
-        live network state, counters, loss history and the CPU RNG state. Only at a window
+        live network state, counters, loss history and the RNG states of the CPU and (CUDA) of the
+        learner's device, where the initial membranes of reset streams are drawn. Only at a window
         boundary: a pending window's graph cannot be saved, and dropping it would lose data."""
         if not self.at_window_boundary:
             raise RuntimeError(
@@ -189,6 +189,7 @@ class OnlineLearner:
             "skipped": self.skipped,
             "history": list(self.history),
             "rng": torch.get_rng_state(),
+            "device_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -205,4 +206,6 @@ class OnlineLearner:
         self.history.clear()
         self.history.extend(state["history"])
         torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda" and state.get("device_rng") is not None:
+            torch.cuda.set_rng_state(state["device_rng"], self.device)
         self.window.loss, self._window_targets, self._steps_in_window = None, 0, 0

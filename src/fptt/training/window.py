@@ -1,6 +1,6 @@
 """One training window: the update unit shared by the batch engines and the stream learner.
 
-FPTT, truncated BPTT and naive online gradient all train by *windows* (SPEC §3): the network
+FPTT, truncated BPTT and naive online gradient all train by *windows* (THEORY.md §3): the network
 state is detached at the window's start, the weighted step losses ℓ_t = w_t L(v_t, y_t) of the
 window are summed, and at the window's end one update is made::
 
@@ -21,7 +21,7 @@ window are summed, and at the window's end one update is made::
   :attr:`skipped`.
 * **Clipping.** For a plain optimizer, ``clip_grad_norm`` clips the total gradient norm before
   the step. For :class:`~fptt.optim.FPTT`, the wrapper clips the *combined* gradient (loss +
-  regulariser, SPEC §3.4), so the value belongs on the wrapper and a second one is refused here.
+  regulariser, THEORY.md §3.4), so the value belongs on the wrapper and a second one is refused here.
 * **Gradients computed forward in time** (``gradients=``, e-prop and OSTL,
   :class:`~fptt.training.traces.learner.TraceLearner`). The source runs each step itself (advancing its
   eligibility traces), turns each added step loss into its gradient contribution at once, and at
@@ -35,12 +35,13 @@ window are summed, and at the window's end one update is made::
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..optim import FPTT
+from ..rules import check_clip
 from ..state import detach_state
 from ..vocabulary import ON_NONFINITE
 
@@ -68,10 +69,9 @@ class WindowUpdate:
             if isinstance(optimizer, FPTT):
                 raise ValueError(
                     "with an FPTT optimizer set clipping on the wrapper, FPTT(..., clip_grad_norm=c), so that it "
-                    "clips the combined gradient (loss + regularizer) as in SPEC §3"
+                    "clips the combined gradient (loss + regularizer) as in THEORY.md §3"
                 )
-            if not clip_grad_norm > 0:
-                raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+            clip_grad_norm = check_clip(clip_grad_norm)
         self.model = model
         self.optimizer = optimizer
         self.clip_grad_norm = clip_grad_norm
@@ -166,14 +166,14 @@ class WindowUpdate:
         if self._all_finite is None or self._checked_updates == 0:
             return None
         bad = not bool(self._all_finite)
-        first = int(self._finite_prefix) if bad else None
+        first = int(self._finite_prefix) if bad and self._finite_prefix is not None else None
         self._all_finite.fill_(1)
         self._finite_prefix.zero_()
         self._checked_updates = 0
         return first
 
 
-def _loss_and_gradients_finite(loss: Tensor, parameters: list[Tensor]) -> bool:
+def _loss_and_gradients_finite(loss: Tensor, parameters: Sequence[Tensor]) -> bool:
     """Whether the loss and every gradient are finite (one host sync)."""
     values = [loss.detach().reshape(())] + [p.grad.detach().sum() for p in parameters if p.grad is not None]
     return bool(torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all())

@@ -4,13 +4,13 @@ Both e-prop (Bellec et al., Nat. Commun. 11, 3625, 2020) and OSTL (Bohnstingl et
 2022) split the gradient of a recurrent spiking layer into a part computed forward in time from
 quantities local to each synapse (the eligibility trace, here) and a learning signal that carries
 the error of the current step (:mod:`fptt.training.traces.learner`). This module holds the traces of the
-ALIF/LIF layer (:func:`fptt.neurons.functional.alif_step`, SPEC §2) and of the fixed and linear
+ALIF/LIF layer (:func:`fptt.neurons.functional.alif_step`, THEORY.md §2.3) and of the fixed and linear
 readouts, with the equations they implement.
 
 **Hidden state and its Jacobian.** A neuron j of an ALIF layer has the hidden state
 h_t = (u_t, b_t); its spike s_t = H(u_t − θ_t), θ_t = b_0 + β b_t, is a function of h_t. With
 ψ_t = H'(u_t − θ_t), the layer's surrogate derivative (the same one autograd uses), the neuron's
-own dynamics (SPEC §2, ``dt`` the step, α = exp(−dt/τ_m), ρ = exp(−dt/τ_adp)) give the per-neuron
+own dynamics (THEORY.md §2.3, ``dt`` the step, α = exp(−dt/τ_m), ρ = exp(−dt/τ_adp)) give the per-neuron
 2×2 Jacobian J_t = ∂h_t/∂h_{t-1} (everything elementwise over (batch, neuron)):
 
 .. math::
@@ -63,8 +63,9 @@ import torch
 from torch import Tensor
 
 from ...neurons.cells import ALIF
-from ...neurons.types import NeuronState
+from ...neurons.functional import alif_decay, alif_min_tau
 from ...neurons.readout import FixedReadout, LinearReadout, Readout
+from ...neurons.types import NeuronState
 
 __all__ = ["SpikingLayerTraces", "ReadoutTraces", "leaky_filter_"]
 
@@ -118,11 +119,11 @@ class SpikingLayerTraces:
         layer = self.layer
         dt = layer.dt
         beta = layer.adaptation_strength
-        floor = dt / 100.0
+        floor = alif_min_tau(dt)  # below it the clamp holds τ, and ∂α/∂τ = 0
         tau_m = layer.tau_membrane.detach()
-        alpha = torch.exp(-dt / tau_m.clamp(min=floor))
+        alpha = alif_decay(tau_m, dt)
         tau_a = layer.tau_adaptation.detach()
-        rho = torch.exp(-dt / tau_a.clamp(min=floor))
+        rho = alif_decay(tau_a, dt)
         u_prev, b_prev, s_prev = previous
         psi_prev = self.previous_slope
         # per-neuron Jacobian ∂h_t/∂h_{t-1} (intra-neuron paths only)
@@ -249,7 +250,8 @@ class ReadoutTraces:
         if self.leaky:
             decay = readout.decay.detach()
             assert self.decay_trace is not None
-            _add(grads, readout.log_tau, (error * self.decay_trace).sum(0) * (-decay * torch.log(decay)))
+            _add(grads, readout.log_tau,  # type: ignore[arg-type]  # a fixed readout's parameter
+                 (error * self.decay_trace).sum(0) * (-decay * torch.log(decay)))
 
 
 def _add(grads: dict, parameter: Tensor, value: Tensor) -> None:

@@ -47,42 +47,44 @@ activations are stored: memory is flat in T.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 from ...models import NetworkState
-from ...neurons.cells import ALIF, check_step_input
-from ...neurons.readout import FixedReadout, LinearReadout
+from ...neurons.cells import ALIF, NEURONS, check_step_input
+from ...neurons.functional import alif_decay
+from ...neurons.readout import READOUTS, FixedReadout
+from ...rules import check_trace_settings
 from ...vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
+from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 
 __all__ = ["TraceLearner", "check_trace_model"]
 
 
-def check_trace_model(model: nn.Module, method: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``model`` is a network e-prop/OSTL can train."""
+def check_trace_model(model: Any, method: str, feedback: str = "symmetric") -> None:
+    """Raise a one-line ``ValueError`` unless ``model`` is a network e-prop/OSTL can train (the
+    settings read off the network are checked by :func:`fptt.rules.check_trace_settings`, the same
+    rule the run configuration applies)."""
     other = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
     layers = getattr(model, "layers", None)
     if layers is None or not hasattr(model, "readout") or not hasattr(model, "readout_from"):
         raise ValueError(f"method {method!r} trains a fptt.SpikingRNN of ALIF/LIF layers; for other models use {other}")
-    for index, layer in enumerate(layers):
-        if not isinstance(layer, ALIF):
-            raise ValueError(f"method {method!r} needs ALIF or LIF layers, but layer {index} is "
-                             f"{type(layer).__name__} (its liquid gates have no e-prop/OSTL derivation); "
-                             f"train it with {other}")
-        if not isinstance(layer.input_norm, nn.Identity):
-            raise ValueError(f"method {method!r} needs norm='none' (a layer norm couples the neurons of a layer)")
-    if not isinstance(model.readout, (FixedReadout, LinearReadout)):
-        raise ValueError(f"method {method!r} needs readout 'fixed' or 'linear', not {type(model.readout).__name__}")
-    if model.readout_from != "spikes":
-        raise ValueError(f"method {method!r} needs readout_from='spikes'")
-    if method == "eprop" and len(layers) != 1:
-        raise ValueError(f"method 'eprop' trains one recurrent layer (Bellec et al.); the model has {len(layers)}: "
-                         "use method 'ostl' for deeper networks")
-    if getattr(model, "set_gradient_sync", None) is not None:
-        raise ValueError(f"method {method!r} does not run under DistributedModel (its gradients bypass DDP's hooks)")
+    neurons = {_registered_name(NEURONS, layer) for layer in layers}
+    check_trace_settings(
+        method, model=next(iter(neurons)) if len(neurons) == 1 else "/".join(sorted(neurons)),
+        readout=_registered_name(READOUTS, model.readout), readout_from=model.readout_from,
+        norm="none" if all(isinstance(layer.input_norm, nn.Identity) for layer in layers) else "layer",
+        layers=len(layers), feedback=feedback, distributed=getattr(model, "set_gradient_sync", None) is not None)
+
+
+def _registered_name(registry: dict[str, type], module: nn.Module) -> str:
+    """The registry name of ``module``'s class (``"alif"``, ``"fixed"``, ...), or the class name."""
+    for name, cls in registry.items():
+        if type(module) is cls:
+            return name
+    return type(module).__name__
 
 
 class TraceLearner:
@@ -99,14 +101,12 @@ class TraceLearner:
             ``feedback_seed``: the same matrix in every epoch and after a resume). OSTL: symmetric.
     """
 
-    def __init__(self, model: nn.Module, method: str, *, feedback: str = "symmetric", feedback_seed: int = 0) -> None:
+    def __init__(self, model: Any, method: str, *, feedback: str = "symmetric", feedback_seed: int = 0) -> None:
         if method not in TRACE_METHODS:
             raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")
         if feedback not in FEEDBACKS:
             raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
-        if method == "ostl" and feedback != "symmetric":
-            raise ValueError("OSTL back-propagates the error through the layers (symmetric); feedback='random' is e-prop's")
-        check_trace_model(model, method)
+        check_trace_model(model, method, feedback)
         self.model = model
         self.method = method
         self.layers: list[ALIF] = list(model.layers)  # type: ignore[arg-type]
@@ -199,9 +199,9 @@ class TraceLearner:
         decay = self.readout_traces.decay()
         traces = self.layer_traces[0]
         assert decay is not None and traces.eligibility is not None
-        leaky_filter_(self.filtered[0], decay.view(1, -1, 1, 1), traces.eligibility.unsqueeze(1))
+        leaky_filter_(self.filtered[0], decay.view(1, -1, 1, 1), traces.eligibility.unsqueeze(1))  # type: ignore[arg-type]
         tau_m, tau_a = traces.time_constant_eligibility()
-        leaky_filter_(self.filtered[1], decay.view(1, -1, 1), tau_m.unsqueeze(1))
+        leaky_filter_(self.filtered[1], decay.view(1, -1, 1), tau_m.unsqueeze(1))  # type: ignore[arg-type]
         if self.filtered[2] is not None:
             leaky_filter_(self.filtered[2], decay.view(1, -1, 1), tau_a.unsqueeze(1))
 
@@ -241,7 +241,7 @@ class TraceLearner:
             self._accumulate_layer(traces, signal)
             if index > 0:
                 layer = traces.layer
-                alpha = torch.exp(-layer.dt / layer.tau_membrane.detach().clamp(min=layer.dt / 100.0))
+                alpha = alif_decay(layer.tau_membrane.detach(), layer.dt)
                 assert traces.slope is not None
                 signal = (signal * traces.slope * (1.0 - alpha)) @ layer.input_weight.weight.detach()
 

@@ -1,0 +1,74 @@
+"""``fptt eval``: rebuild a saved model from its config and evaluate it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
+from .argtypes import positive_int
+from .common import UsageError, add_common
+
+__all__ = ["register", "run"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a saved run or checkpoint",
+                                   description="Rebuild a saved model from its config and evaluate it.")
+    evaluate.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    evaluate.add_argument("--split", choices=EVAL_SPLITS,
+                          help="split to evaluate (default the run's evaluation split)")
+    evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH, default="average",
+                          help="FPTT runs: the running average W̄ (default) or the weights W")
+    evaluate.add_argument("--which", choices=CHECKPOINTS, default="last", help="checkpoint of a run folder")
+    evaluate.add_argument("--max-batches", type=positive_int, help="at most N batches")
+    evaluate.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    evaluate.add_argument("--data-dir", help="dataset root, if it moved since training")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--export", metavar="FILE",
+                          help="also save the evaluated weights (W̄ by default) as a plain state_dict to FILE")
+    add_common(evaluate)
+    evaluate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from ..run.build import build_dataset, default_eval_split, export_state_dict, load_model
+    from ..run.trainer import evaluation_rng
+    from ..training.engine import evaluate
+
+    try:
+        config, model, payload, used = load_model(args.path, device=args.device, which=args.which,
+                                                  weights=args.with_)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    if args.with_ == "average" and used != "average" and not args.quiet:
+        print(f"note: a {config.method} run has no running average; evaluating the weights", file=sys.stderr)
+    if args.export:
+        export_state_dict(model, config, payload, used, Path(args.export))
+        if not args.quiet:
+            print(f"exported the {'averaged weights W̄' if used == 'average' else 'weights W'} to {args.export} "
+                  f"(a plain state_dict; config in {args.export}.config.json)", file=sys.stderr)
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    split = args.split or default_eval_split(config)
+    dataset = build_dataset(config, split)
+    size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)
+    loader = DataLoader(dataset, batch_size=size, shuffle=False)
+    device = next(model.parameters()).device
+    with evaluation_rng(config.seed, device):
+        metrics = evaluate(model, loader, max_batches=args.max_batches,
+                           progress=(not args.quiet) and sys.stderr.isatty())
+    result = {"checkpoint_epoch": payload["epoch"], "split": split, "with": used, **metrics.to_dict()}
+    result.pop("extra", None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{config.task} {config.method} (epoch {payload['epoch']}, {result['with']}) on {split}: "
+              f"loss {metrics.loss:.4f}  {metrics.samples} samples  {metrics.seconds:.1f}s")
+        # the score alone on the last line, for scripts: `fptt eval RUN | tail -1`
+        print(f"accuracy {metrics.accuracy:.6f}" if metrics.accuracy is not None else f"mse {metrics.mse:.6f}")
+    return 0

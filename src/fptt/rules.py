@@ -1,0 +1,94 @@
+"""The rules on values that the library and the run configuration share, each written once.
+
+No torch import: :class:`~fptt.run.config.TrainConfig` checks itself with these before the library
+is loaded. Every check raises ``ValueError`` naming the value (the configuration turns it into a
+``ConfigError``) and returns the value normalised.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from .vocabulary import BASELINE_CELLS, METHODS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS
+
+__all__ = ["is_number", "check_alpha", "check_beta", "check_clip", "check_window", "TRACE_REQUIREMENTS",
+           "check_trace_settings"]
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, but not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_alpha(alpha: Any, name: str = "alpha") -> float:
+    """FPTT's regularizer strength α: a finite number > 0 (THEORY.md §3)."""
+    if not is_number(alpha) or not (alpha > 0.0 and math.isfinite(alpha)):
+        raise ValueError(f"{name} must be a positive finite number, got {alpha!r} "
+                         "(it divides β/α in the running-average update)")
+    return float(alpha)
+
+
+def check_beta(beta: Any, name: str = "beta") -> float:
+    """FPTT's running-average rate β: a number in [0, 1] (THEORY.md §3)."""
+    if not is_number(beta) or not 0.0 <= beta <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {beta!r}")
+    return float(beta)
+
+
+def check_clip(clip: Any, name: str = "clip_grad_norm") -> Optional[float]:
+    """A total-norm gradient clip: ``None`` (no clipping) or a finite number > 0."""
+    if clip is None:
+        return None
+    if not is_number(clip) or not (clip > 0.0 and math.isfinite(clip)):
+        raise ValueError(f"{name} must be a positive finite number, got {clip!r} (or None: no clipping)")
+    return float(clip)
+
+
+def check_window(k: Any, update_points: Any, seq_len: Optional[int] = None, *, method: Optional[str] = None,
+                 where: Optional[str] = None) -> None:
+    """The update windows (THEORY.md §3.1): ``k`` steps per update or ``update_points`` updates per
+    sequence, not both; each a positive int no longer than ``seq_len`` steps (when known; ``where``
+    names that length in the message, default "the sequence length (T)"); ``method="online"``
+    updates at every step (k = 1)."""
+    if k is not None and update_points is not None:
+        raise ValueError("give either k (steps per update) or update_points (updates per sequence), not both")
+    for name, value in (("k", k), ("update_points", update_points)):
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if seq_len is not None and value > seq_len:
+            raise ValueError(f"{name} ({value}) cannot exceed {where or f'the sequence length ({seq_len})'}")
+    if method == "online" and (k not in (None, 1) or update_points is not None):
+        raise ValueError("method online updates at every step (k = 1); use tbptt for longer windows")
+
+
+# what e-prop and OSTL need of a network (their traces exist for ALIF/LIF layers read out through a
+# fixed or linear readout of the spikes, without a layer norm); the configuration also uses these
+# values in place of task defaults and presets that conflict with them (never in place of the user's)
+TRACE_REQUIREMENTS: dict[str, Any] = {"readout": TRACE_READOUTS[0], "readout_from": "spikes", "norm": "none"}
+
+
+def check_trace_settings(method: str, *, model: str, readout: str, readout_from: str, norm: str, layers: int,
+                         feedback: str = "symmetric", distributed: bool = False) -> None:
+    """What e-prop/OSTL (``method``) can train: the settings of a configuration, or those read off a
+    built network (:func:`fptt.training.traces.learner.check_trace_model`)."""
+    if model not in TRACE_NEURONS:
+        others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
+        why = "is not a spiking network" if model in BASELINE_CELLS else f"neuron's liquid gates have no {method} derivation"
+        raise ValueError(f"method {method} needs ALIF or LIF layers (--model {' or '.join(TRACE_NEURONS)}): the {model} "
+                         f"model {why}; a {model} model trains with {others}")
+    if readout not in TRACE_READOUTS:
+        raise ValueError(f"method {method} needs readout {' or '.join(repr(r) for r in TRACE_READOUTS)} "
+                         f"(--readout {' or '.join(TRACE_READOUTS)}), got {readout!r}")
+    if readout_from != "spikes":
+        raise ValueError(f"method {method} needs readout_from='spikes' (--readout-from spikes), got {readout_from!r}")
+    if norm != "none":
+        raise ValueError(f"method {method} needs norm='none' (--norm none): a layer norm couples the neurons of a layer")
+    if method == "eprop" and layers != 1:
+        raise ValueError(f"method 'eprop' trains one recurrent layer (Bellec et al.), got {layers}: "
+                         "use method 'ostl' for deeper networks")
+    if method == "ostl" and feedback != "symmetric":
+        raise ValueError("OSTL back-propagates the error through the layers (symmetric); feedback='random' is e-prop's")
+    if distributed:
+        raise ValueError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
