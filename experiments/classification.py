@@ -136,6 +136,15 @@ _ALIF = _U + ["--epochs", "30", "--model", "alif", "--method", "bptt", "--initia
 define("m1d30_alif_bptt_fixed_lr1e-2", "mnist1d", _ALIF + ["--readout", "fixed", "--lr", "1e-2"], _E)
 define("m1d30_alif_bptt_liquid_lr1e-2", "mnist1d", _ALIF + ["--readout", "liquid", "--lr", "1e-2"], _E)
 
+# ---- ALIF at the task default (TASK_MODEL_REGIMES), every method: e-prop and OSTL need the fixed
+# readout, so the comparison is on that network; BPTT and FPTT also with the default liquid readout
+_H = "alif-methods-mnist1d"
+define("a1d_alif_bptt", "mnist1d", ["--model", "alif", "--method", "bptt"], _H)
+define("a1d_alif_fptt", "mnist1d", ["--model", "alif"], _H)
+for _method in ("eprop", "ostl", "fptt", "bptt", "online"):
+    define(f"a1d_alif_fixed_{_method}", "mnist1d", ["--model", "alif", "--readout", "fixed", "--method", _method], _H)
+define("f1d_ltc_fptt_sigma0.6", "mnist1d", ["--surrogate-sigma", "0.6"], _D)
+
 # ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
 _S = "smnist196-weighting"
 define("s196_default", "smnist196", [], _S)

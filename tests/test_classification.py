@@ -129,3 +129,14 @@ def test_alif_time_constants_and_surrogate_width_from_the_config():
         TrainConfig(model="alif", tau_membrane=[0.5, 1.0]).validate()
     with pytest.raises(ConfigError, match="surrogate_sigma"):
         TrainConfig(surrogate_sigma=0.0).validate()
+
+
+def test_task_specific_model_regime_and_trace_methods_taking_the_fixed_readout():
+    from fptt.run.config import resolve_config
+
+    alif = resolve_config({}, {"task": "mnist1d", "model": "alif"})
+    assert alif.tau_membrane == [3.0, 1.0] and alif.readout == "liquid" and alif.lr == 1e-2
+    assert alif.weighting == "uniform"  # the task's own default stays
+    eprop = resolve_config({}, {"task": "mnist1d", "model": "alif", "method": "eprop"})
+    assert eprop.readout == "fixed" and eprop.tau_membrane == [3.0, 1.0]
+    assert resolve_config({}, {"task": "smnist", "model": "alif"}).tau_membrane is None  # only where measured

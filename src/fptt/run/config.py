@@ -357,10 +357,10 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     task = flag_values.get("task", file_values.get("task", TrainConfig.task))
     preset = flag_values.get("preset", file_values.get("preset"))
     model = flag_values.get("model", file_values.get("model", TASK_DEFAULTS.get(task, {}).get("model", TrainConfig.model)))
-    defaults: dict[str, Any] = model_defaults(TASK_DEFAULTS.get(task, {}), model)
+    defaults: dict[str, Any] = model_defaults(TASK_DEFAULTS.get(task, {}), model, task)
     if preset is not None:
         try:
-            defaults.update(model_defaults(preset_values(preset, task), model))
+            defaults.update(model_defaults(preset_values(preset, task), model, task))
         except ValueError as error:
             raise ConfigError(str(error)) from None
     method = flag_values.get("method", file_values.get("method", defaults.get("method", TrainConfig.method)))
