@@ -125,7 +125,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # epochs. With the linear weighting FPTT k = 1 stayed near 55 % in 10 epochs; with the uniform
     # one it reached 70 % in 10 and 88 % in 30 (validation, docs/RESULTS.md §1): under k = 1 the
     # state is trained only by each step's own loss, so every step must be asked for the class
-    "mnist1d": {"weighting": "uniform", "schedule": "cosine", "epochs": 30},
+    # The surrogate's width σ = 0.6 (twice the default): 59 % against 53 % at 10 epochs (linear
+    # weighting), 89.6 % against 88.0 % at 30 (this default), seed 0, validation.
+    "mnist1d": {"weighting": "uniform", "schedule": "cosine", "epochs": 30, "surrogate_sigma": 0.6},
     "smnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0, "schedule": "step"},
     "psmnist": {"optimizer": "adamax", "lr": 3e-3, "hidden": [256], "clip": 1.0, "schedule": "step"},
     "dvsgesture": {"optimizer": "adamax", "lr": 3e-3, "hidden": [512], "schedule": "cosine"},
