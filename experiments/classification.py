@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,15 @@ define("a1d_alif_bptt", "mnist1d", ["--model", "alif", "--method", "bptt"], _H)
 define("a1d_alif_fptt", "mnist1d", ["--model", "alif"], _H)
 for _method in ("eprop", "ostl", "fptt", "bptt", "online"):
     define(f"a1d_alif_fixed_{_method}", "mnist1d", ["--model", "alif", "--readout", "fixed", "--method", _method], _H)
+# the same ALIF network (fixed readout) at the library's default lr 3e-3 for every method, 5 epochs (cosine
+# over 5): e-prop and OSTL at the task's ALIF lr 1e-2 stayed near chance (a1d_alif_fixed_eprop/ostl), and
+# at 77 s per epoch there was no budget for their own lr grid
+_I = "alif-methods5-mnist1d"
+for _method in ("eprop", "ostl", "fptt", "online", "bptt"):
+    define(f"a1d5_alif_fixed_{_method}", "mnist1d", ["--model", "alif", "--readout", "fixed", "--method", _method,
+                                                      "--lr", "3e-3", "--epochs", "5"], _I)
+define("a1d5_alif_fixed_bptt_lr1e-2", "mnist1d", ["--model", "alif", "--readout", "fixed", "--method", "bptt",
+                                                  "--epochs", "5"], _I)
 define("f1d_ltc_fptt_sigma0.6", "mnist1d", ["--surrogate-sigma", "0.6"], _D)  # ran at σ = 0.3 default
 
 # ---- S-MNIST-196 on MNIST-10k: does the MNIST-1D finding (uniform weighting) carry over?
@@ -299,7 +309,7 @@ def compare(stems: list[str], epochs: Optional[int] = None) -> str:
     family's median clock), the test accuracy (read once per run), and the firing rate."""
     families = {}
     for stem in stems:
-        names = sorted(name for name in RUNS if name == stem or name.startswith(stem + "_s"))
+        names = sorted(name for name in RUNS if name == stem or re.fullmatch(re.escape(stem) + r"_s\d+", name))
         results = [(name, load(name)) for name in names]
         families[stem] = [(name, result) for name, result in results if result and result["rows"]]
     common = epochs or min((len(r["rows"]) for runs in families.values() for _, r in runs), default=0)
