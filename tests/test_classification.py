@@ -48,12 +48,13 @@ def _sign_task(samples: int = 256, steps: int = 12) -> tuple[torch.Tensor, torch
     return x, (x.sum(dim=(1, 2)) > 0).long()
 
 
-@pytest.mark.parametrize("method,k", [("fptt", 1), ("bptt", None), ("tbptt", 4), ("online", 1)])
-def test_every_back_propagating_engine_trains_a_gru(method, k):
+@pytest.mark.parametrize("method,k,cell", [("fptt", 1, "gru"), ("bptt", None, "gru"), ("tbptt", 4, "gru"),
+                                           ("online", 1, "gru"), ("fptt", 1, "lstm"), ("bptt", None, "lstm")])
+def test_every_back_propagating_engine_trains_the_baselines(method, k, cell):
     torch.manual_seed(0)
     x, y = _sign_task()
     batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32)]
-    model = RecurrentBaseline(1, 16, 2, cell="gru")
+    model = RecurrentBaseline(1, 16, 2, cell=cell)
     inner = torch.optim.Adam(model.parameters(), lr=1e-2)
     optimizer = FPTT(inner, alpha=0.1) if method == "fptt" else inner
     before = evaluate(model, batches).loss
