@@ -54,9 +54,7 @@ def _uses_bundled_mnist(config: TrainConfig) -> bool:
 def default_eval_split(config: TrainConfig) -> str:
     """``validation`` when the config carves one from the training data (``validation_samples``);
     else ``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
-    if config.validation_samples:
-        return "validation"
-    return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
+    return "validation" if config.validation_samples else final_split(config)
 
 
 def final_split(config: TrainConfig) -> str:
