@@ -151,9 +151,10 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
     steps = [point["step"] for point in result["curve"]]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     top.plot(steps, [100 * point["accuracy"] for point in result["curve"]])
-    top.axvline(drift_step, color="red", linestyle="--", linewidth=1, label="permutation changes")
+    if drift_step < result["config"]["steps"]:  # --drift-at 1: no drift, no line
+        top.axvline(drift_step, color="red", linestyle="--", linewidth=1, label="permutation changes")
+        top.legend(loc="lower right")
     top.set_ylabel("online accuracy (%)")
-    top.legend(loc="lower right")
     bottom.plot(steps, [point["rss_mb"] for point in result["curve"]], color="tab:green")
     bottom.set_ylabel("process RSS (MB)")
     bottom.set_xlabel("stream time step")
