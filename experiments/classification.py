@@ -200,10 +200,11 @@ def run_one(name: str) -> str:
         return f"{name}: done before"
     args = command(name)
     shutil.rmtree(run_dir(name), ignore_errors=True)
+    commit = git_commit()  # the code the run starts with
     started = time.time()
     process = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     target.mkdir(parents=True, exist_ok=True)
-    (target / "command.txt").write_text(" ".join(["fptt", *args[1:]]) + f"\n# git {git_commit()}, exit "
+    (target / "command.txt").write_text(" ".join(["fptt", *args[1:]]) + f"\n# git {commit} at the start, exit "
                                         f"{process.returncode}, {time.time() - started:.0f} s wall\n")
     if process.returncode != 0:
         (target / "error.txt").write_text(process.stdout[-4000:] + process.stderr[-4000:])
