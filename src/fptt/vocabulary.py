@@ -9,8 +9,8 @@ validate against the tuples here.
 from __future__ import annotations
 
 __all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS",
-           "INITIAL_STATES",
-           "RESETS", "METHODS", "TRACE_METHODS", "TRACE_NEURONS", "TRACE_READOUTS", "FEEDBACKS", "WEIGHTINGS", "LOSSES",
+           "INITIAL_STATES", "RESETS", "METHODS", "TRACE_METHODS", "FIXED_TAU_NEURONS", "TRACE_NEURONS", "TRACE_READOUTS",
+           "FEEDBACKS", "WEIGHTINGS", "LOSSES",
            "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
            "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "SPLITS", "EVAL_SPLITS", "CHECKPOINTS",
            "BENCHMARKS",
@@ -31,7 +31,8 @@ METHODS = ("fptt", "bptt", "tbptt", "online", "eprop", "ostl")
 # methods whose gradient is computed forward in time by eligibility traces (fptt.training.traces.learner):
 # they train ALIF/LIF layers with a fixed or linear readout of the spikes, without a layer norm
 TRACE_METHODS = ("eprop", "ostl")
-TRACE_NEURONS = ("alif", "lif")
+FIXED_TAU_NEURONS = ("alif", "lif")  # fixed-but-learnable per-neuron time constants (--tau-membrane)
+TRACE_NEURONS = FIXED_TAU_NEURONS
 TRACE_READOUTS = ("fixed", "linear")
 FEEDBACKS = ("symmetric", "random")  # e-prop's feedback matrix B: W_o, or fixed random
 WEIGHTINGS = ("linear", "uniform", "last")

@@ -22,6 +22,7 @@ from ..vocabulary import (
     CONV_LAYER_PATTERN,
     EVAL_WITH,
     FEEDBACKS,
+    FIXED_TAU_NEURONS,
     INITIAL_STATES,
     LOGGERS,
     LOSS_STEPS,
@@ -229,7 +230,7 @@ class TrainConfig:
             if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
                     _is_number(v) and 0 <= v < math.inf for v in value) and value[0] >= 1):
                 raise ConfigError(f"{key} must be [mean, std] in steps with mean >= 1 and std >= 0, got {value!r}")
-            if value is not None and self.model not in ("alif", "lif"):
+            if value is not None and self.model not in FIXED_TAU_NEURONS:
                 raise ConfigError(f"{key} sets the fixed-but-learnable time constants of ALIF/LIF, not of {self.model}")
         if self.chrono_tau is not None and self.chrono_tau != "seq_len" and not (
                 _is_number(self.chrono_tau) and 2 < self.chrono_tau < math.inf):
