@@ -53,9 +53,9 @@ def test_quick_speed_benchmark_writes_json_with_raw_timings_and_targets(tmp_path
     assert (tmp_path / "speed_quick.md").read_text().startswith("# Speed")
     _check_machine(saved)
     raw = saved["step"]["raw_seconds_per_step"]
-    assert set(raw) == {"fptt", "fptt_fused", "floor", "naive", "nograd_forward"}
+    assert set(raw) == {"fptt", "fptt_fused", "fptt_default", "floor", "naive", "nograd_forward"}
     assert all(len(values) == saved["step"]["rounds"] and min(values) > 0 for values in raw.values())
-    assert set(saved["epoch"]["extrapolated_epoch_seconds"]) >= {"fptt_k1", "fptt_k1_fused", "bptt"}
+    assert set(saved["epoch"]["extrapolated_epoch_seconds"]) >= {"fptt_k1", "fptt_k1_fused", "bptt", "bptt_fused"}
     assert saved["scaling"]["hidden"] and saved["scaling"]["batch"]
     assert len(saved["targets"]) == 5 and all(line.startswith("TARGET") for line in saved["targets"])
 
@@ -117,3 +117,36 @@ def test_naive_fptt_baseline_matches_the_optimizer_wrapper():
     speed_bench.naive_fptt_sequence(naive, x, y, torch.optim.SGD(naive.parameters(), lr=0.05), averages, lambdas)
     for a, b in zip(fast.parameters(), naive.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_quick_throughput_benchmark_times_fptt_bptt_and_the_peers_in_one_run(tmp_path):
+    from fptt.bench import throughput as throughput_bench
+
+    throughput_bench.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    saved = json.loads((tmp_path / "throughput_quick.json").read_text())
+    _check_machine(saved)
+    assert (tmp_path / "throughput_quick.md").read_text().startswith("# Throughput at the classification batch")
+    names = set(saved["samples_per_second"])
+    assert {"ltc_fptt_k1", "ltc_fptt_k1_exact", "ltc_bptt", "ltc_bptt_exact", "lif_bptt"} <= names
+    try:
+        import snntorch  # noqa: F401
+        assert "snntorch_bptt" in names
+    except ImportError:  # pragma: no cover - the interop extra is missing
+        assert any("snntorch_bptt" in note for note in saved["notes"])
+    assert all(len(v) == saved["shape"]["rounds"] and min(v) > 0 for v in saved["raw_seconds_per_batch"].values())
+    assert saved["configs"]["ltc_fptt_k1"]["fused"] is True and saved["configs"]["ltc_fptt_k1_exact"]["fused"] is False
+    assert saved["configs"]["ltc_bptt"]["method"] == "bptt" and saved["configs"]["ltc_fptt_k1"]["optimizer"] == "adamax"
+
+
+def test_quick_compile_benchmark_measures_a_cold_and_a_warm_start_in_fresh_processes(tmp_path):
+    from fptt.bench import compile as compile_bench
+
+    compile_bench.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    saved = json.loads((tmp_path / "compile_quick.json").read_text())
+    _check_machine(saved)
+    assert [run["cache"] for run in saved["runs"]] == ["cold", "warm", "warm"]
+    assert all(run["compiled"] for run in saved["runs"])
+    # the cold start compiles, the warm ones load: the first fused step is slower with an empty cache
+    cold, warm = saved["compile_seconds"]["cold"], saved["compile_seconds"]["warm"]
+    assert cold > warm > 0
+    assert (tmp_path / "compile_quick.md").read_text().startswith("# Compile time and payback")

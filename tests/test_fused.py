@@ -137,6 +137,43 @@ def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
     assert isinstance(optimizer, FPTT) and optimizer.fused is True and optimizer._fused is not None
 
 
+@pytest.mark.parametrize("max_batches, expected", [(2, False), (40, True)])
+def test_fptt_train_fuses_by_the_planned_length_of_the_run(tmp_path, max_batches: int, expected: bool) -> None:
+    """Unset, ``fused`` is resolved when the Trainer starts: on for a run of at least
+    FUSE_AFTER_STEPS time steps (here 40 batches x 100 steps), off below; a flag wins; the resolved
+    value is what config.json records, so that --resume runs the same path."""
+    from fptt.rules import FUSE_AFTER_STEPS
+    from fptt.run.config import TrainConfig
+    from fptt.run.trainer import Trainer
+
+    assert 2 * 100 < FUSE_AFTER_STEPS <= 40 * 100
+    config = TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8])
+    trainer = Trainer(config, tmp_path / "run", log=None)
+    assert trainer.config.fused is expected
+    assert trainer.model.layers[0].fused is expected and trainer.optimizer.fused is expected
+    assert trainer.fused_note.startswith(f"{100 * max_batches:,} planned training steps")
+    chosen = Trainer(TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8],
+                                 fused=not expected), tmp_path / "flag", log=None)
+    assert chosen.optimizer.fused is (not expected)
+
+
+@pytest.mark.slow
+def test_without_a_cpp_compiler_fptt_train_says_so_in_one_line_and_trains(tmp_path) -> None:
+    """The real failure, end to end: a compiler that does not exist, an empty compile cache."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "fptt.cli", "train", "--task", "add", "--seq-len", "10",
+                           "--max-batches", "2", "--epochs", "1", "--batch-size", "8", "--hidden", "8", "--fused",
+                           "--run-dir", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "torch.compile is unavailable" in line]
+    assert len(lines) == 1 and "C++ compiler" in lines[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
 # --------------------------------------------------------------------------- fused LTC dynamics
 from fptt.models import SpikingRNN  # noqa: E402
 from fptt.neurons.functional import LTCParameters, NeuronState, ltc_step  # noqa: E402
@@ -218,7 +255,7 @@ def test_a_compiled_fused_network_trains_like_the_plain_one(method: str) -> None
         models.append(model)
     for a, b in zip(*(m.parameters() for m in models)):
         torch.testing.assert_close(b, a, **TOL)
-    assert models[1].layers[0].dynamics_kernels.backward.compiled
+    assert models[1].layers[0].fusion.kernels.backward.compiled
     pickle.loads(pickle.dumps(models[1]))  # compiled callables are dropped and rebuilt on use
 
 
@@ -229,28 +266,119 @@ def test_an_ltc_cell_with_fused_dynamics_matches_the_plain_reference_loop(reset:
     except ImportError:  # pragma: no cover - tests/ imported as a package
         from tests.test_neurons import make_cell, run_against_reference
 
+    from fptt.neurons.kernels import FusedDynamics
+
     cell = make_cell("ltc", reset=reset, adaptation_strength=1.8, initial_membrane="random")
-    cell.dynamics_kernels = LTCDynamicsKernels(compile=False)
+    cell.fusion = FusedDynamics("eager", "LTC")
+    assert cell.fusion.kernels_now(cell.spike_fn) is not None
     assert run_against_reference(cell) > 0.01
 
 
-def test_a_failed_compilation_warns_once_and_runs_the_same_function_eagerly(monkeypatch) -> None:
-    from fptt.compiled import LazyCompiled
-
+def _break_the_compiler(monkeypatch) -> None:
     def broken(fn, **options):
         def run(*args, **kwargs):
             raise RuntimeError("no C++ compiler\nsecond line")
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr("fptt.compiled._reported_failure", False)
+
+
+def test_a_failed_compilation_logs_one_line_and_runs_the_same_function_eagerly(monkeypatch, caplog) -> None:
+    from fptt.compiled import LazyCompiled
+
+    _break_the_compiler(monkeypatch)
     double = LazyCompiled(lambda t: 2 * t, name="double")
-    with pytest.warns(RuntimeWarning, match=r"double: torch.compile failed \(RuntimeError: no C\+\+ compiler\)"):
+    triple = LazyCompiled(lambda t: 3 * t, name="triple")
+    with caplog.at_level("WARNING", logger="fptt"):
         assert double(torch.ones(2)).tolist() == [2.0, 2.0]
-    assert not double.compiled
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        assert triple(torch.ones(1)).tolist() == [3.0]  # a second failure is not reported again
         assert double(torch.ones(1)).tolist() == [2.0]
+    assert double.failed and not double.compiled and triple.failed
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("fptt: torch.compile is unavailable here (RuntimeError: no C++ compiler)")
+
+
+@pytest.mark.parametrize("fused", [True, "auto"])
+def test_without_a_compiler_the_fused_paths_fall_back_to_the_exact_ones(monkeypatch, fused: bool | str) -> None:
+    """Same network, data and seed: where compiling fails, training equals the exact path's, and
+    both the optimizer and the LTC layers stay on the exact path afterwards."""
+    from fptt.training.engine import train_epoch
+
+    _break_the_compiler(monkeypatch)
+    data = [(torch.rand(4, 5, 3, dtype=D), torch.randint(0, 2, (4,)))]
+    models, opts = [], []
+    for mode in (False, fused):
+        torch.manual_seed(0)
+        model = SpikingRNN(3, [6], 2, fused=mode).to(D)
+        opt = FPTT(torch.optim.Adamax(model.parameters(), lr=1e-2), fused=mode)
+        for layer in model.layers:
+            layer.fusion.policy.after = 2
+        opt._fuse_policy.after = 2
+        train_epoch(model, data * 2, opt, method="fptt", k=1)
+        models.append(model)
+        opts.append(opt)
+    for a, b in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(b, a, **TOL)
+    assert opts[1]._fused.kernel.failed and models[1].layers[0].fusion.kernels.failed
+    assert models[1].layers[0].fusion.kernels_now(models[1].layers[0].spike_fn) is None
+
+
+def test_auto_runs_the_exact_path_first_then_the_compiled_one() -> None:
+    from fptt.compiled import FusePolicy
+
+    policy = FusePolicy("auto", after=3)
+    assert [policy.use_fused() for _ in range(5)] == [False, False, False, True, True]
+    evaluation = FusePolicy("auto", after=1)
+    assert [evaluation.use_fused(training=False) for _ in range(3)] == [False] * 3  # not counted
+    assert evaluation.use_fused() is False and evaluation.use_fused(training=False) is True
+    assert FusePolicy(True).use_fused() and not FusePolicy(False).use_fused() and FusePolicy("eager").use_fused()
+
+
+def test_auto_is_the_default_and_switches_the_optimizer_and_the_layers(monkeypatch) -> None:
+    from fptt.training.engine import train_epoch
+
+    model = SpikingRNN(3, [6], 2).to(D)
+    opt = FPTT(torch.optim.Adam(model.parameters(), lr=1e-2))
+    assert opt.fused == "auto" and model.layers[0].fused == "auto" and opt._fused is not None
+    calls = []
+    original = type(opt._fused).__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(opt._fused), "__call__", counting)
+    opt._fuse_policy.after = model.layers[0].fusion.policy.after = 4
+    model.layers[0].fusion.kernels = LTCDynamicsKernels(compile=False)
+    opt._fused.kernel.eager = True
+    train_epoch(model, [(torch.rand(2, 6, 3, dtype=D), torch.randint(0, 2, (2,)))], opt, method="fptt", k=1)
+    assert len(calls) == 2  # updates 5 and 6 of 6
+    layer = model.layers[0]
+    assert layer.fusion.policy.steps == 4 and layer.fusion.kernels_now(layer.spike_fn) is not None
+    assert layer.fusion.kernels_now(torch.sigmoid) is None  # "auto" keeps the exact path for a plain function
+    layer.fusion.mode = True
+    with pytest.raises(TypeError, match="need a fptt.surrogate.Surrogate"):  # True/"eager" refuse it
+        layer.fusion.kernels_now(torch.sigmoid)
+    # an inner optimizer without a fused kernel: "auto" stays exact, True refuses
+    assert FPTT(torch.optim.RMSprop(model.parameters()))._fused is None
+
+
+def test_the_compile_cache_lives_under_the_user_cache_unless_torch_is_told(monkeypatch, tmp_path) -> None:
+    from fptt.compiled import compile_cache_dir
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FPTT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache_dir() == tmp_path / "xdg" / "fptt" / "torchinductor"
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    assert cache_dir() == str(tmp_path / "xdg" / "fptt" / "torchinductor")  # torch reads the same place
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("FPTT_CACHE_DIR", str(tmp_path / "project"))
+    assert compile_cache_dir() == tmp_path / "project" / "torchinductor"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -273,10 +401,9 @@ def test_a_conv_ltc_layer_with_fused_dynamics_equals_the_plain_one() -> None:
     from fptt.neurons.conv import ConvLTC
 
     results = []
-    for kernels in (None, LTCDynamicsKernels(compile=False)):
+    for fused in (False, "eager"):
         torch.manual_seed(0)
-        layer = ConvLTC(2, "4c3", (6, 6)).to(D)
-        layer.dynamics_kernels = kernels
+        layer = ConvLTC(2, "4c3", (6, 6), fused=fused).to(D)
         x = torch.rand(3, 2, 6, 6, dtype=D)
         state = layer.init_state(3)
         outputs = []

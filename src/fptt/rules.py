@@ -92,3 +92,16 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
         raise ValueError("OSTL back-propagates the error through the layers (symmetric); feedback='random' is e-prop's")
     if distributed:
         raise ValueError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
+
+
+#: Training steps after which ``fused="auto"`` switches to the compiled kernels
+#: (:mod:`fptt.compiled`): the warm-cache compile time (≈ 3 s for an LTC network and its FPTT
+#: update on 2 CPU threads) over the saving per step (≈ 1 ms at H = 256, B = 128), both measured
+#: in docs/PERFORMANCE.md ("Fast by default").
+FUSE_AFTER_STEPS = 3000
+
+
+def plans_to_fuse(planned_steps: int) -> bool:
+    """The rule of ``fused="auto"`` for a run of known length: compile when it has at least
+    :data:`FUSE_AFTER_STEPS` training steps (time steps summed over every batch of every epoch)."""
+    return planned_steps >= FUSE_AFTER_STEPS

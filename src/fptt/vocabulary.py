@@ -50,7 +50,7 @@ CONV_GATES = ("sum", "concat")  # conv LTC gates over d + u (the reference) or [
 SPLITS = ("train", "test", "heldout")  # a dataset's splits (heldout: the bundled MNIST-10k's 2,000 images)
 EVAL_SPLITS = ("train", "validation", "test", "heldout")  # fptt eval --split (validation: carved from train)
 CHECKPOINTS = ("last", "best")  # which checkpoint of a run folder (fptt eval/export --which)
-BENCHMARKS = ("memory", "speed", "peers")  # fptt bench: modules of fptt.bench
+BENCHMARKS = ("memory", "speed", "peers", "throughput", "compile")  # fptt bench: modules of fptt.bench
 # a conv LTC layer: "<channels>c<kernel>[p<pool>]" (e.g. "64c7", "32c3p1"); parsed by fptt.neurons.conv
 CONV_LAYER_PATTERN = r"^([1-9][0-9]*)c([1-9][0-9]*)(?:p([1-9][0-9]*))?$"
 

@@ -3,8 +3,9 @@
 One recurrent LIF network of the same size for everyone (input 1 → H recurrent LIF → 10 outputs,
 k = 1: an update at every step, Adamax, α = 0.1), trained on the same random sequences:
 
-* ``fptt`` / ``fptt_fused``: :func:`fptt.train_epoch` with ``FPTT(Adamax)`` (exact and
-  ``fused=True``) on a ``SpikingRNN(neuron="lif")``;
+* ``fptt`` / ``fptt_fused``: :func:`fptt.train_epoch` with ``FPTT(Adamax)`` (``fused=False``, the
+  exact path, and ``fused=True``, what runs of at least ``FUSE_AFTER_STEPS`` steps use by default)
+  on a ``SpikingRNN(neuron="lif")``;
 * ``reference_loop``: :func:`fptt.bench.speed.naive_fptt_sequence` on the same model, the paper
   code's loop re-typed from its equations (the regularizer as an autograd expression, the
   post-update one parameter at a time in Python);

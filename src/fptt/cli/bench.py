@@ -10,7 +10,7 @@ __all__ = ["register", "run"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="memory, speed and peer benchmarks", description=(
+    bench = commands.add_parser("bench", help="memory, speed, peer, throughput and compile-time benchmarks", description=(
         "Run a benchmark of fptt.bench; the arguments after the benchmark's name are its own "
         "(`fptt bench memory --help`)."))
     bench.add_argument("benchmark", choices=BENCHMARKS)

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..rules import FUSE_AFTER_STEPS
 from .argtypes import positive_float, positive_int
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError, add_common, log_function
 
@@ -116,8 +117,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     fptt.add_argument("--reset-lambda", action=argparse.BooleanOptionalAction, default=s,
                       help="FPTT: also zero λ when loading the average (default off)")
     fptt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=s,
-                      help="FPTT: regularizer, inner step and post-update as one compiled pass per parameter "
-                           "(torch.compile; the first update compiles for a few seconds; default off)")
+                      help="compiled LTC dynamics and FPTT update (torch.compile, same results to float rounding; "
+                           f"default: on when the run has >= {FUSE_AFTER_STEPS:,} training steps, which pay back the "
+                           "compile; "
+                           "falls back to the exact path where compiling is impossible)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=s, help="inner optimizer (default per task)")

@@ -18,7 +18,7 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..vocabulary import NEURONS as NEURON_NAMES
 from .functional import alif_step, ltc_step
-from .kernels import LTCDynamicsKernels
+from .kernels import FusedDynamics
 from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 
 __all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
@@ -197,19 +197,23 @@ class LTC(SpikingCell):
       c_a = log(τ_a − 1): memory spans up to τ_max steps from the first update (the "chrono"
       initialisation of Tallec & Ollivier 2018, applied to the liquid gates). Without it c = 0
       and every neuron starts with α = ρ = 1/2.
-    * ``fused=True``: everything after the gate matmuls (rates, threshold, membrane, spike, reset
-      and their backward) runs as two compiled functions (:mod:`fptt.neurons.kernels`; the first
-      step compiles for a few seconds); same results to float rounding.
+    * ``fused``: the gate matmuls and everything after them (rates, threshold, membrane, spike,
+      reset and their backward) as one autograd node around two compiled functions
+      (:mod:`fptt.neurons.kernels`); same results to float rounding. ``"auto"`` (default): the
+      exact path for the first :data:`fptt.compiled.FUSE_AFTER_STEPS` training steps, compiled
+      after (a run that short would not pay back the compile time); ``True``: compiled from the
+      first step; ``False``: never. Where ``torch.compile`` cannot run, the exact path, with one
+      logged line.
     """
 
     default_reset: Reset = "zero"
 
     def __init__(self, input_size: int, hidden_size: int, *, gate_slopes: bool = False,
-                 chrono_tau: Optional[float] = None, fixed_threshold: bool = False, fused: bool = False,
+                 chrono_tau: Optional[float] = None, fixed_threshold: bool = False, fused: bool | str = "auto",
                  **options) -> None:
         super().__init__(input_size, hidden_size, **options)
-        self.fused = bool(fused)
-        self.dynamics_kernels = LTCDynamicsKernels() if fused else None
+        self.fusion = FusedDynamics(fused, "LTC")
+        self.fused = self.fusion.mode
         if fixed_threshold and self.adaptation_strength != 0:
             raise ValueError("fixed_threshold=True has no adaptation: set adaptation_strength=0 "
                              f"(got {self.adaptation_strength})")
@@ -246,7 +250,7 @@ class LTC(SpikingCell):
             baseline_threshold=self.baseline_threshold,
             adaptation_strength=self.adaptation_strength,
             reset=self.reset,
-            kernels=self.dynamics_kernels,
+            kernels=self.fusion.kernels_now(self.spike_fn),
         )
 
 

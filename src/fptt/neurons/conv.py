@@ -25,7 +25,7 @@ from ..surrogate import SurrogateSpec, get_surrogate
 from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
 from .functional import _conv_preactivation, conv_ltc_step
-from .kernels import LTCDynamicsKernels
+from .kernels import FusedDynamics
 from .types import ConvLTCParameters, NeuronState, Reset
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
@@ -101,7 +101,7 @@ class ConvLTC(nn.Module):
         initial_membrane: str = "random",
         norm: str = "none",
         norm_scale: float = 1.0,
-        fused: bool = False,
+        fused: bool | str = "auto",
     ) -> None:
         super().__init__()
         spec = parse_conv_spec(spec)
@@ -128,8 +128,8 @@ class ConvLTC(nn.Module):
         self.adaptation_strength = float(adaptation_strength)
         self.reset = reset
         self.initial_membrane = initial_membrane
-        self.fused = bool(fused)
-        self.dynamics_kernels = LTCDynamicsKernels() if fused else None  # fptt.neurons.kernels
+        self.fusion = FusedDynamics(fused, "ConvLTC")  # fptt.neurons.kernels
+        self.fused = self.fusion.mode
         padding = spec.kernel // 2
         self.padding = padding
         self.synapse = nn.Conv2d(in_channels, spec.channels, spec.kernel, padding=padding)
@@ -182,7 +182,7 @@ class ConvLTC(nn.Module):
         return conv_ltc_step(self.input_current(x), state, self.parameters_tuple(), self.spike_fn,
                              baseline_threshold=self.baseline_threshold,
                              adaptation_strength=self.adaptation_strength, reset=self.reset,
-                             kernels=self.dynamics_kernels)
+                             kernels=self.fusion.kernels_now(self.spike_fn))
 
     def extra_repr(self) -> str:
         spec = self.spec

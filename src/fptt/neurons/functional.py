@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .kernels import LTCDynamicsKernels, ltc_dynamics
+from .kernels import LTCDynamicsKernels, ltc_dynamics, ltc_layer_dynamics
 from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState, Reset, SpikeFn
 
 __all__ = [
@@ -36,6 +36,13 @@ __all__ = [
 def _check_reset(reset: str) -> None:
     if reset not in ("zero", "subtract"):
         raise ValueError(f"reset must be 'zero' or 'subtract', got {reset!r}")
+
+
+def _check_ltc_options(reset: str, adaptive: bool, adaptation_strength: float) -> None:
+    _check_reset(reset)
+    if not adaptive and adaptation_strength != 0:
+        raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
+                         "(params.adaptation_weight is None)")
 
 
 class _Gate(torch.autograd.Function):
@@ -118,11 +125,8 @@ def ltc_update(
     runs as one compiled forward and one hand-written compiled backward (same results to float
     rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
-    _check_reset(reset)
+    _check_ltc_options(reset, adaptation_gate is not None, adaptation_strength)
     membrane, adaptation, spikes = state
-    if adaptation_gate is None and adaptation_strength != 0:
-        raise ValueError("adaptation_strength (β) must be 0 when the adaptation gate is off "
-                         "(params.adaptation_weight is None)")
     if kernels is not None:
         # the fused kernels need the surrogate object itself (its derivative), as the cells pass it
         return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,  # type: ignore[arg-type]
@@ -165,6 +169,13 @@ def ltc_step(
     α_t = σ(k_m (W_m [d_t, u_{t-1}] + c_m)) and ρ_t = σ(k_a (W_a [d_t, b_{t-1}] + c_a)).
     Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
+    if kernels is not None and params.membrane_slope is None and params.adaptation_slope is None:
+        _check_ltc_options(reset, params.adaptation_weight is not None, adaptation_strength)
+        # gates and dynamics as one autograd node (fptt.neurons.kernels.ltc_layer_dynamics)
+        return ltc_layer_dynamics(current, state, params.membrane_weight, params.membrane_bias,
+                                  params.adaptation_weight, params.adaptation_bias, spike_fn,  # type: ignore[arg-type]
+                                  kernels, baseline_threshold=baseline_threshold,
+                                  adaptation_strength=adaptation_strength, subtract=reset == "subtract")
     membrane, adaptation, _ = state
     membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                    params.membrane_slope)

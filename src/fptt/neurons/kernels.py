@@ -33,11 +33,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..compiled import LazyCompiled
+from ..compiled import FusedMode, FusePolicy, LazyCompiled, check_fused_mode
 from ..surrogate import Surrogate
 from .types import NeuronState
 
-__all__ = ["ltc_dynamics", "LTCDynamicsKernels"]
+__all__ = ["ltc_dynamics", "ltc_layer_dynamics", "LTCDynamicsKernels", "FusedDynamics"]
 
 
 def _forward(z_m: Tensor, z_a: Optional[Tensor], current: Tensor, membrane: Tensor, adaptation: Tensor,
@@ -93,9 +93,133 @@ class LTCDynamicsKernels:
         self.forward = LazyCompiled(_forward, compile=compile, name="fused LTC forward")
         self.backward = LazyCompiled(_backward, compile=compile, name="fused LTC backward")
 
+    @property
+    def failed(self) -> bool:
+        """Whether compiling either body failed (the layer then takes the exact path)."""
+        return self.forward.failed or self.backward.failed
+
+
+class FusedDynamics:
+    """An LTC layer's choice, step by step, between its fused kernels and the exact path.
+
+    ``mode`` is one of :data:`fptt.compiled.FUSED_MODES`: ``False`` never fuses, ``True``
+    compiles at the first step, ``"eager"`` runs the fused equations uncompiled, ``"auto"``
+    (the layers' default) switches to the compiled kernels after
+    :data:`fptt.compiled.FUSE_AFTER_STEPS` training steps (steps with gradients enabled).
+    After a failed compilation the exact path is used for good.
+    """
+
+    def __init__(self, mode: FusedMode, where: str) -> None:
+        self.mode = check_fused_mode(mode, where)
+        self.kernels: Optional[LTCDynamicsKernels] = LTCDynamicsKernels(compile=mode != "eager") if mode else None
+        self.policy = FusePolicy(self.mode)
+
+    def kernels_now(self, spike_fn: object) -> Optional[LTCDynamicsKernels]:
+        """The kernels this step runs with, or None for the exact path. The fused backward needs the
+        surrogate's derivative: with a spike function that is not a :class:`fptt.surrogate.Surrogate`
+        ``"auto"`` keeps the exact path and ``True``/``"eager"`` refuse it."""
+        kernels = self.kernels
+        if kernels is None or kernels.failed:
+            return None
+        if not isinstance(spike_fn, Surrogate):
+            if self.mode == "auto":
+                return None
+            raise TypeError(f"the fused LTC kernels need a fptt.surrogate.Surrogate spike function (they use its "
+                            f"derivative), got {type(spike_fn).__name__}; build the layer with fused=False")
+        return kernels if self.policy.use_fused(torch.is_grad_enabled()) else None
+
 
 def _detached(*tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
     return tuple(None if t is None else t.detach() for t in tensors)
+
+
+def _gate_forward(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """z = W [d, x] + c as two ``addmm`` on column views of W (no (B, 2H) concatenation)."""
+    width = current.shape[-1]
+    return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
+
+
+def _gate_weight_grad(grad: Tensor, current: Tensor, own: Tensor) -> Tensor:
+    """∂/∂W of W [d, x] + c: g^T [d, x], written straight into the two column blocks of one buffer."""
+    width = current.shape[-1]
+    out = grad.new_empty(grad.shape[-1], width + own.shape[-1])
+    torch.mm(grad.t(), current, out=out[:, :width])
+    torch.mm(grad.t(), own, out=out[:, width:])
+    return out
+
+
+class _LTCLayerStep(torch.autograd.Function):
+    """A whole dense LTC step after the input current as one autograd node: the two gate
+    matmuls z_m = W_m [d, u₀] + c_m and z_a = W_a [d, b₀] + c_a, then the fused dynamics.
+
+    Backward: the dynamics' compiled backward gives g_zm, g_za and the direct gradients of
+    (d, u₀, b₀, s₀); the gates add ``g_d += g_zm W_m,d + g_za W_a,d``, ``g_u₀ += g_zm W_m,u``,
+    ``g_b₀ += g_za W_a,b`` (in place, into the fresh buffers of the compiled backward),
+    ``∂W_m = g_zm^T [d, u₀]``, ``∂c_m = Σ_batch g_zm`` (likewise W_a, c_a). Against a node per
+    gate plus one for the dynamics this saves two autograd nodes, their saved-tensor bookkeeping,
+    and the two additions by which autograd would sum the three gradients of ``d``.
+    """
+
+    @staticmethod
+    def forward(ctx, current, membrane, adaptation, spikes, w_m, c_m, w_a, c_a,  # type: ignore[override]
+                threshold, strength, subtract, surrogate, kernels):
+        d, u0, b0, s0, wm, cm, wa, ca = _detached(current, membrane, adaptation, spikes, w_m, c_m, w_a, c_a)
+        z_m = _gate_forward(d, u0, wm, cm)
+        z_a = None if wa is None else _gate_forward(d, b0, wa, ca)
+        s, u, b, alpha, rho, integrated, distance = kernels.forward(z_m, z_a, d, u0, b0, s0, threshold,
+                                                                    strength, subtract)
+        # the inputs themselves (not their detached aliases): saving a parameter costs nothing and
+        # fptt.memory.SavedTensorMeter recognises it as one
+        ctx.save_for_backward(current, membrane, adaptation, spikes, w_m, w_a, alpha, rho, integrated, distance)
+        ctx.constants = (surrogate, strength, subtract, kernels)
+        return (s, u) if b is None else (s, u, b)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membrane, grad_adaptation=None):  # type: ignore[override]
+        surrogate, strength, subtract, kernels = ctx.constants
+        d, u0, b0, s0, wm, wa, alpha, rho, integrated, distance = _detached(*ctx.saved_tensors)
+        needs = ctx.needs_input_grad
+        width = d.shape[-1]
+        g_zm, g_za, g_d, g_u0, g_b0, g_s0 = kernels.backward(
+            *_detached(grad_spikes, grad_membrane, grad_adaptation), alpha, rho, d, u0, b0, s0, integrated,
+            distance, surrogate, strength, subtract, any(needs[1:4]))
+        if needs[0]:
+            g_d.addmm_(g_zm, wm[:, :width])
+            if g_za is not None:
+                g_d.addmm_(g_za, wa[:, :width])
+        if needs[1]:
+            g_u0.addmm_(g_zm, wm[:, width:])
+        if needs[2] and g_za is not None:
+            g_b0.addmm_(g_za, wa[:, width:])
+        g_wm = _gate_weight_grad(g_zm, d, u0) if needs[4] else None
+        g_cm = g_zm.sum(0) if needs[5] else None
+        g_wa = _gate_weight_grad(g_za, d, b0) if needs[6] and g_za is not None else None
+        g_ca = g_za.sum(0) if needs[7] and g_za is not None else None
+        return (g_d if needs[0] else None, g_u0 if needs[1] else None, g_b0 if needs[2] else None,
+                g_s0 if needs[3] else None, g_wm, g_cm, g_wa, g_ca, None, None, None, None, None)
+
+
+def ltc_layer_dynamics(current: Tensor, state: NeuronState, membrane_weight: Tensor, membrane_bias: Tensor,
+                       adaptation_weight: Optional[Tensor], adaptation_bias: Optional[Tensor], surrogate: Surrogate,
+                       kernels: LTCDynamicsKernels, *, baseline_threshold: float, adaptation_strength: float,
+                       subtract: bool) -> tuple[Tensor, NeuronState]:
+    """The dense LTC step from the input current on (gates without slopes, then the module
+    docstring's dynamics) as one autograd node, :class:`_LTCLayerStep`. ``adaptation_weight`` None:
+    no ρ gate, b = b₀ passes through. Returns ``(s, NeuronState(u, b, s))``; equals
+    :func:`fptt.neurons.functional.ltc_step`'s values and gradients to float rounding."""
+    membrane, adaptation, spikes = state
+    inputs = (current, membrane, adaptation, spikes, membrane_weight, membrane_bias, adaptation_weight,
+              adaptation_bias)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)):
+        z_m = _gate_forward(current, membrane, membrane_weight, membrane_bias)
+        z_a = None if adaptation_weight is None else _gate_forward(current, adaptation, adaptation_weight,
+                                                                   adaptation_bias)  # type: ignore[arg-type]
+        return ltc_dynamics(z_m, z_a, current, state, surrogate, kernels, baseline_threshold=baseline_threshold,
+                            adaptation_strength=adaptation_strength, subtract=subtract)
+    outputs = _LTCLayerStep.apply(*inputs, baseline_threshold, adaptation_strength, subtract, surrogate, kernels)
+    s, u = outputs[0], outputs[1]
+    b = adaptation if adaptation_weight is None else outputs[2]
+    return s, NeuronState(u, b, s)
 
 
 class _LTCDynamics(torch.autograd.Function):

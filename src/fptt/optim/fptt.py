@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..compiled import FusePolicy, check_fused_mode
 from ..rules import check_alpha, check_beta, check_clip
 from .regularizer import _difference
 
@@ -101,10 +102,15 @@ class FPTT(Optimizer):
             updated) of the combined gradient ``∇ℓ + ∇R`` is clipped to this value before
             the inner step, as in THEORY.md §3.4.
         fused: ``True`` runs the regularizer gradient, the inner step and the post-update as one
-            compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD only; the first
-            update compiles, a few seconds); ``"eager"`` runs the same fused equations without
-            compiling (tests, debugging); ``False`` (default) the exact multi-tensor path.
-            Results agree to float rounding, and checkpoints are interchangeable.
+            compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD
+            only; the first update compiles: seconds with a warm on-disk cache, about 20 s
+            cold); ``"auto"`` (default) runs the exact path for the first
+            :data:`fptt.compiled.FUSE_AFTER_STEPS` updates and the compiled one after, where
+            the inner optimizer has a fused kernel (otherwise always the exact path); ``"eager"``
+            runs the fused equations without compiling (tests, debugging); ``False`` the exact
+            multi-tensor path. Results agree to float rounding, and checkpoints are
+            interchangeable. Where ``torch.compile`` cannot run, the exact path is used, with
+            one logged line (:mod:`fptt.compiled`).
 
     Notes:
         * ``W̄`` is allocated at construction as a copy of ``W`` and ``λ`` as zeros; ``W̄``
@@ -130,7 +136,7 @@ class FPTT(Optimizer):
         beta: float = 0.5,
         reset_lambda_on_average: bool = False,
         clip_grad_norm: float | None = None,
-        fused: bool | str = False,
+        fused: bool | str = "auto",
     ) -> None:
         if isinstance(optimizer, FPTT):
             raise TypeError(
@@ -158,8 +164,9 @@ class FPTT(Optimizer):
         self.beta = _checked(check_beta, beta, "")
         self.reset_lambda_on_average = bool(reset_lambda_on_average)
         self.clip_grad_norm = _checked(check_clip, clip_grad_norm, "")
-        self.fused = fused
-        self._fused = self._fused_update(fused)
+        self.fused = check_fused_mode(fused, "FPTT")
+        self._fused = self._fused_update(self.fused)
+        self._fuse_policy = FusePolicy(self.fused)
         self.defaults = {**optimizer.defaults, _ALPHA_KEY: self.alpha, _BETA_KEY: self.beta}
         # Per-parameter FPTT buffers; keyed by the parameter tensor (identity hash) like
         # Optimizer.state.
@@ -181,11 +188,13 @@ class FPTT(Optimizer):
         self._optimizer_load_state_dict_post_hooks = OrderedDict()
 
     def _fused_update(self, fused: bool | str) -> Any:
-        from .fused_update import FUSED_MODES, FusedUpdate
+        """The fused update of ``fused`` (None: the exact path; "auto" without a kernel for the
+        inner optimizer falls back to it, ``True``/``"eager"`` then raise the reason)."""
+        from .fused_update import FusedUpdate, fused_unsupported_reason
 
-        if not any(fused is mode or (isinstance(mode, str) and fused == mode) for mode in FUSED_MODES):
-            raise ValueError(f"FPTT: fused must be one of {FUSED_MODES}, got {fused!r}")
-        return FusedUpdate(self.optimizer, compile=fused is True) if fused else None
+        if not fused or (fused == "auto" and fused_unsupported_reason(self.optimizer) is not None):
+            return None
+        return FusedUpdate(self.optimizer, compile=fused != "eager")
 
     @property  # type: ignore[override]
     def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -228,6 +237,7 @@ class FPTT(Optimizer):
         self.__dict__.update(state)
         self.fused = state.get("fused", False)
         self._fused = self._fused_update(self.fused)
+        self._fuse_policy = FusePolicy(self.fused)
         self._init_hooks()
         self._cache = None
         self._patch_step_function()
@@ -343,6 +353,9 @@ class FPTT(Optimizer):
 
         active: list[tuple[dict[str, Any], float, float, list[Tensor], list[Tensor], list[Tensor], list[Tensor],
                            list[Tensor] | None]] = []
+        fused = self._fused
+        if fused is not None and (fused.kernel.failed or not self._fuse_policy.use_fused()):
+            fused = None
         with torch.no_grad():
             for gi, (group, (_, _, buckets)) in enumerate(zip(self.param_groups, self._buckets())):
                 alpha, beta = self._group_hyper(group, f"param_groups[{gi}]")
@@ -363,7 +376,7 @@ class FPTT(Optimizer):
 
             clip = self.clip_grad_norm is not None
             # 1. ∇ ← ∇ + α (W − W̄) − λ   (inside the fused kernel unless clipping needs it first)
-            if self._fused is None or clip:
+            if fused is None or clip:
                 for _, alpha, _, ps, gs, avs, lms, sc in active:
                     diff = _difference(ps, avs, sc)
                     torch._foreach_add_(gs, diff, alpha=alpha)
@@ -375,9 +388,9 @@ class FPTT(Optimizer):
                     [p for a in active for p in a[3]], self.clip_grad_norm, foreach=None
                 )
 
-            if self._fused is not None:  # 3 and 4 in one pass per parameter
+            if fused is not None:  # 3 and 4 in one pass per parameter
                 for group, alpha, beta, ps, gs, avs, lms, _ in active:
-                    self._fused(group, ps, gs, avs, lms, alpha, beta, regularize=not clip)
+                    fused(group, ps, gs, avs, lms, alpha, beta, regularize=not clip)
                 return loss
 
         # 3. inner optimizer step (it manages its own grad mode)

@@ -43,9 +43,8 @@ from torch.optim import SGD, Adam, Adamax, Optimizer
 
 from ..compiled import LazyCompiled
 
-__all__ = ["FUSED_MODES", "FusedUpdate", "fused_unsupported_reason"]
+__all__ = ["FusedUpdate", "fused_unsupported_reason"]
 
-FUSED_MODES = (False, True, "eager")
 _ONE = torch.tensor(1.0)
 
 Kernel = Callable[..., None]
@@ -154,7 +153,8 @@ class FusedUpdate:
         compile: run the kernels through ``torch.compile`` (``True``, one compilation per
             parameter layout and dtype, a few seconds on the first update) or eagerly (the same
             equations, one kernel launch per operation: for tests and debugging). If compilation
-            fails (no C++ compiler, an unsupported backend) the update warns once and runs eagerly
+            fails (no C++ compiler, an unsupported backend) that update runs eagerly and
+            :class:`~fptt.optim.FPTT` takes the exact path from then on
             (:class:`fptt.compiled.LazyCompiled`).
     """
 

@@ -169,6 +169,12 @@ def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) ->
     return (2, side, side)
 
 
+def _fused_mode(config: TrainConfig) -> bool | str:
+    """``config.fused``, or the library's ``"auto"`` where no run length resolved it (the Trainer
+    resolves it by the planned length: fptt.rules.plans_to_fuse)."""
+    return "auto" if config.fused is None else config.fused
+
+
 def build_model(config: TrainConfig, input_size: int, output_size: int,
                 seq_len: Optional[int] = None, input_shape: Optional[Sequence[int]] = None) -> nn.Module:
     """The :class:`SpikingRNN` that ``config`` describes, or the :class:`ConvSNN` when
@@ -194,7 +200,7 @@ def build_model(config: TrainConfig, input_size: int, output_size: int,
         if chrono == "seq_len":  # the data's length when known, else the adding task's configured T
             chrono = seq_len if seq_len is not None else config.seq_len
         options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
-                       chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=config.fused)
+                       chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=_fused_mode(config))
     elif config.gate_slopes or config.chrono_tau is not None:
         raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
     else:  # ALIF / LIF: the initial time constants, (mean, std) in steps
@@ -225,7 +231,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     if config.method != "fptt":
         return inner
     return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
-                clip_grad_norm=config.clip, fused=config.fused)
+                clip_grad_norm=config.clip, fused=_fused_mode(config))
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batches_per_epoch: int = 1):

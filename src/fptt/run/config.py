@@ -80,7 +80,9 @@ class TrainConfig:
     eval_with: str = "average"
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
-    fused: bool = False  # FPTT update as one compiled pass per parameter (fptt.optim.fused_update)
+    # compiled LTC dynamics and FPTT update (fptt.neurons.kernels, fptt.optim.fused_update); None:
+    # by the planned run length (fptt.compiled.plans_to_fuse), resolved when the Trainer starts
+    fused: Optional[bool] = None
     feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
     optimizer: str = "adam"
@@ -239,7 +241,9 @@ class TrainConfig:
             raise ConfigError(f"stop_at must be a number >= 0, got {self.stop_at!r}")
         if self.preset is not None and self.preset not in PRESET_NAMES:
             raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
-        for key in ("reset_lambda", "fused", "measure_memory", "plots", "distributed", "fixed_threshold",
+        if self.fused is not None and not isinstance(self.fused, bool):
+            raise ConfigError(f"fused must be true, false or unset (by the run length), got {self.fused!r}")
+        for key in ("reset_lambda", "measure_memory", "plots", "distributed", "fixed_threshold",
                     "gate_slopes", "fresh_data", "recurrent"):
             if not isinstance(getattr(self, key, False), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")

@@ -45,6 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
+from ..rules import FUSE_AFTER_STEPS, plans_to_fuse
 from ..training.engine import EpochMetrics, evaluate, train_epoch
 from ..vocabulary import TRACE_METHODS
 from .build import (
@@ -169,6 +170,14 @@ class Trainer:
         self.input_size, self.output_size = dataset_shape(self.train_set)
         seq_len = int(self.train_set[0][0].shape[0])
         self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
+        count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
+        self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
+        self.fused_note = "set by --fused / --no-fused or the run's config"
+        if config.fused is None:  # by the planned length of the run (fptt.compiled)
+            planned = config.epochs * self.batches_per_epoch * seq_len
+            config.fused = plans_to_fuse(planned)
+            self.fused_note = (f"{planned:,} planned training steps {'>=' if config.fused else '<'} "
+                               f"{FUSE_AFTER_STEPS:,}; --fused / --no-fused to choose")
         self.model = build_model(config, self.input_size, self.output_size, seq_len,
                                  input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
@@ -178,8 +187,6 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
-        count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
-        self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
         self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch)
         if resume:
             self._resume()
@@ -375,6 +382,7 @@ class Trainer:
             self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
+            self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.fused_note})")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
                 self.epoch_started = time.perf_counter()
