@@ -8,17 +8,21 @@ one pixel, 10 classes; the values do not change the work), measured in one proce
   weighting) on its default path for a run of this length (an epoch is 20 × 196 steps, over
   ``FUSE_AFTER_STEPS``: the compiled kernels), trained by :func:`fptt.train_epoch` with FPTT
   k = 1 and with BPTT; ``_exact``: the same with ``--no-fused``;
-* ``lif_bptt`` (fptt), ``snntorch_bptt`` and ``spikingjelly_bptt``: one equal recurrent LIF
-  network, input 1 → 256 recurrent LIF (all-to-all recurrent weights, reset by subtraction,
-  threshold 1 for the peers) → Linear(256, 10), cross-entropy of the readout at every step with
-  the same linear weights, one backward through the whole sequence, Adamax; snnTorch's
-  ``RLeaky`` and SpikingJelly's ``LinearRecurrentContainer(LIFNode)``, each in its library's own
-  single-step loop. Measured only where the library imports (the interop extra).
+* ``lif_bptt`` (fptt), ``snntorch_bptt`` and ``spikingjelly_bptt``: one recurrent LIF network of
+  the same shape, input 1 → 256 recurrent LIF (all-to-all recurrent weights, reset by
+  subtraction) → 10 outputs, cross-entropy at every step with the same linear weights, one
+  backward through the whole sequence, Adamax; snnTorch's ``RLeaky`` (a learnable decay per
+  neuron) and SpikingJelly's ``LinearRecurrentContainer(LIFNode)`` (a fixed τ) each in its
+  library's own single-step loop with a ``Linear`` readout of the spikes; fptt's
+  ``SpikingRNN(neuron="lif", readout="fixed")`` has a learnable τ_m per neuron and a leaky
+  integrator readout. Measured only where the library imports (the interop extra).
 
 Figures: samples per second (the batch over the median seconds per batch, interleaved rounds),
-the ratio to ``ltc_bptt`` per round, and the peak memory of one batch: on CUDA the allocator's
-peak above what was allocated before; on CPU the growth of the process's resident high-water mark
-(reset before each; Linux only, else blank), which includes the allocator's cached blocks.
+the ratio to ``ltc_bptt`` per round, and the memory of one batch: on CUDA the allocator's peak
+above what was allocated before; on CPU the largest set of activations autograd kept for one
+update (:class:`fptt.memory.SavedTensorMeter`, parameters not counted; for BPTT the whole
+sequence), which is exact and the same in every library. (The process's resident high-water mark
+does not show it: the allocator keeps the blocks of the warm-up batch.)
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..memory import reset_peak_rss, rss_mb, status_kb
+from ..memory import SavedTensorMeter, per_update
 from ..models import SpikingRNN
 from ..run.build import build_model, build_optimizer
 from ..run.config import resolve_config
@@ -51,10 +55,11 @@ from .peers import _spikingjelly
 __all__ = ["run_throughput_benchmark", "main"]
 
 Train = Callable[[], None]
+Setup = tuple[Train, torch.optim.Optimizer]
 
 
 def _task_default(method: str, fused: bool, batch: int, hidden: int, device: torch.device,
-                  data: list) -> tuple[Train, Any]:
+                  data: list) -> tuple[Train, torch.optim.Optimizer, Any]:
     """What ``fptt train --task smnist --downsample 14`` trains, on ``data``."""
     config = resolve_config({}, {"task": "smnist", "downsample": 14, "method": method, "batch_size": batch,
                                  "fused": fused, "hidden": [hidden]})
@@ -66,7 +71,7 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
     def train() -> None:
         train_epoch(model, data, optimizer, method=method, weighting=config.weighting,
                     clip_grad_norm=None if method == "fptt" else config.clip, **windows)
-    return train, config
+    return train, optimizer, config
 
 
 def _weighted_sequence_loss(outputs: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
@@ -74,14 +79,16 @@ def _weighted_sequence_loss(outputs: list[torch.Tensor], y: torch.Tensor) -> tor
     return sum(float(w) * F.cross_entropy(o, y) for w, o in zip(weights, outputs))  # type: ignore[return-value]
 
 
-def _snntorch_lif(hidden: int, batch_data: list, device: torch.device) -> Optional[Train]:
+def _snntorch_lif(hidden: int, batch_data: list, device: torch.device) -> Optional[Setup]:
     try:
         import snntorch as snn
     except ImportError:
         return None
     torch.manual_seed(0)
     encoder, readout = nn.Linear(1, hidden).to(device), nn.Linear(hidden, 10).to(device)
-    lif = snn.RLeaky(beta=0.9, linear_features=hidden, all_to_all=True, reset_mechanism="subtract").to(device)
+    # a learnable decay per neuron, as fptt's LIF has a learnable τ_m per neuron
+    lif = snn.RLeaky(beta=torch.full((hidden,), 0.9), learn_beta=True, linear_features=hidden, all_to_all=True,
+                     reset_mechanism="subtract").to(device)
     params = [*encoder.parameters(), *lif.parameters(), *readout.parameters()]
     optimizer = torch.optim.Adamax(params, lr=3e-3, foreach=True)
 
@@ -96,10 +103,10 @@ def _snntorch_lif(hidden: int, batch_data: list, device: torch.device) -> Option
             optimizer.zero_grad(set_to_none=True)
             _weighted_sequence_loss(outputs, y).backward()
             optimizer.step()
-    return train
+    return train, optimizer
 
 
-def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Optional[Train]:
+def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Optional[Setup]:
     sj = _spikingjelly()
     if sj is None:
         return None
@@ -115,21 +122,22 @@ def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Op
             _weighted_sequence_loss(outputs, y).backward()
             optimizer.step()
             sj["functional"].reset_net(net)
-    return train
+    return train, optimizer
 
 
-def _fptt_lif(hidden: int, batch_data: list, device: torch.device) -> Train:
+def _fptt_lif(hidden: int, batch_data: list, device: torch.device) -> Setup:
     torch.manual_seed(0)
     model = SpikingRNN(1, hidden, 10, neuron="lif", readout="fixed").to(device)
     optimizer = torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)
 
     def train() -> None:
         train_epoch(model, batch_data, optimizer, method="bptt", weighting="linear")
-    return train
+    return train, optimizer
 
 
-def _peak_memory_mib(device: torch.device, train: Train) -> Optional[float]:
-    """Peak memory of one call above what it started with (module docstring)."""
+def _peak_memory_mib(device: torch.device, train: Train, optimizer: torch.optim.Optimizer) -> float:
+    """Peak memory of one batch (module docstring): on CUDA the allocator's peak above what was
+    allocated before; elsewhere the largest set of activations autograd kept for one update."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -137,13 +145,9 @@ def _peak_memory_mib(device: torch.device, train: Train) -> Optional[float]:
         train()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    before = rss_mb()
-    if not reset_peak_rss():
+    with per_update(optimizer, SavedTensorMeter()) as meter:
         train()
-        return None
-    train()
-    high_water = status_kb("VmHWM")
-    return high_water / 1024.0 - before if high_water and before else None
+    return meter.peak / 2**20
 
 
 def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool = False, device: str = "cpu",
@@ -159,39 +163,43 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
     generator = torch.Generator().manual_seed(0)
     data = [(torch.rand(batch, steps, 1, generator=generator).to(dev),
              torch.randint(0, 10, (batch,), generator=generator).to(dev))]
-    runs: dict[str, Train] = {}
+    setups: dict[str, Setup] = {}
     configs: dict[str, Any] = {}
     for name, method, fused in (("ltc_fptt_k1", "fptt", True), ("ltc_fptt_k1_exact", "fptt", False),
                                 ("ltc_bptt", "bptt", True), ("ltc_bptt_exact", "bptt", False)):
-        runs[name], config = _task_default(method, fused, batch, hidden, dev, data)
+        train, optimizer, config = _task_default(method, fused, batch, hidden, dev, data)
+        setups[name] = (train, optimizer)
         configs[name] = {key: getattr(config, key) for key in ("model", "hidden", "optimizer", "lr", "clip",
                                                                "weighting", "method", "fused", "readout")}
-    runs["lif_bptt"] = _fptt_lif(hidden, data, dev)
+    setups["lif_bptt"] = _fptt_lif(hidden, data, dev)
     missing = []
     for name, make in (("snntorch_bptt", _snntorch_lif), ("spikingjelly_bptt", _spikingjelly_lif)):
-        train = make(hidden, data, dev)
-        if train is None:
+        setup = make(hidden, data, dev)
+        if setup is None:
             missing.append(name)
         else:
-            runs[name] = train
-    memory: dict[str, Optional[float]] = {}
-    for name, train in runs.items():  # warm-up (compilation, lazy state), then the peak of one batch
+            setups[name] = setup
+    memory: dict[str, float] = {}
+    for name, (train, optimizer) in setups.items():  # warm-up (compilation, lazy state), then one batch's peak
         train()
-        memory[name] = _peak_memory_mib(dev, train)
-        print(f"  {name}: warmed up, peak {memory[name]} MiB", flush=True)
+        memory[name] = _peak_memory_mib(dev, train, optimizer)
+        print(f"  {name}: warmed up, peak {memory[name]:.1f} MiB", flush=True)
+    runs = {name: train for name, (train, _) in setups.items()}
     raw = interleaved({name: (lambda t=train: timed(dev, t)) for name, train in runs.items()}, rounds)
     finish_info(info)
     seconds = {name: median(values) for name, values in raw.items()}
     samples_per_second = {name: batch / value for name, value in seconds.items()}
     vs_bptt = {name: median(a / b for a, b in zip(values, raw["ltc_bptt"])) for name, values in raw.items()}
+    memory_label = ("peak allocated on the GPU" if dev.type == "cuda" else
+                    "activations autograd kept for one update (peak)")
     notes = [note for note in [contention_note(info)] if note]
     notes += [f"{name}: not measured, its library is not installed (pip install -e \".[interop]\" "
               "-c constraints/interop.txt)" for name in missing]
     lines = [f"{name}: {samples_per_second[name]:.0f} samples/s, x{vs_bptt[name]:.2f} of LTC BPTT's time per batch, "
-             f"peak memory {'n/a' if memory[name] is None else f'{memory[name]:.0f} MiB'}" for name in runs]
+             f"{memory_label} {memory[name]:.1f} MiB" for name in runs]
     for line in lines:
         print(line)
-    payload = {"benchmark": "throughput", "quick": quick, "machine": info,
+    payload = {"benchmark": "throughput", "memory_measure": memory_label, "quick": quick, "machine": info,
                "shape": {"batch": batch, "steps": steps, "hidden": hidden, "inputs": 1, "classes": 10,
                          "rounds": rounds, "data": "random, S-MNIST-196 shape"},
                "configs": configs, "raw_seconds_per_batch": raw, "samples_per_second": samples_per_second,
@@ -206,7 +214,7 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
         f"{rounds} interleaved rounds of one batch each, medians. LTC rows: the `fptt train --task smnist "
         "--downsample 14` network and optimizer; LIF rows: one equal recurrent LIF network in each library, "
         "BPTT through the whole sequence.",
-        markdown_table(["configuration", "s / batch", "samples / s", "x LTC BPTT time", "peak memory MiB"], rows),
+        markdown_table(["configuration", "s / batch", "samples / s", "x LTC BPTT time", f"{memory_label}, MiB"], rows),
         "\n".join(f"- {line}" for line in notes) if notes else "",
     ])
     write_outputs(out_dir, "throughput_quick" if quick else "throughput", payload, md,
@@ -214,7 +222,7 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
     return payload
 
 
-def _plot(samples_per_second: dict[str, float], memory: dict[str, Optional[float]], png: Path) -> None:
+def _plot(samples_per_second: dict[str, float], memory: dict[str, float], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(samples_per_second)
@@ -223,8 +231,8 @@ def _plot(samples_per_second: dict[str, float], memory: dict[str, Optional[float
     axes[0].bar(names, [samples_per_second[n] for n in names], color=colors)
     axes[0].set_ylabel("training samples per second")
     axes[0].set_title("S-MNIST-196, batch 512")
-    axes[1].bar(names, [memory[n] or 0.0 for n in names], color=colors)
-    axes[1].set_ylabel("peak memory of one batch (MiB)")
+    axes[1].bar(names, [memory[n] for n in names], color=colors)
+    axes[1].set_ylabel("memory of one update (MiB)")
     axes[1].set_title("memory")
     for ax in axes:
         ax.tick_params(axis="x", rotation=25)

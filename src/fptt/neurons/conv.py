@@ -83,6 +83,9 @@ class ConvLTC(nn.Module):
             (kernels 2C→C over [d_t, u_{t-1}]).
         norm / norm_scale: ``"none"`` or ``"layer"`` on the synaptic current (before pooling).
         baseline_threshold / adaptation_strength / reset / initial_membrane: as the dense LTC.
+        fused: as the dense LTC (:class:`fptt.neurons.kernels.FusedDynamics`): ``"auto"``
+            (default) compiles the dynamics after the gate convolutions once the layer has run
+            :data:`fptt.rules.FUSE_AFTER_STEPS` training steps.
 
     Convolutions are Xavier-uniform with zero biases, as in the reference.
     """
