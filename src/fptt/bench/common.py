@@ -24,6 +24,7 @@ __all__ = [
     "synchronize",
     "check_device",
     "timed",
+    "bar_panels",
 ]
 
 
@@ -179,3 +180,21 @@ def benchmark_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     return parser
+
+
+def bar_panels(png: Path, panels: Sequence[tuple[dict[str, float], str, str]], rotation: int = 20,
+               width: float = 5.5) -> None:
+    """One bar chart per ``(values by name, y label, title)`` side by side, saved to ``png``; the
+    same colour for the same name in every panel."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.5), squeeze=False)
+    for ax, (values, ylabel, title) in zip(axes[0], panels):
+        names = list(values)
+        ax.bar(names, [values[n] for n in names], color=[f"C{i}" for i in range(len(names))])
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=rotation)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

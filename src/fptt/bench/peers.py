@@ -34,6 +34,7 @@ from ..models import SpikingRNN
 from ..optim import FPTT
 from ..training.engine import train_epoch
 from .common import (
+    bar_panels,
     benchmark_parser,
     check_device,
     contention_note,
@@ -177,26 +178,11 @@ def run_peer_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool =
                        rows),
         "\n".join(f"- {line}" for line in verdicts + notes),
     ])
-    write_outputs(out_dir, "peers_quick" if quick else "peers", payload, md, lambda png: _plot(ms, memory, png))
+    write_outputs(out_dir, "peers_quick" if quick else "peers", payload, md, lambda png: bar_panels(png, [
+        (ms, "ms per step (median)", "time per FPTT step (k=1)"),
+        ({n: memory[n]["saved_mib_per_update"] for n in ms}, "MiB saved for backward per update",
+         "activation memory per update")]))
     return payload
-
-
-def _plot(ms: dict[str, float], memory: dict[str, dict], png: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    names = list(ms)
-    axes[0].bar(names, [ms[n] for n in names], color=[f"C{i}" for i in range(len(names))])
-    axes[0].set_ylabel("ms per step (median)")
-    axes[0].set_title("time per FPTT step (k=1)")
-    axes[1].bar(names, [memory[n]["saved_mib_per_update"] for n in names], color=[f"C{i}" for i in range(len(names))])
-    axes[1].set_ylabel("MiB saved for backward per update")
-    axes[1].set_title("activation memory per update")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

@@ -39,6 +39,7 @@ from ..run.build import build_model, build_optimizer
 from ..run.config import resolve_config
 from ..training.engine import loss_weights, train_epoch
 from .common import (
+    bar_panels,
     benchmark_parser,
     check_device,
     contention_note,
@@ -218,27 +219,10 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
         "\n".join(f"- {line}" for line in notes) if notes else "",
     ])
     write_outputs(out_dir, "throughput_quick" if quick else "throughput", payload, md,
-                  lambda png: _plot(samples_per_second, memory, png))
+                  lambda png: bar_panels(png, [(samples_per_second, "training samples per second",
+                                                f"S-MNIST-196, batch {batch}"),
+                                               (memory, f"{memory_label} (MiB)", "memory")], rotation=25, width=6.5))
     return payload
-
-
-def _plot(samples_per_second: dict[str, float], memory: dict[str, float], png: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    names = list(samples_per_second)
-    colors = [f"C{i}" for i in range(len(names))]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    axes[0].bar(names, [samples_per_second[n] for n in names], color=colors)
-    axes[0].set_ylabel("training samples per second")
-    axes[0].set_title("S-MNIST-196, batch 512")
-    axes[1].bar(names, [memory[n] for n in names], color=colors)
-    axes[1].set_ylabel("memory of one update (MiB)")
-    axes[1].set_title("memory")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=25)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
