@@ -200,7 +200,7 @@ class LTC(SpikingCell):
     * ``fused``: the gate matmuls and everything after them (rates, threshold, membrane, spike,
       reset and their backward) as one autograd node around two compiled functions
       (:mod:`fptt.neurons.kernels`); same results to float rounding. ``"auto"`` (default): the
-      exact path for the first :data:`fptt.compiled.FUSE_AFTER_STEPS` training steps, compiled
+      exact path for the first :data:`fptt.rules.FUSE_AFTER_STEPS` training steps, compiled
       after (a run that short would not pay back the compile time); ``True``: compiled from the
       first step; ``False``: never. Where ``torch.compile`` cannot run, the exact path, with one
       logged line.

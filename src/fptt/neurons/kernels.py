@@ -105,7 +105,7 @@ class FusedDynamics:
     ``mode`` is one of :data:`fptt.compiled.FUSED_MODES`: ``False`` never fuses, ``True``
     compiles at the first step, ``"eager"`` runs the fused equations uncompiled, ``"auto"``
     (the layers' default) switches to the compiled kernels after
-    :data:`fptt.compiled.FUSE_AFTER_STEPS` training steps (steps with gradients enabled).
+    :data:`fptt.rules.FUSE_AFTER_STEPS` training steps (steps with gradients enabled).
     After a failed compilation the exact path is used for good.
     """
 

@@ -105,7 +105,7 @@ class FPTT(Optimizer):
             compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD
             only; the first update compiles: seconds with a warm on-disk cache, about 20 s
             cold); ``"auto"`` (default) runs the exact path for the first
-            :data:`fptt.compiled.FUSE_AFTER_STEPS` updates and the compiled one after, where
+            :data:`fptt.rules.FUSE_AFTER_STEPS` updates and the compiled one after, where
             the inner optimizer has a fused kernel (otherwise always the exact path); ``"eager"``
             runs the fused equations without compiling (tests, debugging); ``False`` the exact
             multi-tensor path. Results agree to float rounding, and checkpoints are

@@ -81,7 +81,7 @@ class TrainConfig:
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
     # compiled LTC dynamics and FPTT update (fptt.neurons.kernels, fptt.optim.fused_update); None:
-    # by the planned run length (fptt.compiled.plans_to_fuse), resolved when the Trainer starts
+    # by the planned run length (fptt.rules.plans_to_fuse), resolved when the Trainer starts
     fused: Optional[bool] = None
     feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
