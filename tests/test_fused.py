@@ -376,6 +376,11 @@ def test_the_compile_cache_lives_under_the_user_cache_unless_torch_is_told(monke
     assert cache_dir() == str(tmp_path / "xdg" / "fptt" / "torchinductor")  # torch reads the same place
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert compile_cache_dir() == tmp_path / "mine"
+    # torch writes its own default into the environment when torch._inductor is imported (torch.optim
+    # does): that one is not the user's choice
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    assert compile_cache_dir() == tmp_path / "xdg" / "fptt" / "torchinductor"
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     monkeypatch.setenv("FPTT_CACHE_DIR", str(tmp_path / "project"))
     assert compile_cache_dir() == tmp_path / "project" / "torchinductor"

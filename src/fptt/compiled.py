@@ -15,8 +15,8 @@ around them:
   costs more than twice the best choice made in hindsight. :data:`fptt.rules.FUSE_AFTER_STEPS` = C / Δ with
   C the compile time with a warm on-disk cache and Δ the saving per step, both measured
   (docs/PERFORMANCE.md, "Fast by default").
-* **Where the compiled code lives.** Unless ``TORCHINDUCTOR_CACHE_DIR`` is set, torch's compile
-  cache goes to ``$FPTT_CACHE_DIR/torchinductor``, by default ``~/.cache/fptt/torchinductor``
+* **Where the compiled code lives.** Unless ``TORCHINDUCTOR_CACHE_DIR`` names a directory of the
+  user's, torch's compile cache goes to ``$FPTT_CACHE_DIR/torchinductor``, by default ``~/.cache/fptt/torchinductor``
   (``$XDG_CACHE_HOME`` is honoured) instead of torch's default under ``/tmp``, so that a second
   run on the same machine loads its kernels instead of compiling them again.
 * **When the compiler cannot run** (no C++ compiler, an unsupported platform), the call that
@@ -55,13 +55,23 @@ def check_fused_mode(value: Any, where: str) -> FusedMode:
     raise ValueError(f"{where}: fused must be one of {FUSED_MODES}, got {value!r}")
 
 
+def _is_torch_default(directory: str) -> bool:
+    """Whether ``directory`` is torch's own default cache directory (``/tmp/torchinductor_<user>``),
+    which importing ``torch._inductor`` (``torch.optim`` does) writes into the environment."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # pragma: no cover - a torch without inductor
+        return False
+    return os.path.abspath(directory) == os.path.abspath(default_cache_dir())
+
+
 def compile_cache_dir() -> Path:
-    """The on-disk compile cache: ``TORCHINDUCTOR_CACHE_DIR`` if set, else
-    ``$FPTT_CACHE_DIR/torchinductor`` (default ``$XDG_CACHE_HOME/fptt`` or ``~/.cache/fptt``),
-    which is then set as ``TORCHINDUCTOR_CACHE_DIR`` for this process (torch reads it at every
-    compilation)."""
+    """The on-disk compile cache: ``TORCHINDUCTOR_CACHE_DIR`` if set to a directory of the user's
+    (not torch's default under ``/tmp``), else ``$FPTT_CACHE_DIR/torchinductor`` (default
+    ``$XDG_CACHE_HOME/fptt`` or ``~/.cache/fptt``), which is then set as ``TORCHINDUCTOR_CACHE_DIR``
+    for this process (torch reads it at every compilation)."""
     configured = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if configured:
+    if configured and not _is_torch_default(configured):
         return Path(configured)
     base = os.environ.get("FPTT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fptt")
