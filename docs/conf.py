@@ -1,0 +1,66 @@
+"""Sphinx configuration of the fptt site (`make docs`; `make test` builds it too).
+
+The Markdown pages under docs/ are MyST pages of the site; docs/tutorials/*.md are MyST-NB text
+notebooks, executed when the site is built (FPTT_DOCS_EXECUTE: "cache", the default, reruns only the
+tutorials whose code changed since the last build; "force" reruns all; "off" shows no outputs).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import fptt  # noqa: E402  (the installed package: `make docs` installs it)
+
+project = "fptt"
+author = "fptt contributors"
+copyright = "fptt contributors, MIT licence"
+release = fptt.__version__
+version = release
+
+extensions = [
+    "myst_nb",                      # MyST Markdown pages and executed notebooks (myst_parser comes with it)
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",          # the docstrings' "Args:"/"Returns:" sections
+    "sphinx.ext.mathjax",           # .. math:: and :math: in docstrings, $...$ in pages
+    "sphinx.ext.viewcode",
+    "repo_links",                   # links from docs/ to files elsewhere in the repository
+]
+
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "results/tables.md"]
+
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+# GitHub-style anchors (#9-classification-at-k--1-...), as the pages link to them on GitHub
+myst_heading_anchors = 4
+suppress_warnings = ["myst.header"]  # pages that start below level-1 headings are fine
+
+# --- the tutorials -------------------------------------------------------------------------------
+nb_execution_mode = os.environ.get("FPTT_DOCS_EXECUTE", "cache")
+nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+nb_execution_timeout = 300           # a tutorial is meant to take <= 90 s; this only stops a hang
+nb_execution_raise_on_error = True   # a failing cell (the closing check included) fails the build
+nb_execution_show_tb = True
+nb_merge_streams = True
+
+# --- the API reference ---------------------------------------------------------------------------
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+# optional libraries the adapters wrap: documented without importing them for real
+autodoc_mock_imports: list[str] = []
+
+# --- the theme -----------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"fptt {release}"
+html_static_path = ["_static"]
+html_theme_options = {"navigation_with_keys": True}
+html_show_sourcelink = False
