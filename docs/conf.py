@@ -1,8 +1,10 @@
 """Sphinx configuration of the fptt site (`make docs`; `make test` builds it too).
 
 The Markdown pages under docs/ are MyST pages of the site; docs/tutorials/*.md are MyST-NB text
-notebooks, executed when the site is built (FPTT_DOCS_EXECUTE: "cache", the default, reruns only the
-tutorials whose code changed since the last build; "force" reruns all; "off" shows no outputs).
+notebooks. `make docs` executes them (FPTT_DOCS_EXECUTE=cache, the default: a tutorial runs again
+when its code changed since the last build; "force": all; "off": no outputs) and stores their
+outputs in docs/tutorials/executed/; `make test` builds the site from those stored outputs
+(FPTT_DOCS_CACHE, a jupyter-cache filled by docs/tutorials/stored.py), executing nothing.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ extensions = [
 
 source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "results/tables.md"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "results/tables.md", "tutorials/executed"]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 # GitHub-style anchors (#9-classification-at-k--1-...), as the pages link to them on GitHub
@@ -42,7 +44,8 @@ suppress_warnings = ["myst.header"]  # pages that start below level-1 headings a
 
 # --- the tutorials -------------------------------------------------------------------------------
 nb_execution_mode = os.environ.get("FPTT_DOCS_EXECUTE", "cache")
-nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
+nb_execution_cache_path = os.environ.get("FPTT_DOCS_CACHE", str(DOCS / "_build" / ".jupyter_cache"))
+nb_execution_in_temp = True          # a tutorial writes nothing into the source tree
 nb_execution_timeout = 300           # a tutorial is meant to take <= 90 s; this only stops a hang
 nb_execution_raise_on_error = True   # a failing cell (the closing check included) fails the build
 nb_execution_show_tb = True
