@@ -21,6 +21,9 @@ pytestmark = pytest.mark.slow
 
 def _run(*command: str | os.PathLike, cwd: Path, timeout: float = 300) -> str:
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # one OpenMP thread: with two on 2 cores shared with the rest of the suite (or anything else), the 20
+    # batches took 104 s instead of about 5
+    env.setdefault("OMP_NUM_THREADS", "1")
     result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout)
     assert result.returncode == 0, f"{command} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
