@@ -2,7 +2,8 @@
 
 The Markdown pages under docs/ are MyST pages of the site; docs/tutorials/*.md are MyST-NB text
 notebooks. `make docs` executes them (FPTT_DOCS_EXECUTE=cache, the default: a tutorial runs again
-when its code changed since the last build; "force": all; "off": no outputs) and stores their
+when its code or the library's source changed since the last build; "force": all; "off": no
+outputs) and stores their
 outputs in docs/tutorials/executed/; `make test` builds the site from those stored outputs
 (FPTT_DOCS_CACHE, a jupyter-cache filled by docs/tutorials/stored.py), executing nothing.
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
+
+from library_hash import library_hash  # noqa: E402
 
 import fptt  # noqa: E402  (the installed package: `make docs` installs it)
 
@@ -49,7 +52,10 @@ suppress_warnings = ["myst.header"]  # pages that start below level-1 headings a
 # vs 7.3 s, measured while a benchmark held one core)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 nb_execution_mode = os.environ.get("FPTT_DOCS_EXECUTE", "cache")
-nb_execution_cache_path = os.environ.get("FPTT_DOCS_CACHE", str(DOCS / "_build" / ".jupyter_cache"))
+# one cache per state of the library's source: a change to src/fptt reruns every tutorial in make docs
+# (jupyter-cache alone would rerun only the tutorials whose code changed)
+nb_execution_cache_path = os.environ.get("FPTT_DOCS_CACHE",
+                                         str(DOCS / "_build" / ".jupyter_cache" / library_hash()))
 nb_execution_in_temp = True          # a tutorial writes nothing into the source tree
 nb_execution_timeout = 600           # per cell; a tutorial is meant to take <= 90 s, this only stops a hang
 nb_execution_raise_on_error = True   # a failing cell (the closing check included) fails the build

@@ -2,7 +2,7 @@
 plotted here (docs/tutorials/executed/*.ipynb, committed); `make test` builds the site from them
 without executing anything.
 
-    python docs/tutorials/stored.py save CACHE   # after a build that executed into the jupyter-cache CACHE
+    python docs/tutorials/stored.py save CACHE   # after a build that executed into CACHE/<library hash>
     python docs/tutorials/stored.py load CACHE   # before a build that must reuse the stored outputs
 
 ``load`` fails when a tutorial's code no longer matches its stored outputs (the page was edited and
@@ -19,6 +19,9 @@ from jupyter_cache.base import CacheBundleIn
 from myst_nb.core.read import read_myst_markdown_notebook
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "_ext"))
+from library_hash import library_hash  # noqa: E402
+
 STORED = HERE / "executed"
 PASSED = "check passed"
 
@@ -38,14 +41,16 @@ def last_output(notebook: nbformat.NotebookNode) -> str:
     return "".join(output.get("text", "") for output in cells[-1].get("outputs", []))
 
 
-def save(cache_path: Path) -> None:
-    cache = get_cache(cache_path)
+def save(cache_root: Path) -> None:
+    library = library_hash()
+    cache = get_cache(cache_root / library)  # the cache conf.py executed into for this library source
     STORED.mkdir(exist_ok=True)
     for page in tutorials():
         record = cache.match_cache_notebook(source(page))  # KeyError: the build did not execute this page
         bundle = cache.get_cache_bundle(record.pk)
         notebook = bundle.nb
         notebook.metadata["fptt_execution_seconds"] = round(record.data.get("execution_seconds") or 0.0, 1)
+        notebook.metadata["fptt_library_hash"] = library  # the src/fptt it ran with (for information)
         if PASSED not in last_output(notebook):
             raise SystemExit(f"{page.name}: the stored run did not end with {PASSED!r}")
         nbformat.write(notebook, STORED / f"{page.stem}.ipynb")
