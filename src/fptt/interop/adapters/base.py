@@ -55,7 +55,7 @@ class AdapterBase(nn.Module):
 
     # ---------------------------------------------------------------- to implement
     def initial_state(self, template: Tensor) -> Any:
-        """The library's initial state for the input ``template`` (zeros, (batch, *input_shape))."""
+        """The library's initial state for the input ``template`` (zeros, ``(batch, *input_shape)``)."""
         raise NotImplementedError
 
     def library_step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
@@ -86,7 +86,7 @@ class AdapterBase(nn.Module):
         return state_to(state, device=device, dtype=dtype)
 
     def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """One time step: ``x`` (batch, *input_shape) -> (output_t, new state)."""
+        """One time step: ``x`` ``(batch, *input_shape)`` -> (output_t, new state)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.input_shape or x.dim() != len(self.input_shape) + 1:
@@ -97,12 +97,12 @@ class AdapterBase(nn.Module):
         return self.library_step(x, state)
 
     def unroll(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """A whole sequence ``x`` (batch, time, *input_shape) -> outputs (batch, time, ...), final state."""
+        """A whole sequence ``x`` ``(batch, time, *input_shape)`` -> outputs (batch, time, ...), final state."""
         if not isinstance(x, Tensor) or x.dim() != len(self.input_shape) + 2:
             raise ValueError(f"input must have shape (batch, time, {', '.join(map(str, self.input_shape))}) "
                              f"(batch first), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         return unroll_steps(self, x, state)
 
     def forward(self, x: Tensor, state: Any = None) -> Tensor:
-        """Outputs for every step: (batch, time, *input_shape) -> (batch, time, ...)."""
+        """Outputs for every step: ``(batch, time, *input_shape)`` -> (batch, time, ...)."""
         return self.unroll(x, state)[0]
