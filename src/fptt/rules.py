@@ -95,9 +95,9 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
 
 
 #: Training steps after which ``fused="auto"`` switches to the compiled kernels
-#: (:mod:`fptt.compiled`): the warm-cache compile time (≈ 3 s for an LTC network and its FPTT
-#: update on 2 CPU threads) over the saving per step (≈ 1 ms at H = 256, B = 128), both measured
-#: in docs/PERFORMANCE.md ("Fast by default").
+#: (:mod:`fptt.compiled`): the warm-cache compile time (2.5–3.0 s for an LTC network and its FPTT
+#: update on 1–2 CPU threads) over the saving per step (0.9–1.3 ms at H = 256, B = 128), a payback
+#: of 2,300–2,900 steps, both measured in docs/PERFORMANCE.md ("Fast by default").
 FUSE_AFTER_STEPS = 3000
 
 
