@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .kernels import LTCDynamicsKernels, ltc_dynamics, ltc_layer_dynamics
+from .kernels import LTCDynamicsKernels, gate_forward, gate_weight_grad, ltc_dynamics, ltc_layer_dynamics
 from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState, Reset, SpikeFn
 
 __all__ = [
@@ -57,10 +57,8 @@ class _Gate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
-        width = current.shape[-1]
         ctx.save_for_backward(current, own, weight)
-        gate = torch.addmm(bias, own, weight[:, width:].t())
-        return torch.addmm(gate, current, weight[:, :width].t())
+        return gate_forward(current, own, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -72,9 +70,7 @@ class _Gate(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_own = grad.mm(weight[:, width:])
         if ctx.needs_input_grad[2]:
-            grad_weight = torch.empty_like(weight)
-            torch.mm(grad.t(), current, out=grad_weight[:, :width])
-            torch.mm(grad.t(), own, out=grad_weight[:, width:])
+            grad_weight = gate_weight_grad(grad, current, own)
         if ctx.needs_input_grad[3]:
             grad_bias = grad.sum(0)
         return grad_current, grad_own, grad_weight, grad_bias
@@ -86,8 +82,7 @@ def _gate(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         current.requires_grad or own.requires_grad or weight.requires_grad or bias.requires_grad
     ):
         return _Gate.apply(current, own, weight, bias)
-    width = current.shape[-1]
-    return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
+    return gate_forward(current, own, weight, bias)
 
 
 def _preactivation(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor, slope: Optional[Tensor]) -> Tensor:

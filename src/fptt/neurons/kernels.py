@@ -133,13 +133,13 @@ def _detached(*tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
     return tuple(None if t is None else t.detach() for t in tensors)
 
 
-def _gate_forward(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+def gate_forward(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """z = W [d, x] + c as two ``addmm`` on column views of W (no (B, 2H) concatenation)."""
     width = current.shape[-1]
     return torch.addmm(torch.addmm(bias, own, weight[:, width:].t()), current, weight[:, :width].t())
 
 
-def _gate_weight_grad(grad: Tensor, current: Tensor, own: Tensor) -> Tensor:
+def gate_weight_grad(grad: Tensor, current: Tensor, own: Tensor) -> Tensor:
     """∂/∂W of W [d, x] + c: g^T [d, x], written straight into the two column blocks of one buffer."""
     width = current.shape[-1]
     out = grad.new_empty(grad.shape[-1], width + own.shape[-1])
@@ -164,8 +164,8 @@ class _LTCLayerStep(torch.autograd.Function):
     def forward(ctx, current, membrane, adaptation, spikes, w_m, c_m, w_a, c_a,  # type: ignore[override]
                 threshold, strength, subtract, surrogate, kernels):
         d, u0, b0, s0, wm, cm, wa, ca = _detached(current, membrane, adaptation, spikes, w_m, c_m, w_a, c_a)
-        z_m = _gate_forward(d, u0, wm, cm)
-        z_a = None if wa is None else _gate_forward(d, b0, wa, ca)
+        z_m = gate_forward(d, u0, wm, cm)
+        z_a = None if wa is None else gate_forward(d, b0, wa, ca)
         s, u, b, alpha, rho, integrated, distance = kernels.forward(z_m, z_a, d, u0, b0, s0, threshold,
                                                                     strength, subtract)
         # the inputs themselves (not their detached aliases): saving a parameter costs nothing and
@@ -191,9 +191,9 @@ class _LTCLayerStep(torch.autograd.Function):
             g_u0.addmm_(g_zm, wm[:, width:])
         if needs[2] and g_za is not None:
             g_b0.addmm_(g_za, wa[:, width:])
-        g_wm = _gate_weight_grad(g_zm, d, u0) if needs[4] else None
+        g_wm = gate_weight_grad(g_zm, d, u0) if needs[4] else None
         g_cm = g_zm.sum(0) if needs[5] else None
-        g_wa = _gate_weight_grad(g_za, d, b0) if needs[6] and g_za is not None else None
+        g_wa = gate_weight_grad(g_za, d, b0) if needs[6] and g_za is not None else None
         g_ca = g_za.sum(0) if needs[7] and g_za is not None else None
         return (g_d if needs[0] else None, g_u0 if needs[1] else None, g_b0 if needs[2] else None,
                 g_s0 if needs[3] else None, g_wm, g_cm, g_wa, g_ca, None, None, None, None, None)
@@ -211,8 +211,8 @@ def ltc_layer_dynamics(current: Tensor, state: NeuronState, membrane_weight: Ten
     inputs = (current, membrane, adaptation, spikes, membrane_weight, membrane_bias, adaptation_weight,
               adaptation_bias)
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)):
-        z_m = _gate_forward(current, membrane, membrane_weight, membrane_bias)
-        z_a = None if adaptation_weight is None else _gate_forward(current, adaptation, adaptation_weight,
+        z_m = gate_forward(current, membrane, membrane_weight, membrane_bias)
+        z_a = None if adaptation_weight is None else gate_forward(current, adaptation, adaptation_weight,
                                                                    adaptation_bias)  # type: ignore[arg-type]
         return ltc_dynamics(z_m, z_a, current, state, surrogate, kernels, baseline_threshold=baseline_threshold,
                             adaptation_strength=adaptation_strength, subtract=subtract)
