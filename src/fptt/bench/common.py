@@ -25,6 +25,7 @@ __all__ = [
     "check_device",
     "timed",
     "bar_panels",
+    "run_in_child",
 ]
 
 
@@ -198,3 +199,22 @@ def bar_panels(png: Path, panels: Sequence[tuple[dict[str, float], str, str]], r
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def run_in_child(module: str, function: str, config: dict[str, Any], timeout: float,
+                 env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """``module.function(config)`` in a fresh Python process (this checkout's ``src`` first on its
+    path, ``OMP_NUM_THREADS`` from ``config["threads"]`` unless set in ``env``) and its JSON result.
+    Raises ``RuntimeError`` with the end of the child's stderr when it returns none."""
+    code = (f"import json, sys; from {module} import {function}; "
+            f"print('RESULT ' + json.dumps({function}(json.loads(sys.argv[1]))))")
+    child_env = {**os.environ, **(env or {})}
+    src = str(Path(__file__).resolve().parents[2])
+    child_env["PYTHONPATH"] = src + (os.pathsep + child_env["PYTHONPATH"] if child_env.get("PYTHONPATH") else "")
+    child_env.setdefault("OMP_NUM_THREADS", str(config.get("threads", 2)))
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True, text=True,
+                          timeout=timeout, env=child_env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{module}.{function} failed in a child process for {config}: {done.stderr[-2000:]}")

@@ -18,16 +18,21 @@ from the warm figure (most runs on a machine start with a warm cache; a cold one
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .common import benchmark_parser, contention_note, finish_info, machine_info, markdown_table, median, write_outputs
+from .common import (
+    benchmark_parser,
+    contention_note,
+    finish_info,
+    machine_info,
+    markdown_table,
+    median,
+    run_in_child,
+    write_outputs,
+)
 
 __all__ = ["run_compile_benchmark", "measure_first_steps", "main"]
 
@@ -66,18 +71,10 @@ def measure_first_steps(config: dict) -> dict:
             "compiled": bool(runs["fused"][1]._fused is not None and not runs["fused"][1]._fused.kernel.failed)}
 
 
-def _child(config: dict, cache: Path, timeout: float) -> dict:
-    code = ("import json, sys; from fptt.bench.compile import measure_first_steps; "
-            "print('RESULT ' + json.dumps(measure_first_steps(json.loads(sys.argv[1]))))")
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "OMP_NUM_THREADS": str(config["threads"])}
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"compile benchmark child failed: {done.stderr[-2000:]}")
+def _child(config: dict, cache: Path) -> dict:
+    """:func:`measure_first_steps` in a fresh process whose compile cache is ``cache``."""
+    return run_in_child("fptt.bench.compile", "measure_first_steps", config, timeout=900,
+                        env={"TORCHINDUCTOR_CACHE_DIR": str(cache), "OMP_NUM_THREADS": str(config["threads"])})
 
 
 def run_compile_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool = False, device: str = "cpu",
@@ -99,10 +96,10 @@ def run_compile_benchmark(out_dir: str | Path = "benchmarks/results", quick: boo
                                      {"hidden": 256, "batch": 128, "steps": 100, "rounds": 7})}
     with tempfile.TemporaryDirectory(prefix="fptt-compile-cache-") as cache_dir:
         cache = Path(cache_dir)
-        runs = [{"cache": "cold", **_child(config, cache, 900)}]
+        runs = [{"cache": "cold", **_child(config, cache)}]
         print(f"  cold: first fused step {runs[0]['first_step_seconds']['fused']:.2f} s", flush=True)
         for _ in range(warm_runs):
-            runs.append({"cache": "warm", **_child(config, cache, 900)})
+            runs.append({"cache": "warm", **_child(config, cache)})
             print(f"  warm: first fused step {runs[-1]['first_step_seconds']['fused']:.2f} s", flush=True)
     finish_info(info)
 

@@ -6,10 +6,7 @@ The measurement tools (:class:`~fptt.memory.SavedTensorMeter`, the RSS readers) 
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,7 +14,16 @@ from typing import Optional, Sequence
 import torch
 
 from ..memory import SavedTensorMeter, per_update, reset_peak_rss, status_kb
-from .common import benchmark_parser, check_device, contention_note, finish_info, machine_info, markdown_table, write_outputs
+from .common import (
+    benchmark_parser,
+    check_device,
+    contention_note,
+    finish_info,
+    machine_info,
+    markdown_table,
+    run_in_child,
+    write_outputs,
+)
 
 __all__ = ["SavedTensorMeter", "measure_update_cycle", "measure_batch_memory", "run_memory_benchmark", "main"]
 
@@ -107,24 +113,6 @@ def measure_batch_memory(model: torch.nn.Module, optimizer: torch.optim.Optimize
     }
 
 
-def _run_child(config: dict, timeout: float) -> dict:
-    code = (
-        "import json, sys; from fptt.bench.memory import measure_update_cycle; "
-        "print('RESULT ' + json.dumps(measure_update_cycle(json.loads(sys.argv[1]))))"
-    )
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    threads = str(config.get("threads", 2))
-    env.setdefault("OMP_NUM_THREADS", threads)
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(config)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"memory child failed for {config}: {done.stderr[-2000:]}")
-
-
 def _label(method: str, k: Optional[int]) -> str:
     return {"fptt": f"FPTT k={k}", "tbptt": f"TBPTT k={k}", "bptt": "BPTT"}[method]
 
@@ -171,7 +159,8 @@ def run_memory_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool
                         continue
                 # quick mode measures in this process (seconds, not a torch import per run);
                 # its RSS figures are then only indicative
-                row = measure_update_cycle(config) if quick else _run_child(config, timeout=1800)
+                row = (measure_update_cycle(config) if quick else
+                       run_in_child("fptt.bench.memory", "measure_update_cycle", config, timeout=1800))
                 row["fresh_process"] = not quick
                 row["label"] = _label(method, k)
                 results.append(row)
