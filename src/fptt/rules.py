@@ -105,3 +105,15 @@ def plans_to_fuse(planned_steps: int) -> bool:
     """The rule of ``fused="auto"`` for a run of known length: compile when it has at least
     :data:`FUSE_AFTER_STEPS` training steps (time steps summed over every batch of every epoch)."""
     return planned_steps >= FUSE_AFTER_STEPS
+
+
+#: Training steps after which ``capture="auto"`` switches to the captured update
+#: (:mod:`fptt.training.captured`): its one-off compile time over the time it saves per step, both
+#: measured (docs/PERFORMANCE.md, "The captured update").
+CAPTURE_AFTER_STEPS = 10000
+
+
+def plans_to_capture(planned_steps: int) -> bool:
+    """The rule of ``capture="auto"`` for a run of known length: capture when it has at least
+    :data:`CAPTURE_AFTER_STEPS` training steps."""
+    return planned_steps >= CAPTURE_AFTER_STEPS

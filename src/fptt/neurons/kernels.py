@@ -119,8 +119,8 @@ class FusedDynamics:
         surrogate's derivative: with a spike function that is not a :class:`fptt.surrogate.Surrogate`
         ``"auto"`` keeps the exact path and ``True``/``"eager"`` refuse it."""
         kernels = self.kernels
-        if kernels is None or kernels.failed:
-            return None
+        if kernels is None or kernels.failed or torch.compiler.is_compiling():
+            return None  # inside a compiled update (fptt.training.captured) the outer compiler fuses the exact path
         if not isinstance(spike_fn, Surrogate):
             if self.mode == "auto":
                 return None
@@ -140,7 +140,10 @@ def gate_forward(current: Tensor, own: Tensor, weight: Tensor, bias: Tensor) -> 
 
 
 def gate_weight_grad(grad: Tensor, current: Tensor, own: Tensor) -> Tensor:
-    """∂/∂W of W [d, x] + c: g^T [d, x], written straight into the two column blocks of one buffer."""
+    """∂/∂W of W [d, x] + c: g^T [d, x], written straight into the two column blocks of one buffer
+    (under ``torch.compile``, which cannot trace ``out=`` views, as one concatenation the compiler fuses)."""
+    if torch.compiler.is_compiling():
+        return torch.cat((grad.t().mm(current), grad.t().mm(own)), dim=1)
     width = current.shape[-1]
     out = grad.new_empty(grad.shape[-1], width + own.shape[-1])
     torch.mm(grad.t(), current, out=out[:, :width])

@@ -153,6 +153,7 @@ def train_epoch(
     on_nonfinite: Literal["stop", "skip"] = "stop",
     feedback: str = "symmetric",
     feedback_seed: int = 0,
+    capture: bool | str = False,
 ) -> EpochMetrics:
     """Train ``model`` for one pass over ``loader`` with ``method`` (see the module docstring).
 
@@ -172,6 +173,12 @@ def train_epoch(
             Costs one host sync per update.
         feedback / feedback_seed: e-prop's feedback matrix, ``"symmetric"`` (W_o) or ``"random"``
             (drawn from ``feedback_seed``, the same in every epoch); ignored by the other methods.
+        capture: run each window's update as one compiled graph (:mod:`fptt.training.captured`;
+            ``"fptt"``, ``"tbptt"`` and ``"online"`` with Adam, Adamax or SGD): ``True`` from the first
+            update, ``"auto"`` after :data:`fptt.rules.CAPTURE_AFTER_STEPS` training steps counted
+            across calls with the same optimizer, ``False`` (default) never. Where it cannot run, the
+            eager update is used, with one logged line naming why. Results equal the eager ones to
+            float rounding.
     For ``"eprop"``/``"ostl"`` the metrics' ``extra["trace_bytes"]`` is the memory the
     eligibility traces held (per batch; independent of T).
     Returns the :class:`EpochMetrics` of the pass.
@@ -190,6 +197,11 @@ def train_epoch(
         learner = TraceLearner(model, method, feedback=feedback, feedback_seed=feedback_seed)
     window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite,
                           gradients=learner)
+    captured = None
+    if capture is not False:
+        from .captured import captured_update_for
+
+        captured = captured_update_for(model, optimizer, capture, method, clip_grad_norm)
     trace_bytes = 0
     skip_nonfinite = window.skip_nonfinite
     first_skipped: Optional[str] = None
@@ -212,10 +224,27 @@ def train_epoch(
         window.start_sequence(inputs.batch_size, device, dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         output = None
+        weights: Optional[Tensor] = None  # w_t of every step, on the device (captured windows)
         for start, stop in windows:
+            has_loss = _window_has_loss(seq_len, weighting, start, stop, loss_steps)
+            if captured is not None and has_loss and captured.use(stop - start):
+                if weights is None:
+                    weights = torch.tensor(loss_weights(seq_len, weighting), dtype=dtype, device=device)
+                result = captured([inputs[t] for t in range(start, stop)],
+                                  [_step_target(y, t, per_step_targets) for t in range(start, stop)],
+                                  weights[start:stop], state, loss_fn.kind, loss_steps == "every",
+                                  stop - start if loss_steps == "every" else 1, window.finite_flags(weights))
+                if result is not None:
+                    output, state, window_rates, applied = result
+                    if rate_sum is not None:
+                        rate_sum += window_rates
+                    if not window.count_captured(applied) and first_skipped is None:
+                        first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
+                    continue
+                captured = None  # it logged why; the eager update from here on
             state = window.begin(state)
             # DistributedModel: only the last step of a window that will back-propagate syncs
-            sync_step = stop - 1 if _window_has_loss(seq_len, weighting, start, stop, loss_steps) else -1
+            sync_step = stop - 1 if has_loss else -1
             for t in range(start, stop):
                 output, state = window.step(inputs[t], state, sync=t == sync_step)
                 if rate_sum is not None:

@@ -160,6 +160,29 @@ class WindowUpdate:
         self.last_loss = loss.detach()
         return True
 
+    def finite_flags(self, like: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        """``on_nonfinite="stop"``: the on-device flags ``(all_finite, finite_prefix)`` that an update
+        advances (a captured update does it inside its graph; created here on first use); ``"skip"``: None."""
+        if self.skip_nonfinite:
+            return None
+        if self._all_finite is None or self._finite_prefix is None:
+            self._all_finite = torch.ones((), dtype=like.dtype, device=like.device)
+            self._finite_prefix = torch.zeros((), dtype=like.dtype, device=like.device)
+        return self._all_finite, self._finite_prefix
+
+    def count_captured(self, applied: Tensor) -> bool:
+        """Record an update made by :class:`~fptt.training.captured.CapturedUpdate`; with ``"skip"``,
+        read whether it was applied (one host sync, as the eager path's check)."""
+        self.loss = None
+        self._synced_output = None
+        if self.skip_nonfinite and not bool(applied):
+            self.skipped += 1
+            return False
+        if not self.skip_nonfinite:
+            self._checked_updates += 1
+        self.updates += 1
+        return True
+
     def first_nonfinite(self) -> Optional[int]:
         """``on_nonfinite="stop"``: the index (0-based, counted since the previous call) of the first
         applied update whose loss was NaN/Inf, or None; resets the count. One host sync."""
