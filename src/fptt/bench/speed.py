@@ -1,7 +1,8 @@
 """Time per training step and per epoch (issue 6, benchmarks 2 and 3).
 
 (a) FPTT step (k=1, :func:`fptt.train_epoch` with ``FPTT(Adamax)``; exact, ``fused=False``; fused,
-    ``fused=True`` for both the LTC dynamics and the update; and the *default*, network and optimizer
+    ``fused=True`` for both the LTC dynamics and the update; captured, ``capture=True``, the whole
+    update as one compiled graph (:mod:`fptt.training.captured`); and the eager *default*, network and optimizer
     built without the argument and trained past ``FUSE_AFTER_STEPS`` steps, so that ``fused="auto"``
     has switched to the compiled kernels) vs its floor, the same engine with ``method="online"``
     and plain Adamax (one forward + backward of one step + one optimizer step, no regularizer); a
@@ -122,6 +123,10 @@ def _step_benchmark(device: torch.device, hidden: int, batch: int, steps: int, r
         fused_opt = FPTT(_adamax(fused_model), alpha=0.1, beta=0.5, fused=True)
         runs["fptt_fused"] = lambda: timed(
             device, lambda: train_epoch(fused_model, loader, fused_opt, method="fptt", k=1)) / steps
+        captured_model = _model(hidden, 0, device)
+        captured_opt = FPTT(_adamax(captured_model), alpha=0.1, beta=0.5)
+        runs["fptt_captured"] = lambda: timed(device, lambda: train_epoch(
+            captured_model, loader, captured_opt, method="fptt", k=1, capture=True)) / steps
         default_model, default_opt = _default_fptt(hidden, device, loader, steps)
         runs["fptt_default"] = lambda: timed(
             device, lambda: train_epoch(default_model, loader, default_opt, method="fptt", k=1)) / steps
@@ -161,6 +166,7 @@ def _epoch_benchmark(device: torch.device, hidden: int, batch: int, steps: int, 
     setups = {
         "fptt_k1": dict(method="fptt", k=1),
         "fptt_k1_fused": dict(method="fptt", k=1),
+        "fptt_k1_captured": dict(method="fptt", k=1, capture=True),
         f"fptt_K{windows}": dict(method="fptt", update_points=windows),
         "bptt": dict(method="bptt"),
         "bptt_fused": dict(method="bptt"),
@@ -235,6 +241,8 @@ def _speed_targets(step: dict, epoch: dict) -> list[str]:
     naive = ratio(raw, "naive", "fptt")
     fused_vs_naive = ratio(raw, "fptt_fused", "naive")
     default_vs_naive = ratio(raw, "fptt_default", "naive")
+    captured_vs_naive = ratio(raw, "fptt_captured", "naive")
+    captured_vs_default = ratio(raw, "fptt_captured", "fptt_default")
     exact_vs_naive = ratio(raw, "fptt", "naive")
     fused_vs_exact = ratio(raw, "fptt_fused", "fptt")
     e = epoch["median_seconds_per_batch"]
@@ -243,6 +251,7 @@ def _speed_targets(step: dict, epoch: dict) -> list[str]:
     k_vs_bptt = ratio(er, kname, "bptt")
     k1_vs_bptt = ratio(er, "fptt_k1", "bptt")
     k1_fused_vs_bptt = ratio(er, "fptt_k1_fused", "bptt")
+    k1_captured_vs_bptt = ratio(er, "fptt_k1_captured", "bptt")
     k1_fused_vs_bptt_fused = ratio(er, "fptt_k1_fused", "bptt_fused")
     h, b = step["hidden"], step["batch"]
     best = min(ms["fptt"], ms["fptt_fused"])
@@ -253,11 +262,14 @@ def _speed_targets(step: dict, epoch: dict) -> list[str]:
         f"TARGET default FPTT step / plain reference (naive loop): x{default_vs_naive:.3f} (target <= 0.55: "
         f"{'PASS' if default_vs_naive <= 0.55 else 'MISS'}); fused=True x{fused_vs_naive:.3f}, fused=False "
         f"x{exact_vs_naive:.3f}; fused / exact x{fused_vs_exact:.3f}; default {ms['fptt_default']:.2f} ms",
+        f"TARGET captured FPTT step / plain reference (naive loop): x{captured_vs_naive:.3f} (target <= 0.45: "
+        f"{'PASS' if captured_vs_naive <= 0.45 else 'MISS'}); captured / fused-eager default x{captured_vs_default:.3f}; "
+        f"captured {ms['fptt_captured']:.2f} ms",
         f"TARGET FPTT machinery over the plain step: x{over:.3f} (target <= 1.15: {'PASS' if over <= 1.15 else 'MISS'})",
         f"TARGET naive FPTT / FPTT: x{naive:.2f} (target >= 2.5: {'PASS' if naive >= 2.5 else 'MISS'}); "
         f"naive {ms['naive']:.2f} ms/step",
         f"TARGET epoch at T={epoch['steps']}: FPTT k=1 fused / BPTT = {k1_fused_vs_bptt:.3f} (target <= 1: "
-        f"{'PASS' if k1_fused_vs_bptt <= 1.0 else 'MISS'}; exact {k1_vs_bptt:.3f}; against BPTT with the fused "
+        f"{'PASS' if k1_fused_vs_bptt <= 1.0 else 'MISS'}; exact {k1_vs_bptt:.3f}; captured {k1_captured_vs_bptt:.3f}; against BPTT with the fused "
         f"LTC dynamics {k1_fused_vs_bptt_fused:.3f}); FPTT K={epoch['windows']} / "
         f"BPTT = {k_vs_bptt:.3f} (target <= 0.6: {'PASS' if k_vs_bptt <= 0.6 else 'MISS'}); extrapolated epoch "
         + ", ".join(f"{k} {v:.0f} s" for k, v in epoch["extrapolated_epoch_seconds"].items()),

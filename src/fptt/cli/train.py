@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..rules import FUSE_AFTER_STEPS
+from ..rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS
 from .argtypes import positive_float, positive_int
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError, add_common, log_function
 
@@ -121,6 +121,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            f"default: on when the run has >= {FUSE_AFTER_STEPS:,} training steps, which pay back the "
                            "compile; "
                            "falls back to the exact path where compiling is impossible)")
+    fptt.add_argument("--capture", action=argparse.BooleanOptionalAction, default=s,
+                      help="the captured update: forward, backward and optimizer of each window as one compiled graph "
+                           "(a CUDA graph on a GPU; fptt, tbptt and online with adam, adamax or sgd; same results to "
+                           f"float rounding; default: on when the run has >= {CAPTURE_AFTER_STEPS:,} training steps; "
+                           "falls back to the eager update, with one logged line, where it cannot run)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=s, help="inner optimizer (default per task)")

@@ -83,6 +83,9 @@ class TrainConfig:
     # compiled LTC dynamics and FPTT update (fptt.neurons.kernels, fptt.optim.fused_update); None:
     # by the planned run length (fptt.rules.plans_to_fuse), resolved when the Trainer starts
     fused: Optional[bool] = None
+    # the captured update (fptt.training.captured: forward, backward and optimizer as one compiled
+    # graph); None: by the planned run length (fptt.rules.plans_to_capture), resolved by the Trainer
+    capture: Optional[bool] = None
     feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
     optimizer: str = "adam"
@@ -241,8 +244,9 @@ class TrainConfig:
             raise ConfigError(f"stop_at must be a number >= 0, got {self.stop_at!r}")
         if self.preset is not None and self.preset not in PRESET_NAMES:
             raise ConfigError(f"preset must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
-        if self.fused is not None and not isinstance(self.fused, bool):
-            raise ConfigError(f"fused must be true, false or unset (by the run length), got {self.fused!r}")
+        for key in ("fused", "capture"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true, false or unset (by the run length), got {getattr(self, key)!r}")
         for key in ("reset_lambda", "measure_memory", "plots", "distributed", "fixed_threshold",
                     "gate_slopes", "fresh_data", "recurrent"):
             if not isinstance(getattr(self, key, False), bool):

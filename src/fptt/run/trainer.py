@@ -45,7 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
-from ..rules import FUSE_AFTER_STEPS, plans_to_fuse
+from ..rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS, plans_to_capture, plans_to_fuse
 from ..training.engine import EpochMetrics, evaluate, train_epoch
 from ..vocabulary import TRACE_METHODS
 from .build import (
@@ -173,11 +173,16 @@ class Trainer:
         count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
         self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
         self.fused_note = "set by --fused / --no-fused or the run's config"
+        planned = config.epochs * self.batches_per_epoch * seq_len
         if config.fused is None:  # by the planned length of the run (fptt.compiled)
-            planned = config.epochs * self.batches_per_epoch * seq_len
             config.fused = plans_to_fuse(planned)
             self.fused_note = (f"{planned:,} planned training steps {'>=' if config.fused else '<'} "
                                f"{FUSE_AFTER_STEPS:,}; --fused / --no-fused to choose")
+        self.capture_note = "set by --capture / --no-capture or the run's config"
+        if config.capture is None:  # by the planned length of the run (fptt.training.captured)
+            config.capture = plans_to_capture(planned)
+            self.capture_note = (f"{planned:,} planned training steps {'>=' if config.capture else '<'} "
+                                 f"{CAPTURE_AFTER_STEPS:,}; --capture / --no-capture to choose")
         self.model = build_model(config, self.input_size, self.output_size, seq_len,
                                  input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
@@ -312,7 +317,8 @@ class Trainer:
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
-                on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed, **windows,
+                on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed,
+                capture=bool(config.capture), **windows,
             )
         self.trace_bytes = max(self.trace_bytes, int(metrics.extra.get("trace_bytes", 0)))
         if meter is not None:
@@ -383,6 +389,8 @@ class Trainer:
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
             self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.fused_note})")
+            if config.method in ("fptt", "tbptt", "online"):
+                self.log(f"captured update {'on' if config.capture else 'off'} ({self.capture_note})")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
                 self.epoch_started = time.perf_counter()

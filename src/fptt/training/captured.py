@@ -239,7 +239,8 @@ class CapturedUpdate:
             params = [p for p in group["params"] if p.requires_grad]
             if fptt is not None:
                 if fptt._pending:
-                    fptt._sync_pending(params, [fptt._fptt_state[p]["average"] for p in params])
+                    with torch.no_grad():
+                        fptt._sync_pending(params, [fptt._fptt_state[p]["average"] for p in params])
                 averages = [fptt._fptt_state[p]["average"] for p in params]
                 lambdas = [fptt._fptt_state[p]["lambda"] for p in params]
             else:
