@@ -8,6 +8,7 @@ graph), so each test compiles few graphs and checks several behaviours on them.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
@@ -201,3 +202,44 @@ def test_auto_capture_waits_for_its_planned_steps():
     broken = CapturedUpdate(model, fptt, True)
     broken.give_up("a reason")
     assert broken.use(1) is False and broken.failed == "a reason"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_captured_update_on_cuda_agrees_with_the_eager_one_in_float32():
+    """On CUDA the captured update is also replayed as a CUDA graph; float32, 200 updates. Spikes make
+    the two runs' paths split where a rounding difference flips one, so the check is on the first
+    25 updates (1e-4, relative to the weights' scale) and on finite, learning runs after 200."""
+    torch.set_default_dtype(torch.float32)
+    device = torch.device("cuda")
+    batches = [(x.float().to(device), y.to(device)) for x, y in _batches(1, 4, 16, 25, 3, 5)]
+    results = []
+    for capture in (False, True):
+        model, optimizer = _ltc()
+        model = model.float().to(device)
+        optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=5e-3), alpha=0.1, beta=0.5, clip_grad_norm=0.05,
+                         fused=False)
+        first = _train(model, optimizer, batches[:1][:1], 1, 10, method="fptt", k=1, capture=capture)
+        snapshot = [t.detach().clone() for t in _optimizer_tensors(optimizer, model)]
+        later = _train(model, optimizer, batches, 2, 20, method="fptt", k=1, capture=capture)
+        results.append((snapshot, first, later, model, optimizer))
+    _assert_same(results[0][0], results[1][0], tolerance=1e-4)
+    assert captured_update_for(results[1][3], results[1][4], True, "fptt").failed is None
+    assert all(torch.isfinite(t).all() for t in _optimizer_tensors(results[1][4], results[1][3]))
+    assert results[1][2][-1].loss < results[1][1][0].loss * 1.5
+
+
+def test_fptt_train_resolves_and_records_the_captured_update(tmp_path):
+    """``fptt train --capture`` logs that the update is captured and records it in config.json; a
+    run too short for the rule records it off (``--capture`` unset)."""
+    from tests.test_cli import TINY_ADD, fptt
+
+    captured_run, default_run = tmp_path / "captured", tmp_path / "default"
+    result = fptt("train", *TINY_ADD, "--k", "4", "--capture", "--run-dir", str(captured_run), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "captured update on (set by --capture" in result.stdout + result.stderr
+    assert "captured update is off" not in result.stdout + result.stderr  # it ran captured, no fallback
+    assert json.loads((captured_run / "config.json").read_text())["capture"] is True
+    result = fptt("train", *TINY_ADD, "--run-dir", str(default_run))
+    assert result.returncode == 0, result.stderr
+    assert "captured update off (" in result.stdout + result.stderr
+    assert json.loads((default_run / "config.json").read_text())["capture"] is False

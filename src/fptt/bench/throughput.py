@@ -3,6 +3,8 @@
 Every configuration trains on the same random sequences of the S-MNIST-196 shape (196 steps of
 one pixel, 10 classes; the values do not change the work), measured in one process:
 
+* ``ltc_fptt_k1_captured``: FPTT k = 1 with the captured update (:mod:`fptt.training.captured`), the
+  default of ``fptt train`` for a run of at least ``CAPTURE_AFTER_STEPS`` steps;
 * ``ltc_fptt_k1`` / ``ltc_bptt``: the network ``fptt train --task smnist --downsample 14
   --batch-size 512`` builds (LTC, the task default: 256 neurons, Adamax, clip 1, linear loss
   weighting) on its default path for a run of this length (an epoch is 20 × 196 steps, over
@@ -60,10 +62,10 @@ Setup = tuple[Train, torch.optim.Optimizer]
 
 
 def _task_default(method: str, fused: bool, batch: int, hidden: int, device: torch.device,
-                  data: list) -> tuple[Train, torch.optim.Optimizer, Any]:
+                  data: list, capture: bool = False) -> tuple[Train, torch.optim.Optimizer, Any]:
     """What ``fptt train --task smnist --downsample 14`` trains, on ``data``."""
     config = resolve_config({}, {"task": "smnist", "downsample": 14, "method": method, "batch_size": batch,
-                                 "fused": fused, "hidden": [hidden]})
+                                 "fused": fused, "hidden": [hidden], "capture": capture})
     torch.manual_seed(0)
     model = build_model(config, 1, 10, seq_len=data[0][0].shape[1]).to(device)
     optimizer = build_optimizer(config, model)
@@ -71,7 +73,7 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
 
     def train() -> None:
         train_epoch(model, data, optimizer, method=method, weighting=config.weighting,
-                    clip_grad_norm=None if method == "fptt" else config.clip, **windows)
+                    clip_grad_norm=None if method == "fptt" else config.clip, capture=capture, **windows)
     return train, optimizer, config
 
 
@@ -166,12 +168,15 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
              torch.randint(0, 10, (batch,), generator=generator).to(dev))]
     setups: dict[str, Setup] = {}
     configs: dict[str, Any] = {}
-    for name, method, fused in (("ltc_fptt_k1", "fptt", True), ("ltc_fptt_k1_exact", "fptt", False),
-                                ("ltc_bptt", "bptt", True), ("ltc_bptt_exact", "bptt", False)):
-        train, optimizer, config = _task_default(method, fused, batch, hidden, dev, data)
+    for name, method, fused, capture in (("ltc_fptt_k1", "fptt", True, False),
+                                         ("ltc_fptt_k1_captured", "fptt", True, True),
+                                         ("ltc_fptt_k1_exact", "fptt", False, False),
+                                         ("ltc_bptt", "bptt", True, False), ("ltc_bptt_exact", "bptt", False, False)):
+        train, optimizer, config = _task_default(method, fused, batch, hidden, dev, data, capture)
         setups[name] = (train, optimizer)
         configs[name] = {key: getattr(config, key) for key in ("model", "hidden", "optimizer", "lr", "clip",
-                                                               "weighting", "method", "fused", "readout")}
+                                                               "weighting", "method", "fused", "capture",
+                                                               "readout")}
     setups["lif_bptt"] = _fptt_lif(hidden, data, dev)
     missing = []
     for name, make in (("snntorch_bptt", _snntorch_lif), ("spikingjelly_bptt", _spikingjelly_lif)):

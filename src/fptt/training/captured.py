@@ -53,7 +53,7 @@ from ..compiled import compile_cache_dir
 from ..optim import FPTT
 from ..optim.fused_update import fused_unsupported_reason
 from ..rules import CAPTURE_AFTER_STEPS
-from ..state import detach_state
+from ..state import detach_state, map_state
 from .batches import LossFn
 from .metrics import firing_rate
 
@@ -149,6 +149,7 @@ class CapturedUpdate:
         self._compiled: Optional[Callable[..., Any]] = None
         self._spec: Optional[_Spec] = None
         self._lrs: list[Tensor] = []
+        self._views: dict[int, Tensor] = {}
 
     # ------------------------------------------------------------------ the policy
     def use(self, steps: int) -> bool:
@@ -171,8 +172,9 @@ class CapturedUpdate:
     def __call__(self, inputs: Sequence[Tensor], targets: Sequence[Tensor], weights: Tensor, state: Any,
                  loss_kind: str, every_step: bool, divisor: int,
                  finite_flags: Optional[tuple[Tensor, Tensor]]) -> Optional[tuple[Tensor, Any, Tensor, Tensor]]:
-        """Run one window: ``(last output, next state, Σ firing rates, applied)``, or ``None`` when the
-        compiled update cannot run (the caller then runs the eager update; :attr:`failed` says why).
+        """Run one window: ``(last output, next state, Σ firing rates, applied)``, or ``None`` when this
+        update runs eagerly: for good when the compiled update cannot run (:attr:`failed` says why),
+        once when the optimizer's state must first be created by its own step (SGD's momentum).
 
         ``weights`` holds w_t of the window's steps (a tensor, so that no value recompiles);
         ``finite_flags`` are WindowUpdate's ``(all_finite, finite_prefix)`` for ``"stop"``, else None.
@@ -180,21 +182,35 @@ class CapturedUpdate:
         tensors = self._gather()
         if tensors is None:
             return None
+        flags = None if finite_flags is None else (self._scalar_view(finite_flags[0]),
+                                                   self._scalar_view(finite_flags[1]))
         spec = self._current_spec(loss_kind, every_step, finite_flags is None)
         if self._compiled is None or spec != self._spec:
             self._spec = spec
             self._compiled = self._compile(spec)
         lrs = self._learning_rates(weights.device)
+        cuda = weights.device.type == "cuda"
         try:
-            if weights.device.type == "cuda":
+            if cuda:
                 torch.compiler.cudagraph_mark_step_begin()
-            flags = None if finite_flags is None else (finite_flags[0].view(1), finite_flags[1].view(1))
             with torch._dynamo.config.patch(trace_autograd_ops=True):  # backward inside the graph
-                return self._compiled(list(inputs), list(targets), weights, state, divisor, lrs, tensors, flags)
+                output, state, rate, applied = self._compiled(list(inputs), list(targets), weights, state, divisor,
+                                                              lrs, tensors, flags)
         except Exception as error:  # a graph break, an unsupported operation, a compiler failure
             first_line = (str(error).strip().splitlines() or [""])[0][:300]
             self.give_up(f"{type(error).__name__}: {first_line}")
             return None
+        if cuda:  # a CUDA graph's outputs are overwritten by its next replay: keep copies of what outlives it
+            output, state = output.clone(), map_state(torch.Tensor.clone, state)
+        return output, state, rate, applied
+
+    def _scalar_view(self, scalar: Tensor) -> Tensor:
+        """The (1,) view of a 0-d tensor that the graph reads or updates, the same view object at
+        every call (a CUDA graph's static inputs are marked on the object)."""
+        view = self._views.get(id(scalar))
+        if view is None or view._base is not scalar:
+            view = self._views[id(scalar)] = scalar.view(1)
+        return view
 
     def _current_spec(self, loss_kind: str, every_step: bool, skip_nonfinite: bool) -> _Spec:
         inner = self.optimizer.optimizer if isinstance(self.optimizer, FPTT) else self.optimizer
@@ -265,7 +281,7 @@ class CapturedUpdate:
                     st["step"] = st["step"].to(p.device)
                 first.append(st["exp_avg"])
                 second.append(st["exp_inf" if kind is torch.optim.Adamax else "exp_avg_sq"])
-                steps.append(st["step"].view(1))  # 1-element view (see above _CLIP_EPS)
+                steps.append(self._scalar_view(st["step"]))  # 1-element view (see above _CLIP_EPS)
             groups.append([params, averages, lambdas, first, second, steps])
         return groups
 
@@ -279,6 +295,8 @@ class CapturedUpdate:
                 for tensors in group[1:]:
                     for tensor in tensors:
                         torch._dynamo.mark_static_address(tensor)
+            for view in self._views.values():  # step counts and the non-finite flags
+                torch._dynamo.mark_static_address(view)
         # a code object of its own: Dynamo keeps its compiled graphs (and its recompile limit) per code
         # object, so every CapturedUpdate gets its own cache instead of sharing one with all the others
         update = types.FunctionType(update.__code__.replace(), update.__globals__, update.__name__,

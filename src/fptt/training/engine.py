@@ -241,7 +241,8 @@ def train_epoch(
                     if not window.count_captured(applied) and first_skipped is None:
                         first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
                     continue
-                captured = None  # it logged why; the eager update from here on
+                if captured.failed is not None:
+                    captured = None  # it logged why; the eager update from here on
             state = window.begin(state)
             # DistributedModel: only the last step of a window that will back-propagate syncs
             sync_step = stop - 1 if has_loss else -1
