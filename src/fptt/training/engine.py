@@ -43,7 +43,7 @@ from ..models.protocol import check_first_step, check_stateful_model
 from ..optim import FPTT
 from ..rules import check_window
 from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
-from .batches import LossFn, loader_length, prepared_batches, progress_bar
+from .batches import LossFn, StepInputs, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
 from .window import WindowUpdate
 
@@ -197,17 +197,14 @@ def train_epoch(
         learner = TraceLearner(model, method, feedback=feedback, feedback_seed=feedback_seed)
     window = WindowUpdate(model, optimizer, clip_grad_norm=clip_grad_norm, on_nonfinite=on_nonfinite,
                           gradients=learner)
-    captured = None
-    if capture is not False:
-        from .captured import captured_update_for
-
-        captured = captured_update_for(model, optimizer, capture, method, clip_grad_norm)
     trace_bytes = 0
     skip_nonfinite = window.skip_nonfinite
     first_skipped: Optional[str] = None
     nonfinite_batches = 0
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
+    captured = _CapturedWindows.create(model, optimizer, window, capture, method, clip_grad_norm, weighting,
+                                       loss_steps, per_step_targets, dtype, device)
     model.train()
     accumulator = Accumulator()
     loss_fn: Optional[LossFn] = None
@@ -224,25 +221,17 @@ def train_epoch(
         window.start_sequence(inputs.batch_size, device, dtype)
         rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
         output = None
-        weights: Optional[Tensor] = None  # w_t of every step, on the device (captured windows)
+        if captured is not None:
+            captured.start_batch(seq_len)
         for start, stop in windows:
             has_loss = _window_has_loss(seq_len, weighting, start, stop, loss_steps)
-            if captured is not None and has_loss and captured.use(stop - start):
-                if weights is None:
-                    weights = torch.tensor(loss_weights(seq_len, weighting), dtype=dtype, device=device)
-                result = captured([inputs[t] for t in range(start, stop)],
-                                  [_step_target(y, t, per_step_targets) for t in range(start, stop)],
-                                  weights[start:stop], state, loss_fn.kind, loss_steps == "every",
-                                  stop - start if loss_steps == "every" else 1, window.finite_flags(weights))
+            if captured is not None and has_loss:
+                result = captured.run(inputs, y, state, start, stop, loss_fn.kind, rate_sum)
                 if result is not None:
-                    output, state, window_rates, applied = result
-                    if rate_sum is not None:
-                        rate_sum += window_rates
-                    if not window.count_captured(applied) and first_skipped is None:
+                    output, state, applied = result
+                    if not applied and first_skipped is None:
                         first_skipped = f"batch {batch_index}, time steps {start}..{stop - 1}"
                     continue
-                if captured.failed is not None:
-                    captured = None  # it logged why; the eager update from here on
             state = window.begin(state)
             # DistributedModel: only the last step of a window that will back-propagate syncs
             sync_step = stop - 1 if has_loss else -1
@@ -303,6 +292,58 @@ def train_epoch(
                       f"{first_skipped}); {nonfinite_batches} batch(es) with a non-finite final loss left out "
                       "of the metrics", RuntimeWarning, stacklevel=2)
     return metrics
+
+
+class _CapturedWindows:
+    """The windows of :func:`train_epoch` that run as captured updates (:mod:`fptt.training.captured`)."""
+
+    def __init__(self, captured, window: WindowUpdate, weighting: Weighting, loss_steps: str,
+                 per_step_targets: bool, dtype: torch.dtype, device: torch.device) -> None:
+        self.captured = captured
+        self.window = window
+        self.weighting = weighting
+        self.every_step = loss_steps == "every"
+        self.per_step_targets = per_step_targets
+        self.dtype, self.device = dtype, device
+        self.weights: Optional[Tensor] = None  # w_t of every step of the batch, on the device
+
+    @classmethod
+    def create(cls, model: nn.Module, optimizer: torch.optim.Optimizer, window: WindowUpdate, capture: bool | str,
+               method: str, clip_grad_norm: Optional[float], weighting: Weighting, loss_steps: str,
+               per_step_targets: bool, dtype: torch.dtype, device: torch.device) -> Optional[_CapturedWindows]:
+        if capture is False:
+            return None
+        from .captured import captured_update_for
+
+        captured = captured_update_for(model, optimizer, capture, method, clip_grad_norm)
+        if captured is None:
+            return None
+        return cls(captured, window, weighting, loss_steps, per_step_targets, dtype, device)
+
+    def start_batch(self, seq_len: int) -> None:
+        self.seq_len = seq_len
+        self.weights = None
+
+    def run(self, inputs: StepInputs, y: Tensor, state: object, start: int, stop: int, loss_kind: str,
+            rate_sum: Optional[Tensor]) -> Optional[tuple[Tensor, object, bool]]:
+        """One window as a captured update: ``(last output, next state, applied)``, or None when this
+        window runs the eager update (``"auto"`` still waiting, or the update cannot be captured)."""
+        captured = self.captured
+        if captured.failed is not None or not captured.use(stop - start):
+            return None
+        if self.weights is None:
+            self.weights = torch.tensor(loss_weights(self.seq_len, self.weighting), dtype=self.dtype,
+                                        device=self.device)
+        result = captured([inputs[t] for t in range(start, stop)],
+                          [_step_target(y, t, self.per_step_targets) for t in range(start, stop)],
+                          self.weights[start:stop], state, loss_kind, self.every_step,
+                          stop - start if self.every_step else 1, self.window.finite_flags(self.weights))
+        if result is None:
+            return None
+        output, state, rates, applied = result
+        if rate_sum is not None:
+            rate_sum += rates
+        return output, state, self.window.count_captured(applied)
 
 
 def _first_nonfinite_parameter(model: nn.Module, parameters: Sequence[Tensor]) -> Optional[str]:
