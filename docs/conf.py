@@ -34,6 +34,7 @@ extensions = [
     "sphinx.ext.mathjax",           # .. math:: and :math: in docstrings, $...$ in pages
     "sphinx-mathjax-offline",       # MathJax copied into the site: the math renders without a network
     "sphinx.ext.viewcode",
+    "sphinx_codeautolink",          # names in the tutorials' and guides' code link to their API entries
     "repo_links",                   # links from docs/ to files elsewhere in the repository
 ]
 
@@ -71,6 +72,11 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 # optional libraries the adapters wrap: documented without importing them for real
 autodoc_mock_imports: list[str] = []
+
+# --- links from code to the reference (sphinx-codeautolink; no intersphinx: the build stays offline) --
+codeautolink_concat_default = True     # a tutorial's cells form one program: names imported above link below
+codeautolink_warn_on_missing_inventory = False   # torch, numpy and matplotlib names have no entry here
+codeautolink_warn_on_failed_resolve = False
 
 # --- the theme -----------------------------------------------------------------------------------
 html_theme = "furo"
