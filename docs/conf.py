@@ -70,6 +70,23 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+
+
+def _no_type_docstring(app, what, name, obj, options, lines):  # noqa: ANN001 - Sphinx's event signature
+    """A module constant without a doc comment would show its type's docstring (dict's, tuple's): drop it,
+    so that the page's own text for it (``.. autodata::`` content) stands alone."""
+    import inspect
+
+    if what in ("data", "attribute") and lines and not inspect.isclass(obj) and not callable(obj):
+        own = inspect.getdoc(type(obj)) or ""
+        if own and "\n".join(lines).strip() == own.strip():
+            lines.clear()
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    app.connect("autodoc-process-docstring", _no_type_docstring)
+
+
 # optional libraries the adapters wrap: documented without importing them for real
 autodoc_mock_imports: list[str] = []
 
