@@ -36,7 +36,17 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_codeautolink",          # names in the tutorials' and guides' code link to their API entries
     "repo_links",                   # links from docs/ to files elsewhere in the repository
+    "section_links",                # "THEORY §3.5" in a page or a docstring links to that section
 ]
+
+# --- links into the repository -------------------------------------------------------------------
+# A page's link to a file outside the site (benchmarks/results/, experiments/, examples/, src/) points
+# at that file online: REPOSITORY_FILES + its path (docs/_ext/repo_links.py; a link to a path missing
+# from the checkout still fails the build). FPTT_REPO_URL overrides the base (a fork, a tag);
+# FPTT_REPO_URL=checkout links to the files of the checkout the site was built from instead.
+REPOSITORY = "https://github.com/fptt-snn/fptt"
+REPOSITORY_FILES = "https://github.com/fptt-snn/fptt/blob/main"
+fptt_repo_url = os.environ.get("FPTT_REPO_URL") or REPOSITORY_FILES
 
 source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
