@@ -331,3 +331,18 @@ def test_links_into_the_repository_use_the_configured_base() -> None:
                 relative = unquote(target.path)[len(urlsplit(default).path.rstrip("/")) + 1:]
                 assert (ROOT / relative).exists(), f"{html.relative_to(site)} links to a missing {relative}"
     assert into_repository >= 20
+
+
+# --- the mathematics and its references ---------------------------------------------------------
+
+def test_equations_render_as_math_and_section_references_link() -> None:
+    site = _built_site()
+    theory = (site / "THEORY.html").read_text(encoding="utf-8")
+    assert theory.count('class="math') >= 10, "THEORY's equations render as math"
+    assert "α_t = σ" not in theory, "an equation of THEORY is still plain text"
+    assert '<a class="reference internal" href="#input-current-and-normalisation">§2.1</a>' in theory
+    api = (site / "api" / "fptt.html").read_text(encoding="utf-8")
+    assert re.search(r'<a class="reference internal" href="\.\./THEORY\.html#[\w-]+">THEORY(\.md)? §3', api), (
+        "a docstring's 'THEORY §3...' links to THEORY")
+    neurons = (site / "api" / "neurons.html").read_text(encoding="utf-8")
+    assert neurons.count('class="math') >= 5, "the neurons' docstrings state their equations as math"

@@ -1,6 +1,6 @@
 """Section references written as text become links: "THEORY.md §3.5", "THEORY §3.3–§3.5", "RESULTS §9"
-in a page or a docstring link to that numbered section of that page, and a bare "§2.1" to the section
-of the page it is written in (when that page has one; otherwise it stays text).
+in a page or a docstring link to that numbered section of that page, and a bare "§2.1" or "section 2.1"
+to the section of the page it is written in (when that page has one; otherwise it stays text).
 
 The pages and the docstrings keep their plain wording (readable on a forge, in ``help()`` and in an
 editor); the site adds the links. A numbered section is a heading whose title starts with its
@@ -16,7 +16,7 @@ from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
 
 _REFERENCE = re.compile(
-    r"(?:(?:docs/)?(?P<page>[A-Z][A-Z_]+)(?:\.md)?,?\s)?§(?P<number>\d+(?:\.\d+)*)"
+    r"(?:(?:docs/)?(?P<page>[A-Z][A-Z_]+)(?:\.md)?,?\s)?(?:§|section )(?P<number>\d+(?:\.\d+)*)"
     r"(?:(?P<dash>[–-])§(?P<last>\d+(?:\.\d+)*))?")
 _NUMBERED = re.compile(r"^(\d+(?:\.\d+)*)\.?\s")
 
@@ -59,7 +59,7 @@ class SectionLinks(SphinxPostTransform):
         cache: dict[str, dict[str, str]] = self.env.temp_data.setdefault("fptt_section_numbers", {})
         for text_node in list(self.document.findall(nodes.Text)):
             parent = text_node.parent
-            if parent is None or "§" not in text_node or any(
+            if parent is None or ("§" not in text_node and "section " not in text_node) or any(
                     isinstance(a, (nodes.reference, nodes.literal, nodes.literal_block, nodes.title, nodes.raw,
                                    nodes.math, nodes.math_block))
                     for a in _ancestors(parent)):
