@@ -37,6 +37,7 @@ extensions = [
     "sphinx_codeautolink",          # names in the tutorials' and guides' code link to their API entries
     "repo_links",                   # links from docs/ to files elsewhere in the repository
     "section_links",                # "THEORY §3.5" in a page or a docstring links to that section
+    "code_links",                   # `fptt.x.y` written as inline code links to its API entry
 ]
 
 # --- links into the repository -------------------------------------------------------------------

@@ -165,11 +165,15 @@ def test_every_name_the_pages_use_is_in_the_reference() -> None:
     assert not missing, "names used by the pages but missing from the API reference:\n" + "\n".join(missing)
 
 
-def test_tutorial_code_links_to_the_reference() -> None:
-    """sphinx-codeautolink turned the tutorials' fptt names into links to their API entries."""
-    html = (_built_site() / "tutorials" / "01_first_online_snn.html").read_text(encoding="utf-8")
+def test_code_links_to_the_reference() -> None:
+    """sphinx-codeautolink turned the tutorials' fptt names into links to their API entries, and a
+    guide's inline `fptt.x.y` links too (docs/_ext/code_links.py)."""
+    site = _built_site()
+    html = (site / "tutorials" / "01_first_online_snn.html").read_text(encoding="utf-8")
     assert 'href="../api/fptt.html#fptt.train_epoch"' in html
     assert 'href="../api/fptt.html#fptt.SpikingRNN"' in html
+    guide = (site / "CLI.html").read_text(encoding="utf-8")
+    assert 'href="api/run.html#fptt.run.build.load_model"' in guide
 
 
 # --- the CLI page is the parser's ---------------------------------------------------------------
