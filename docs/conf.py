@@ -34,8 +34,20 @@ extensions = [
     "sphinx.ext.mathjax",           # .. math:: and :math: in docstrings, $...$ in pages
     "sphinx-mathjax-offline",       # MathJax copied into the site: the math renders without a network
     "sphinx.ext.viewcode",
+    "sphinx_codeautolink",          # names in the tutorials' and guides' code link to their API entries
     "repo_links",                   # links from docs/ to files elsewhere in the repository
+    "section_links",                # "THEORY §3.5" in a page or a docstring links to that section
+    "code_links",                   # `fptt.x.y` written as inline code links to its API entry
 ]
+
+# --- links into the repository -------------------------------------------------------------------
+# A page's link to a file outside the site (benchmarks/results/, experiments/, examples/, src/) points
+# at that file online: REPOSITORY_FILES + its path (docs/_ext/repo_links.py; a link to a path missing
+# from the checkout still fails the build). FPTT_REPO_URL overrides the base (a fork, a tag);
+# FPTT_REPO_URL=checkout links to the files of the checkout the site was built from instead.
+REPOSITORY = "https://github.com/fptt-snn/fptt"
+REPOSITORY_FILES = "https://github.com/fptt-snn/fptt/blob/main"
+fptt_repo_url = os.environ.get("FPTT_REPO_URL") or REPOSITORY_FILES
 
 source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
@@ -69,8 +81,30 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+
+
+def _no_type_docstring(app, what, name, obj, options, lines):  # noqa: ANN001 - Sphinx's event signature
+    """A module constant without a doc comment would show its type's docstring (dict's, tuple's): drop it,
+    so that the page's own text for it (``.. autodata::`` content) stands alone."""
+    import inspect
+
+    if what in ("data", "attribute") and lines and not inspect.isclass(obj) and not callable(obj):
+        own = inspect.getdoc(type(obj)) or ""
+        if own and "\n".join(lines).strip() == own.strip():
+            lines.clear()
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    app.connect("autodoc-process-docstring", _no_type_docstring)
+
+
 # optional libraries the adapters wrap: documented without importing them for real
 autodoc_mock_imports: list[str] = []
+
+# --- links from code to the reference (sphinx-codeautolink; no intersphinx: the build stays offline) --
+codeautolink_concat_default = True     # a tutorial's cells form one program: names imported above link below
+codeautolink_warn_on_missing_inventory = False   # torch, numpy and matplotlib names have no entry here
+codeautolink_warn_on_failed_resolve = False
 
 # --- the theme -----------------------------------------------------------------------------------
 html_theme = "furo"

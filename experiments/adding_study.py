@@ -99,9 +99,27 @@ def first_below(curve: list[dict], level: float, key: str) -> int | None:
     return None
 
 
+def legend_label(run: str) -> str:
+    """A reader's name for a run ("fptt_refinit_s0" -> "FPTT (10 windows, reference init, seed 0)"); the first word
+    names the method's colour."""
+    parts = run.split("_")
+    method = {"fptt": "FPTT", "bptt": "BPTT", "tbptt": "truncated BPTT", "online": "naive online"}[parts[0]]
+    details = []
+    if "k1" in parts or parts[0] == "online":
+        details.append("k = 1")
+    elif parts[0] in ("fptt", "tbptt"):
+        details.append("10 windows")
+    if "refinit" in parts:
+        details.append("reference init")
+    seed = next((part[1:] for part in parts if part.startswith("s") and part[1:].isdigit()), None)
+    if seed is not None:
+        details.append(f"seed {seed}")
+    return f"{method} ({', '.join(details)})" if details else method
+
+
 def report(results: Path = RESULTS) -> None:
     """``table.md`` and ``adding_curves.png`` in ``results`` from its run folders."""
-    from fptt import plots
+    from fptt.run import plots
 
     names = sorted((path.name for path in results.iterdir() if (path / "summary.json").is_file()),
                    key=lambda name: (int(name.split("_")[0][1:]), name))
@@ -124,14 +142,20 @@ def report(results: Path = RESULTS) -> None:
     print("\n".join(lines))
 
     lengths = sorted({int(name.split("_")[0][1:]) for name in names})
-    figure, axes = plots.new_figure(len(lengths))
-    colours = {"fptt": "tab:blue", "bptt": "tab:red", "tbptt": "tab:orange", "online": "tab:green"}
+    figure, axes = plots.new_figure(len(lengths), width=6.5, height=4.5)
+    colours = {"fptt": "tab:blue", "bptt": "tab:red", "tbptt": "tab:orange", "truncated": "tab:orange",
+               "online": "tab:green", "naive": "tab:green"}
     for axis, seq_len in zip(axes, lengths):
-        curves = {name.split("_", 1)[1]: [(p["batch"], p["weights"]) for p in load(name, results)[0]]
+        curves = {legend_label(name.split("_", 1)[1]): [(p["batch"], p["weights"]) for p in load(name, results)[0]]
                   for name in names if name.startswith(f"T{seq_len}_")}
-        plots.plot_curves(axis, curves, title=f"adding task, T = {seq_len}  (× = the authors' crossings)",
+        plots.plot_curves(axis, curves, title=f"adding task, T = {seq_len}  (× = the authors' logs)",
                           x_label="iteration (batch of 128 fresh sequences)",
                           y_label="held-out MSE (current weights W)", chance=1 / 6, colours=colours)
+        for line, label in zip(axis.get_lines(), curves):  # seeds and variants of one method: line styles
+            line.set_linestyle("-." if label.startswith("FPTT (k = 1") else
+                               "--" if "seed 1" in label or "reference init" in label else
+                               ":" if "seed 2" in label else "-")
+        axis.legend(fontsize=7)
         for method, marks in AUTHORS.get(seq_len, {}).items():
             axis.scatter(list(marks.values()), list(marks.keys()), marker="x", s=60, color=colours[method], zorder=5)
     path = plots.save_figure(figure, results / "adding_curves.png")

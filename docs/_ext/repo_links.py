@@ -3,15 +3,13 @@ experiments/, examples/, src/) or to a page the site leaves out (docs/results/ta
 knows only the site's pages: MyST would warn about such a link (a folder, a Markdown file) or copy
 the file into the site as a download (a PNG, a script).
 
-Each such link becomes an external link: to ``fptt_repo_url`` + the path when that is set (for a
-hosted site, e.g. ``FPTT_REPO_URL=https://<forge>/<owner>/fptt/blob/main``), otherwise to the file in
-the checkout the site was built from, relative to the built page, so that a site built with ``make
-docs`` and opened from docs/_build/html reaches the repository's own files. A link to a path that
+Each such link becomes an external link: to ``fptt_repo_url`` + the path (docs/conf.py sets it to
+the repository's files online, overridable with ``FPTT_REPO_URL``), or, with ``fptt_repo_url =
+"checkout"``, to the file in the checkout the site was built from, relative to the built page. A link to a path that
 does not exist is left to MyST, which warns: a moved file still fails the ``-W`` build.
 """
 from __future__ import annotations
 
-import os
 import posixpath
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,7 @@ class RepositoryLinks(SphinxPostTransform):
         return None
 
     def run(self, **kwargs: Any) -> None:
-        base = self.config.fptt_repo_url or os.environ.get("FPTT_REPO_URL", "")
+        base = self.config.fptt_repo_url
         for node in list(self.document.findall(addnodes.pending_xref)) + list(
                 self.document.findall(addnodes.download_reference)):
             if node.get("reftype") != "myst":
@@ -62,7 +60,7 @@ class RepositoryLinks(SphinxPostTransform):
             if found is None:
                 continue
             relpath, anchor = found
-            if base:
+            if base and base != "checkout":
                 uri = base.rstrip("/") + "/" + relpath
             else:  # docs/_build/html/<doc>.html -> the repository root: <doc>'s folders, html, _build, docs
                 uri = posixpath.join(*([".."] * (self.env.docname.count("/") + 3)), relpath)

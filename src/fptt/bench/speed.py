@@ -1,19 +1,19 @@
 """Time per training step and per epoch (issue 6, benchmarks 2 and 3).
 
-(a) FPTT step (k=1, :func:`fptt.train_epoch` with ``FPTT(Adamax)``; exact, ``fused=False``; fused,
-    ``fused=True`` for both the LTC dynamics and the update; captured, ``capture=True``, the whole
-    update as one compiled graph (:mod:`fptt.training.captured`); and the eager *default*, network and optimizer
-    built without the argument and trained past ``FUSE_AFTER_STEPS`` steps, so that ``fused="auto"``
-    has switched to the compiled kernels) vs its floor, the same engine with ``method="online"``
-    and plain Adamax (one forward + backward of one step + one optimizer step, no regularizer); a
-    no-grad forward step for reference.
-(b) vs a *naive* FPTT written here the way the paper's code does it: the regularizer built as an
-    autograd expression over all named parameters every step, added to the loss, one backward,
-    then the post-update in a Python loop.
-(c) an S-MNIST-sized epoch (784 steps, 8000 samples, batch 128 -> 63 batches) with FPTT k=1 (exact and
-    fused), FPTT with 28 windows of 28 steps, and BPTT (exact, and with the fused LTC dynamics, its
-    default path in a run that long): a few batches timed, the epoch extrapolated.
-(3) scaling of the FPTT step with hidden size and batch size (time and saved-tensor bytes).
+* (a) FPTT step (k=1, :func:`fptt.train_epoch` with ``FPTT(Adamax)``; exact, ``fused=False``; fused,
+  ``fused=True`` for both the LTC dynamics and the update; captured, ``capture=True``, the whole
+  update as one compiled graph (:mod:`fptt.training.captured`); and the eager *default*, network and optimizer
+  built without the argument and trained past ``FUSE_AFTER_STEPS`` steps, so that ``fused="auto"``
+  has switched to the compiled kernels) vs its floor, the same engine with ``method="online"``
+  and plain Adamax (one forward + backward of one step + one optimizer step, no regularizer); a
+  no-grad forward step for reference.
+* (b) vs a *naive* FPTT written here the way the paper's code does it: the regularizer built as an
+  autograd expression over all named parameters every step, added to the loss, one backward,
+  then the post-update in a Python loop.
+* (c) an S-MNIST-sized epoch (784 steps, 8000 samples, batch 128 -> 63 batches) with FPTT k=1 (exact and
+  fused), FPTT with 28 windows of 28 steps, and BPTT (exact, and with the fused LTC dynamics, its
+  default path in a run that long): a few batches timed, the epoch extrapolated.
+* (3) scaling of the FPTT step with hidden size and batch size (time and saved-tensor bytes).
 
 All configurations being compared are measured in the same process, interleaved (A, B, C, A, ...),
 and summarised by medians; ratios are the figures to read on a shared machine.

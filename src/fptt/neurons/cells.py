@@ -178,11 +178,18 @@ class SpikingCell(nn.Module):
 
 
 class LTC(SpikingCell):
-    """Liquid-time-constant spiking layer (:func:`~fptt.neurons.functional.ltc_step`).
+    r"""Liquid-time-constant spiking layer (:func:`~fptt.neurons.functional.ltc_step`, THEORY §2.2).
 
-    The rates α_t = σ(W_m [d_t, u_{t-1}] + c_m) and ρ_t = σ(W_a [d_t, b_{t-1}] + c_a) are computed
-    by ``membrane_rate`` and ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised).
-    Default reset to zero, β = 1.8, b_0 = 0.1.
+    With the input current :math:`d_t = W_x x_t + W_r s_{t-1} + c`, one step is
+
+    .. math::
+        \alpha_t &= \sigma(W_m [d_t, u_{t-1}] + c_m), \qquad \rho_t = \sigma(W_a [d_t, b_{t-1}] + c_a)\\
+        b_t &= \rho_t b_{t-1} + (1 - \rho_t) s_{t-1}, \qquad \theta_t = b_0 + \beta b_t\\
+        u_t &= u_{t-1} + \alpha_t (d_t - u_{t-1}), \qquad s_t = H(u_t - \theta_t), \qquad u_t \leftarrow u_t (1 - s_t)
+
+    The rates :math:`\alpha_t`, :math:`\rho_t` are computed by ``membrane_rate`` and
+    ``adaptation_rate`` (``nn.Linear(2H, H)`` each, Xavier-initialised). Default reset to zero,
+    :math:`\beta = 1.8`, :math:`b_0 = 0.1`.
 
     Options (THEORY.md §4):
 
@@ -255,10 +262,15 @@ class LTC(SpikingCell):
 
 
 class ALIF(SpikingCell):
-    """Adaptive LIF layer with learnable per-neuron τ_m, τ_adp (:func:`~fptt.neurons.functional.alif_step`).
+    r"""Adaptive LIF layer with learnable per-neuron τ_m, τ_adp (:func:`~fptt.neurons.functional.alif_step`, THEORY §2.3).
+
+    .. math::
+        \alpha &= e^{-dt/\tau_m}, \qquad \rho = e^{-dt/\tau_{adp}}, \qquad
+        b_t = \rho\, b_{t-1} + (1 - \rho)\, s_{t-1}, \qquad \theta_t = b_0 + \beta b_t\\
+        u_t &= \alpha u_{t-1} + (1 - \alpha)\, d_t - \theta_t s_{t-1}\, dt, \qquad s_t = H(u_t - \theta_t)
 
     τ_m ~ N(``tau_membrane_init``), τ_adp ~ N(``tau_adaptation_init``) at initialisation (mean, std
-    in steps). Default reset by subtraction (SRNN), β = 1.8, b_0 = 0.1.
+    in steps). Default reset by subtraction (SRNN, the line above), β = 1.8, b_0 = 0.1.
     """
 
     default_reset: Reset = "subtract"

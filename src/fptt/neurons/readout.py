@@ -15,7 +15,7 @@ __all__ = ["Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUT
 
 
 class Readout(nn.Module):
-    """Shared mechanism: z_t = W_o s_t + c_o, then a leaky integration implemented by subclasses."""
+    r"""Shared mechanism: :math:`z_t = W_o s_t + c_o`, then a leaky integration implemented by subclasses."""
 
     def __init__(self, input_size: int, output_size: int) -> None:
         super().__init__()
@@ -47,7 +47,7 @@ class Readout(nn.Module):
 
 
 class FixedReadout(Readout):
-    """v_t = k v_{t-1} + (1 - k) z_t with a learnable per-output k = exp(-1/τ_out).
+    r""":math:`v_t = k\, v_{t-1} + (1 - k)\, z_t` with a learnable per-output :math:`k = e^{-1/\tau_{out}}` (THEORY §2.5).
 
     τ_out is initialised to ``tau_init`` (steps) and learned through log τ_out so that k stays in (0, 1).
     """
@@ -67,7 +67,10 @@ class FixedReadout(Readout):
 
 
 class LiquidReadout(Readout):
-    """a_t = σ(W'_o [z_t, v_{t-1}] + c); v_t = (1 - a_t) v_{t-1} + a_t z_t (the paper's liquid readout)."""
+    r"""The paper's liquid readout (THEORY §2.5):
+
+    .. math:: a_t = \sigma(W'_o [z_t, v_{t-1}] + c), \qquad v_t = (1 - a_t)\, v_{t-1} + a_t z_t
+    """
 
     def __init__(self, input_size: int, output_size: int) -> None:
         super().__init__(input_size, output_size)
@@ -80,7 +83,7 @@ class LiquidReadout(Readout):
 
 
 class LinearReadout(Readout):
-    """v_t = z_t = W_o x_t + c_o: no leak, no state (the authors' adding-task readout, read from the
+    r""":math:`v_t = z_t = W_o x_t + c_o`: no leak, no state (the authors' adding-task readout, read from the
     last layer's membrane u_t). W_o is Xavier-normal, c_o PyTorch's default, as in their code.
     The returned state is v_t itself, so the readout speaks the same protocol as the leaky ones."""
 

@@ -155,15 +155,39 @@ def train_epoch(
     feedback_seed: int = 0,
     capture: bool | str = False,
 ) -> EpochMetrics:
-    """Train ``model`` for one pass over ``loader`` with ``method`` (see the module docstring).
+    """Train ``model`` for one pass over ``loader`` with ``method``; return the pass's metrics.
+
+    A sequence of length T is cut into windows of k steps. At step t the loss is
+    :math:`\\ell_t = w_t\\, L(v_t, y)` (THEORY §3.2), with :math:`v_t` the readout and :math:`L`
+    the cross-entropy (integer targets) or the squared error (float targets).
 
     Args:
-        k / update_points: window length, or number of updates per sequence (FPTT and TBPTT;
-            default k = 1; ``"online"`` forces k = 1; ignored by ``"bptt"``).
-        weighting: w_t, ``"linear"`` (default), ``"uniform"`` or ``"last"``.
+        model: a stateful model (:class:`fptt.models.StatefulModel`: ``init_state`` and
+            ``step``), e.g. :class:`fptt.SpikingRNN` or an adapted snnTorch network.
+        loader: batches ``(x, y)``, ``x`` of shape ``(batch, time, features)``.
+        optimizer: :class:`fptt.FPTT` for ``"fptt"``; a plain ``torch.optim`` optimizer for the
+            other methods.
+        method: ``"fptt"`` (default): the state is detached at each window start, the mean of the
+            window's losses is back-propagated through that window only and :class:`fptt.FPTT`
+            adds its regularizer and steps (memory O(k), T/k updates per sequence).
+            ``"tbptt"``: the same windows, a plain optimizer. ``"online"``: ``"tbptt"`` with
+            k = 1. ``"bptt"``: one backward through the whole sequence, one update per sequence
+            (memory O(T)). ``"eprop"`` / ``"ostl"``: eligibility traces carried forward, an update
+            every k steps (ALIF/LIF networks; memory independent of T and k).
+        k: steps per window (default 1); give ``k`` or ``update_points``, not both. Ignored by
+            ``"bptt"``; ``"online"`` requires k = 1.
+        update_points: the number of windows per sequence instead of ``k`` (the adding task's K);
+            windows then have about T / update_points steps.
+        weighting: :math:`w_t`: ``"linear"`` (default) :math:`(t+1)/T`, ``"uniform"`` 1, or
+            ``"last"`` (only the final step).
         loss: ``"auto"`` (cross-entropy for integer targets, MSE for float), or explicit.
+        loss_steps: ``"every"`` (default): every step of a window enters its loss;
+            ``"window_end"``: only the last step of each window (the authors' adding task).
+        per_step_targets: ``y`` has a time axis and step t is scored against ``y[:, t]``.
         clip_grad_norm: total-norm clipping for plain optimizers (for FPTT, set it on the optimizer).
         max_batches: stop after this many batches (quick runs).
+        progress: show a tqdm progress bar, labelled ``description``.
+        description: the progress bar's label.
         on_nonfinite: ``"stop"`` (default): a NaN/Inf loss, or a parameter made NaN/Inf by an
             update, raises ``FloatingPointError`` naming the batch and the time steps of the first
             bad update (checked once per batch, no per-update host sync). ``"skip"``: an update
@@ -171,17 +195,19 @@ def train_epoch(
             detached as at any window start) and counted in ``skipped_updates``; batches whose
             final-step loss is not finite are left out of the metrics (``extra["nonfinite_batches"]``).
             Costs one host sync per update.
-        feedback / feedback_seed: e-prop's feedback matrix, ``"symmetric"`` (W_o) or ``"random"``
-            (drawn from ``feedback_seed``, the same in every epoch); ignored by the other methods.
+        feedback: e-prop's feedback matrix of the readout error, ``"symmetric"`` (the readout
+            weights) or ``"random"``; ignored by the other methods.
+        feedback_seed: the seed of the ``"random"`` feedback matrix (the same in every epoch).
         capture: run each window's update as one compiled graph (:mod:`fptt.training.captured`;
             ``"fptt"``, ``"tbptt"`` and ``"online"`` with Adam, Adamax or SGD): ``True`` from the first
             update, ``"auto"`` after :data:`fptt.rules.CAPTURE_AFTER_STEPS` training steps counted
             across calls with the same optimizer, ``False`` (default) never. Where it cannot run, the
             eager update is used, with one logged line naming why. Results equal the eager ones to
             float rounding.
-    For ``"eprop"``/``"ostl"`` the metrics' ``extra["trace_bytes"]`` is the memory the
-    eligibility traces held (per batch; independent of T).
-    Returns the :class:`EpochMetrics` of the pass.
+
+    Returns:
+        The :class:`EpochMetrics` of the pass. For ``"eprop"``/``"ostl"`` its
+        ``extra["trace_bytes"]`` is the memory the eligibility traces held (per batch).
     """
     check_stateful_model(model)
     _check_optimizer(method, optimizer)
