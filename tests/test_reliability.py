@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
-from fptt.run.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
+from fptt.run.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from fptt.run.config import ConfigError, TrainConfig, resolve_config
 from fptt.run.trainer import PoisonedCheckpointError, Trainer
 
@@ -471,7 +471,12 @@ def test_a_malicious_checkpoint_through_the_cli_and_resume_runs_nothing(tmp_path
     run = tmp_path / "run"
     Trainer(_tiny(), run, log=None).fit()
     (run / LAST).write_bytes(path.read_bytes())
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    lines: list[str] = []
+    Trainer(_tiny(), run, resume=True, log=lines.append)  # passed over: the good checkpoint_best.pt is used
+    assert any(line.startswith("passed over:") and "refusing to load" in line for line in lines), lines
+    assert "falling back to checkpoint_best.pt, the newest good checkpoint" in " ".join(lines)
+    (run / BEST).unlink()
+    with pytest.raises(CheckpointError, match=r"no good checkpoint to resume from in .*refusing to load"):
         Trainer(_tiny(), run, resume=True, log=None)
     assert not marker.exists()
 

@@ -59,12 +59,14 @@ from .build import (
     resolve_device,
 )
 from .checkpoint import (
+    CheckpointWriteError,
     PoisonedCheckpointError,
-    load_checkpoint,
+    is_verified,
+    newest_good_checkpoint,
     nonfinite_tensors,
     remove_stale_temporaries,
     restore_training,
-    save_checkpoint,
+    save_generation,
     training_payload,
 )
 from .config import TrainConfig, default_run_dir, save_config
@@ -148,6 +150,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.stop = StopRequest()  # set by SIGINT/SIGTERM (fit), agreed by all ranks at batch boundaries
         self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
+        self.damaged_last = False  # resumed from an older checkpoint: checkpoint_last.pt failed to load
         self.history: list[dict[str, Any]] = []
         self.curve: list[dict[str, Any]] = []  # eval_every points (curve.jsonl)
         self.target_reached = False  # stop_at met
@@ -231,7 +234,15 @@ class Trainer:
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise PoisonedCheckpointError(f"refusing to save {path.name}: NaN/Inf values in {shown}; {self._kept()}")
         if self.is_main:
-            save_checkpoint(path, payload)
+            last = path.name == LAST
+            if last and self.damaged_last and path.is_file():  # kept for inspection, never made "previous"
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            try:
+                save_generation(path, payload, keep_previous=last)
+            except CheckpointWriteError as error:  # a full disk: stop, the previous checkpoint is intact
+                raise CheckpointWriteError(error.errno, f"{error.strerror}; free some space, then resume with "
+                                                        f"`fptt train --resume {self.run_dir}`") from None
+            self.damaged_last = self.damaged_last and not last
         if path.name == LAST:
             self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
 
@@ -255,12 +266,20 @@ class Trainer:
             saved_tensor_peak_bytes=self.saved_tensor_peak)
 
     def _resume(self) -> None:
-        path = self.run_dir / LAST
-        if not path.is_file():  # killed before its first checkpoint: nothing was trained for good
+        found = newest_good_checkpoint(self.run_dir, map_location=self.device)  # CheckpointError if none is good
+        if found is None:  # killed before its first checkpoint: nothing was trained for good
             self.log(f"{self.run_dir} has no checkpoint yet (stopped before the first one): "
                      "starting this run from the beginning")
             return
-        payload = load_checkpoint(path, map_location=self.device)
+        payload = found.payload
+        for problem in found.rejected:
+            self.log(f"passed over: {problem}")
+        if found.path.name != LAST:
+            self.damaged_last = (self.run_dir / LAST).is_file()
+            self.log(f"falling back to {found.path.name}, the newest good checkpoint"
+                     + (f" ({LAST} will be kept as {LAST}.corrupt)" if self.damaged_last else ""))
+        if not is_verified(payload):
+            self.log(f"{found.path.name} was written by fptt 0.3 or earlier and carries no checksum: loaded unverified")
         restore_training(payload, self.model, self.optimizer, self.scheduler)
         self.start_epoch = int(payload["epoch"])
         self.skip_batches = int(payload.get("batches_done", 0))
