@@ -5,6 +5,7 @@ The data readers' untrusted-file tests are in tests/data/test_untrusted_files.py
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -493,6 +494,120 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_clean_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def _flip_bit(data: bytes, rng: random.Random) -> bytes:
+    damaged = bytearray(data)
+    damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+    return bytes(damaged)
+
+
+def test_a_bit_flipped_last_checkpoint_is_detected_and_resume_falls_back_to_the_previous_one(tmp_path):
+    """checkpoint_last.pt damaged after a run: load_checkpoint names it; --resume passes over it,
+    trains again from checkpoint_previous.pt (3 of 4 batches) and ends bit-identical to the run."""
+    config = dict(checkpoint_every=1, seed=3)
+    Trainer(_tiny(**config), tmp_path / "straight", log=None).fit()
+    run = tmp_path / "run"
+    Trainer(_tiny(**config), run, log=None).fit()
+    good = (run / LAST).read_bytes()
+    assert load_checkpoint(run / "checkpoint_previous.pt")["batches_done"] == 3
+    rng = random.Random(0)
+    while True:  # a flip in bytes that carry content (a few bytes of zip padding carry none)
+        (run / LAST).write_bytes(_flip_bit(good, rng))
+        try:
+            load_checkpoint(run / LAST)
+        except CheckpointError as error:
+            assert str(error).startswith(str(run / LAST)), error
+            break
+    (run / BEST).unlink()  # the previous generation is the only good one left
+    lines: list[str] = []
+    Trainer(_tiny(**config), run, resume=True, log=lines.append).fit()
+    text = "\n".join(lines)
+    assert f"passed over: {run / LAST}" in text and "falling back to checkpoint_previous.pt" in text
+    assert "resuming " in text and "batch 4" in text
+    assert (run / (LAST + ".corrupt")).read_bytes() != good  # kept for inspection
+    straight, resumed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
+        _assert_equal_nested(straight[key], resumed[key], key)
+
+
+def test_resume_refuses_clearly_when_no_checkpoint_is_good(tmp_path):
+    run = tmp_path / "run"
+    Trainer(_tiny(), run, log=None).fit()
+    (run / LAST).write_bytes((run / LAST).read_bytes()[:-100])  # truncated
+    (run / BEST).write_bytes((run / BEST).read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as info:
+        Trainer(_tiny(), run, resume=True, log=None)
+    message = str(info.value)
+    assert message.startswith(f"no good checkpoint to resume from in {run}: {run / LAST} is corrupt, truncated")
+    assert f"; {run / BEST} is corrupt, truncated" in message and "Start a new run" in message
+
+
+def test_a_format_1_checkpoint_without_checksum_still_loads_and_resumes_unverified(tmp_path):
+    from fptt.run.checkpoint import is_verified
+
+    run = tmp_path / "run"
+    Trainer(_tiny(epochs=2, max_batches=2), run, log=None).fit()
+    old = load_checkpoint(run / LAST)
+    assert is_verified(old)
+    del old["checksum"]
+    old.update(format=1, epoch=1, history=old["history"][:1])  # as fptt 0.3 wrote it (after epoch 1)
+    torch.save(old, run / LAST)
+    assert not is_verified(load_checkpoint(run / LAST))
+    lines: list[str] = []
+    Trainer(_tiny(epochs=2, max_batches=2), run, resume=True, log=lines.append)
+    assert "checkpoint_last.pt was written by fptt 0.3 or earlier and carries no checksum: loaded unverified" in lines
+    old["format"] = 2  # a format-2 file must carry its checksum
+    torch.save(old, run / LAST)
+    with pytest.raises(CheckpointError, match=r"checkpoint_last\.pt is corrupt: its checksum entry is missing"):
+        load_checkpoint(run / LAST)
+
+
+def _corruption_campaign(folder: Path, count: int, seed: int) -> dict[str, int]:
+    """``count`` damaged copies of a real run's checkpoint_last.pt (a third truncated at a random
+    length, the rest with 1-3 flipped bits): each must raise CheckpointError or load contents
+    bit-identical to the original (flips in zip padding bytes, which hold no content)."""
+    run = folder / "run"
+    if not (run / LAST).is_file():
+        Trainer(_tiny(), run, log=None).fit()
+    original = (run / LAST).read_bytes()
+    reference = load_checkpoint(run / LAST)
+    rng = random.Random(seed)
+    counts = {"detected": 0, "truncations detected": 0, "undamaged contents": 0, "garbage": 0}
+    for index in range(count):
+        if index % 3 == 0:
+            damaged = original[:rng.randrange(len(original))]
+            counts["truncations detected"] += 1  # taken back below if it loads
+        else:
+            damaged = original
+            for _ in range(rng.randint(1, 3)):
+                damaged = _flip_bit(damaged, rng)
+        path = folder / "damaged.pt"
+        path.write_bytes(damaged)
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as error:
+            assert str(path) in str(error), error  # the message names the file
+            counts["detected"] += 1
+            continue
+        counts["truncations detected"] -= index % 3 == 0
+        try:
+            for key in reference:
+                _assert_equal_nested(reference[key], payload[key], key)
+            counts["undamaged contents"] += 1
+        except AssertionError:
+            counts["garbage"] += 1
+    return counts
+
+
+def test_damaged_checkpoints_are_detected_and_never_load_garbage(tmp_path):
+    """60 per test run; the campaign: FPTT_CORRUPT_CHECKPOINTS=2000 (docs/RELIABILITY.md)."""
+    count = int(os.environ.get("FPTT_CORRUPT_CHECKPOINTS", "60"))
+    counts = _corruption_campaign(tmp_path, count, seed=int(os.environ.get("FPTT_CORRUPT_SEED", "0")))
+    print(f"\n{count} damaged checkpoints: {counts}")
+    assert counts["garbage"] == 0, counts
+    assert counts["truncations detected"] == len(range(0, count, 3)), counts
+    assert counts["detected"] + counts["undamaged contents"] == count and counts["detected"] > count // 2, counts
+
+
 CHECKPOINT_FUZZ_EXAMPLES = 60
 _GOOD_CHECKPOINT: list[bytes] = []
 
@@ -517,7 +632,8 @@ def test_fuzz_mutated_checkpoints_load_or_raise_checkpoint_error(tmp_path, edits
         payload = load_checkpoint(path)
     except CheckpointError:
         return
-    assert isinstance(payload, dict) and "model" in payload
+    original = torch.load(io.BytesIO(_good_checkpoint_bytes(tmp_path)), weights_only=True)
+    _assert_equal_nested(original, payload)  # whatever loads is the original, never garbage
 
 
 # ---------------------------------------------------------------------------------- 5. determinism

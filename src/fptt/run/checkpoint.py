@@ -268,9 +268,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
     except PermissionError:
         raise
     except pickle.UnpicklingError as error:
+        reason = _refusal_reason(error)
+        if "GLOBAL" not in reason:  # a damaged pickle stream (e.g. a flipped opcode), not a foreign object
+            raise CheckpointError(f"{path} is corrupt, truncated or not a torch checkpoint ({reason})") from None
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain containers, which "
-            f"could run code ({_refusal_reason(error)}); fptt checkpoints never do. Load it yourself "
+            f"could run code ({reason}); fptt checkpoints never do. Load it yourself "
             "with torch.load(weights_only=False) only if you trust its source"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
