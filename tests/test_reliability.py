@@ -508,6 +508,96 @@ def test_a_full_disk_stops_the_run_keeping_the_last_checkpoint_and_resume_finish
         _assert_equal_nested(straight[key], resumed[key], key)
 
 
+STREAM_RUN = ["--steps", "784", "--streams", "4", "--hidden", "16", "--threads", "1", "--checkpoint-every", "49",
+              "--log-every", "1", "--seed", "3", "--quiet"]  # = _in_process_stream
+STREAM_TIMING = {"seconds", "rss_mb", "ms_per_step", "rss_mb_first", "rss_mb_last", "rss_mb_max", "resumed_at_step"}
+
+
+def _start_stream(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fptt.cli", "stream", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+
+
+def _without_stream_timing(value):
+    """A stream's result or checkpoint entry without its wall-clock and memory readings."""
+    if isinstance(value, dict):
+        return {key: _without_stream_timing(item) for key, item in value.items() if key not in STREAM_TIMING}
+    if isinstance(value, list):
+        return [_without_stream_timing(item) for item in value]
+    return value
+
+
+def _in_process_stream(run: Path, resume: bool) -> dict:
+    """The stream of STREAM_RUN in this process (1 thread, as the command line's --threads 1)."""
+    from fptt.cli.stream import resume_stream, run_stream
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if resume:
+            return resume_stream(run, progress=False)
+        return run_stream(steps=784, streams=4, hidden=16, checkpoint_every=49, log_every_digits=1, seed=3,
+                          progress=False, out=run)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_stream_killed_at_random_moments_resumes_to_the_uninterrupted_result(tmp_path):
+    """`fptt stream` (4 digits x 196 steps, a checkpoint every 49 steps) SIGKILLed at a random
+    moment (FPTT_STREAM_KILLS times), then resumed: weights, W̄, λ, Adam moments, live network
+    state, stream position, RNG states, loss history and the accuracy curve equal one
+    uninterrupted stream; only the wall-clock and memory readings differ. The uninterrupted stream
+    and the last resume run in this process (one thread, like --threads 1). The campaign:
+    FPTT_STREAM_KILLS=4 with FPTT_KILL_SEED=1..5 (docs/RELIABILITY.md)."""
+    kills = int(os.environ.get("FPTT_STREAM_KILLS", "1"))
+    run = tmp_path / "killed"
+    rng = random.Random(int(os.environ.get("FPTT_KILL_SEED", "9")))
+    progress = []
+    for _kill in range(kills):
+        child = _start_stream("--resume", str(run)) if (run / "config.json").is_file() else \
+            _start_stream(*STREAM_RUN, "--out", str(run))
+        try:
+            _wait_for_checkpoints(child, run / LAST, rng.randint(1, 12 // kills))
+            time.sleep(rng.uniform(0.0, 0.1))
+            child.kill()  # SIGKILL: no handler, no cleanup
+            child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert child.returncode == -signal.SIGKILL, child.stderr.read()
+        progress.append(load_checkpoint(run / LAST)["steps"])  # never torn
+    print(f"\nstream killed after checkpoints at steps {progress}")
+    assert progress == sorted(progress) and len(set(progress)) == kills, progress
+    resumed = _in_process_stream(run, resume=True)
+    uninterrupted = _in_process_stream(tmp_path / "straight", resume=False)
+    straight, killed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    assert straight["steps"] == killed["steps"] == 784
+    for key in ("model", "optimizer", "network_state", "steps", "updates", "skipped", "history", "rng", "config"):
+        _assert_equal_nested(straight[key], killed[key], key)
+    _assert_equal_nested(_without_stream_timing(straight["stream"]), _without_stream_timing(killed["stream"]), "stream")
+    assert len(uninterrupted["curve"]) == 4
+    assert _without_stream_timing(uninterrupted) == _without_stream_timing(resumed)
+    assert resumed["resumed_at_step"] == progress[-1]
+    assert json.loads((run / "stream.json").read_text())["curve"] == resumed["curve"]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_stream_resumed_before_its_first_checkpoint_starts_over_and_refuses_a_foreign_folder(tmp_path):
+    from fptt.cli.stream import resume_stream, run_stream
+
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="is not a run folder of `fptt stream`"):
+        resume_stream(run)
+    first = run_stream(steps=196, streams=2, hidden=8, checkpoint_every=1000, log_every_digits=1, progress=False,
+                       out=run)
+    (run / LAST).unlink()
+    (run / "checkpoint_previous.pt").unlink(missing_ok=True)
+    again = resume_stream(run, progress=False)  # no checkpoint: from the beginning
+    assert again["resumed_at_step"] is None and again["curve"][0]["accuracy"] == first["curve"][0]["accuracy"]
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
+        run_stream(steps=196, checkpoint_every=0, out=run, progress=False)
+
+
 # ---------------------------------------------------------------------------------- 4. untrusted checkpoints
 class _RunsCode:
     """Pickles to a call of ``function(*arguments)`` when loaded by an unsafe unpickler."""
