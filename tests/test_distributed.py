@@ -46,7 +46,7 @@ def _snapshot(model, optimizer):
 def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))  # a deadlock fails the test, not the suite
+                            timeout=datetime.timedelta(seconds=30))  # a deadlock fails the test, not the suite
     try:
         assert world_size() == WORLD and is_main_process() == (rank == 0)
         model, optimizer = _model_and_optimizer()
@@ -70,6 +70,8 @@ def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
             learner.observe(torch.rand(2, 3, dtype=torch.float64), torch.tensor([1, 2]) if rank == 0 or t >= 2 else None)
         assert learner.updates == 3
         torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"stream{rank}.pt"))
+        if k == 1:  # in the same processes: a spawn costs seconds
+            _nonfinite_scenarios(rank, out_dir)
         dist.barrier()  # no rank leaves while its peer's gloo threads still talk to it (as the CLI does)
     finally:
         dist.destroy_process_group()
@@ -85,9 +87,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_RUNS: dict[int, object] = {}
+
+
+def _gloo_run(k: int, tmp_path_factory) -> object:
+    """The folder of one 2-rank run of :func:`_worker` with window ``k`` (run once per session)."""
+    if k not in _RUNS:
+        folder = tmp_path_factory.mktemp(f"gloo_k{k}")
+        mp.start_processes(_worker, args=(_free_port(), str(folder), k), nprocs=WORLD, join=True, start_method="spawn")
+        _RUNS[k] = folder
+    return _RUNS[k]
+
+
 @pytest.mark.parametrize("k", [1, 3])
-def test_two_gloo_ranks_stay_identical_and_match_one_process_on_the_whole_batch(tmp_path, k):
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path), k), nprocs=WORLD, join=True, start_method="spawn")
+def test_two_gloo_ranks_stay_identical_and_match_one_process_on_the_whole_batch(tmp_path_factory, k):
+    tmp_path = _gloo_run(k, tmp_path_factory)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
 
     model, optimizer = _model_and_optimizer()
@@ -103,6 +117,75 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process_on_the_whole_batch(
         for a, b in zip(ranks[0][key], single[key]):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
     assert any(not torch.equal(a, b) for a, b in zip(single["averages"], single["lambdas"]))
+
+
+def _poison_one_rank(rank: int, at: int) -> None:
+    """On rank 1 only, make the ``at``-th window loss term +Inf; its gradient stays finite (a
+    constant added), so nothing but the loss itself tells this rank's peers."""
+    from fptt.training.window import WindowUpdate
+
+    if rank != 1:
+        return
+    original, calls = getattr(WindowUpdate, "unpoisoned_add", WindowUpdate.add), [0]
+    WindowUpdate.unpoisoned_add = original  # type: ignore[attr-defined]
+
+    def add(self, term):
+        calls[0] += 1
+        return original(self, term + float("inf") if calls[0] == at else term)
+
+    WindowUpdate.add = add  # this spawned process only
+
+
+def _nonfinite_scenarios(rank: int, out_dir: str) -> None:
+    """Rank 1 alone meets an Inf loss: in train_epoch with stop and skip, and in the stream learner.
+    Before the ranks agreed on it, rank 0 went on alone and waited in its next all-reduce until the
+    process group's timeout."""
+    import warnings
+
+    shard = BATCH // WORLD
+    local = [(x[rank * shard:(rank + 1) * shard], y[rank * shard:(rank + 1) * shard]) for x, y in _data()]
+    outcome: dict = {}
+    _poison_one_rank(rank, at=3)  # batch 0, update 3 (k = 1)
+    model, optimizer = _model_and_optimizer()
+    try:  # stop: every rank raises, naming the same update
+        train_epoch(DistributedModel(model), local, optimizer, method="fptt", k=1)
+        outcome["stop"] = "no error"
+    except FloatingPointError as error:
+        outcome["stop"] = str(error)
+    _poison_one_rank(rank, at=12)  # batch 1, update 3
+    model, optimizer = _model_and_optimizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        metrics = train_epoch(DistributedModel(model), local, optimizer, method="fptt", k=1, on_nonfinite="skip")
+    outcome["skip"] = {"skipped": metrics.skipped_updates, "updates": metrics.updates}
+    torch.save(_snapshot(model, optimizer), os.path.join(out_dir, f"skip{rank}.pt"))
+    _poison_one_rank(rank, at=4)  # the stream's 4th window (k = 1): checked after each update
+    model, optimizer = _model_and_optimizer()
+    learner = OnlineLearner(DistributedModel(model), optimizer, k=1, batch_size=2)
+    try:
+        for _ in range(6):
+            learner.observe(torch.rand(2, 3, dtype=torch.float64), torch.tensor([1, 2]))
+        outcome["stream"] = "no error"
+    except FloatingPointError as error:
+        outcome["stream"] = str(error)
+    with open(os.path.join(out_dir, f"outcome{rank}.json"), "w") as handle:
+        json.dump(outcome, handle)
+
+
+def test_a_nonfinite_loss_on_one_rank_stops_or_skips_on_every_rank_without_a_hang(tmp_path_factory):
+    """Rank 1 alone sees an Inf loss (its gradient finite): with "stop" both ranks raise naming the
+    same update (before the agreement, rank 0 went on and waited in its next all-reduce); with
+    "skip" both skip it and stay identical; the stream learner raises on both."""
+    tmp_path = _gloo_run(1, tmp_path_factory)
+    outcomes = [json.loads((tmp_path / f"outcome{rank}.json").read_text()) for rank in range(WORLD)]
+    assert outcomes[0] == outcomes[1], outcomes
+    assert outcomes[0]["stop"].startswith("non-finite loss in batch 0 at update 3 of the batch (time steps 2..2")
+    assert outcomes[0]["skip"] == {"skipped": 1, "updates": 2 * 9 - 1}
+    assert "non-finite loss in the update of stream time steps 3..3" in outcomes[0]["stream"]
+    ranks = [torch.load(tmp_path / f"skip{rank}.pt", weights_only=True) for rank in range(WORLD)]
+    for key in ("params", "averages", "lambdas"):
+        for a, b in zip(ranks[0][key], ranks[1][key]):
+            assert torch.equal(a, b) and bool(torch.isfinite(a).all()), f"{key} differ across ranks"
 
 
 def test_distributed_model_needs_an_initialised_process_group():
