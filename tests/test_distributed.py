@@ -4,7 +4,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import random
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -195,9 +201,6 @@ def test_distributed_model_needs_an_initialised_process_group():
 
 
 def _torchrun_train(run_dir, *extra):
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
                "-m", "fptt.cli", "train", *extra]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
@@ -206,22 +209,87 @@ def _torchrun_train(run_dir, *extra):
     return result.stdout
 
 
-def test_fptt_train_under_torchrun_writes_once_from_rank_zero_and_resumes(tmp_path):
-    run_dir = tmp_path / "run"
-    first = _torchrun_train(run_dir, "--task", "add", "--seq-len", "12", "--train-samples", "128",
-                            "--test-samples", "32", "--batch-size", "16", "--hidden", "6", "--epochs", "1",
-                            "--k", "1", "--threads", "1", "--run-dir", str(run_dir), "--no-plots")
-    assert first.count("epoch 1/1") == 1  # only rank 0 logs
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 1
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["world_size"] == WORLD
+def _torchrun_start(*extra: str) -> "subprocess.Popen[str]":
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+               "-m", "fptt.cli", "train", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _rank_processes(launcher: int) -> dict[int, int]:
+    """{rank: pid} of the workers that the torchrun process ``launcher`` started (from /proc)."""
+    ranks = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != launcher:
+                continue
+            environment = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        for item in environment:
+            if item.startswith(b"RANK="):
+                ranks[int(item[5:])] = int(entry)
+    return ranks
+
+
+TORCHRUN_RUN = ["--task", "add", "--seq-len", "12", "--train-samples", "128", "--test-samples", "32",
+                "--batch-size", "16", "--hidden", "6", "--epochs", "2", "--k", "1", "--threads", "1", "--seed", "2",
+                "--checkpoint-every", "1", "--no-plots"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the ranks' processes in /proc (Linux)")
+def test_a_torchrun_rank_killed_at_a_random_moment_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """2 ranks (gloo), 2 epochs x 4 batches per rank, a checkpoint after every batch: one rank,
+    chosen at random, is SIGKILLed after a random number of checkpoints (FPTT_DDP_KILLS times);
+    torchrun ends the job; the same command with --resume finishes it. Weights, optimizer state
+    (W̄, λ, Adam moments), RNG states and every evaluation equal an uninterrupted 2-process run;
+    only rank 0 logs and writes. The campaign: FPTT_DDP_KILLS=2 with FPTT_KILL_SEED=1..5
+    (docs/RELIABILITY.md)."""
+    from fptt.run.checkpoint import load_checkpoint
+
+    from .test_reliability import _assert_equal_nested, _wait_for_checkpoints, _without_timing
+
+    kills = int(os.environ.get("FPTT_DDP_KILLS", "1"))
+    rng = random.Random(int(os.environ.get("FPTT_KILL_SEED", "9")))
+    straight, run_dir = tmp_path / "straight", tmp_path / "run"
+    reference = _torchrun_start(*TORCHRUN_RUN, "--run-dir", str(straight))  # alongside the killed one
+    killed_ranks = []
+    try:
+        for _kill in range(kills):
+            arguments = ["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else \
+                [*TORCHRUN_RUN, "--run-dir", str(run_dir)]
+            launcher = _torchrun_start(*arguments)
+            try:
+                _wait_for_checkpoints(launcher, run_dir / "checkpoint_last.pt", rng.randint(1, 6 // kills))
+                time.sleep(rng.uniform(0.0, 0.05))
+                rank = rng.randrange(WORLD)
+                os.kill(_rank_processes(launcher.pid)[rank], signal.SIGKILL)
+                killed_ranks.append(rank)
+                launcher.wait(timeout=90)  # torchrun ends the other rank and exits
+            finally:
+                if launcher.poll() is None:
+                    launcher.kill()
+            assert launcher.returncode != 0
+            load_checkpoint(run_dir / "checkpoint_last.pt")  # whole after every kill
+        second = _torchrun_train(run_dir, "--resume", str(run_dir), "--threads", "1")
+        assert reference.wait(timeout=120) == 0, reference.stderr.read()[-2000:]
+        first = reference.stdout.read()
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+    print(f"\nkilled ranks {killed_ranks}")
+    assert first.count("epoch 1/2") == 1 and first.count("epoch 2/2") == 1  # only rank 0 logs
+    assert second.count("resuming") == 1 and second.count("epoch 2/2") == 1
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # 128 samples, 2 ranks, 16 per rank and batch: 4 batches per rank, each with an FPTT update per step
     assert rows[0]["train"]["samples"] == 128 // WORLD and rows[0]["train"]["updates"] == 4 * 12
-
-    second = _torchrun_train(run_dir, "--resume", str(run_dir), "--epochs", "2", "--threads", "1")
-    assert second.count("resuming") == 1 and second.count("epoch 2/2") == 1
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [1, 2]
-    payload = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
-    assert payload["epoch"] == 2 and payload["config"]["distributed"] is True
+    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == WORLD
+    resumed_rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["eval"] for row in _without_timing(resumed_rows)] == [row["eval"] for row in _without_timing(rows)]
+    a, b = load_checkpoint(straight / "checkpoint_last.pt"), load_checkpoint(run_dir / "checkpoint_last.pt")
+    assert b["epoch"] == 2 and b["config"]["distributed"] is True
+    for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
+        _assert_equal_nested(a[key], b[key], key)
