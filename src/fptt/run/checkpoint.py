@@ -50,7 +50,7 @@ __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state
            "restore_training", "content_digest", "is_verified", "save_generation", "newest_good_checkpoint",
            "GoodCheckpoint"]
 
-CHECKPOINT_FORMAT = 2  # 2: with a content checksum (fptt 0.4); 1: without (fptt 0.3 and earlier)
+CHECKPOINT_FORMAT = 2  # 2: with a content checksum (after fptt 0.3.0); 1: without (fptt 0.3 and earlier)
 
 
 class CheckpointError(ValueError):

@@ -298,7 +298,10 @@ class Trainer:
             sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
                                          shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
-            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler)
+            # a generator of its own: without one, every iterator draws its base seed from the global
+            # RNG, and a resume in the middle of an epoch (a second iterator) would shift that stream
+            generator = torch.Generator().manual_seed(self.config.seed + epoch)
+            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler, generator=generator)
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
