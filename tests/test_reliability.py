@@ -341,6 +341,19 @@ def _wait_for_checkpoints(child: subprocess.Popen, path: Path, count: int) -> No
             seen, last = seen + 1, inode
 
 
+def _kill_after_checkpoints(child: subprocess.Popen, path: Path, count: int, delay: float) -> None:
+    """SIGKILL ``child`` (no handler, no cleanup) ``delay`` seconds after ``path`` was replaced
+    ``count`` times, and wait for it to end."""
+    try:
+        _wait_for_checkpoints(child, path, count)
+        time.sleep(delay)
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 KILLS = 3  # SIGKILLs at random moments of one run (docs/RELIABILITY.md)
 KILL_RUN = ["--task", "add", "--seq-len", "20", "--train-samples", "320", "--test-samples", "64",
             "--batch-size", "16", "--hidden", "16", "--epochs", "3", "--threads", "1", "--seed", "5",
@@ -361,17 +374,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
                 child = _start("--resume", str(run))
             else:
                 child = _start(*KILL_RUN, "--run-dir", str(run))
-            try:
-                _wait_for_start(child)
-                # a random number of checkpoints (batches) into this segment, then a random moment
-                # inside the next batch or its checkpoint write: whatever the machine's speed
-                _wait_for_checkpoints(child, run / LAST, rng.randint(3, 16))
-                time.sleep(rng.uniform(0.0, 0.05))
-                child.kill()  # SIGKILL: no handler, no cleanup
-                child.wait(timeout=30)
-            finally:
-                if child.poll() is None:
-                    child.kill()
+            _wait_for_start(child)
+            # a random number of checkpoints (batches) into this segment, then a random moment
+            # inside the next batch or its checkpoint write: whatever the machine's speed
+            _kill_after_checkpoints(child, run / LAST, rng.randint(3, 16), rng.uniform(0.0, 0.05))
             assert child.returncode == -signal.SIGKILL
             assert json.loads((run / "config.json").read_text())["seed"] == 5  # never torn
             if (run / LAST).is_file():
@@ -556,14 +562,7 @@ def test_a_stream_killed_at_random_moments_resumes_to_the_uninterrupted_result(t
     for _kill in range(kills):
         child = _start_stream("--resume", str(run)) if (run / "config.json").is_file() else \
             _start_stream(*STREAM_RUN, "--out", str(run))
-        try:
-            _wait_for_checkpoints(child, run / LAST, rng.randint(1, 12 // kills))
-            time.sleep(rng.uniform(0.0, 0.1))
-            child.kill()  # SIGKILL: no handler, no cleanup
-            child.wait(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
+        _kill_after_checkpoints(child, run / LAST, rng.randint(1, 12 // kills), rng.uniform(0.0, 0.1))
         assert child.returncode == -signal.SIGKILL, child.stderr.read()
         progress.append(load_checkpoint(run / LAST)["steps"])  # never torn
     print(f"\nstream killed after checkpoints at steps {progress}")

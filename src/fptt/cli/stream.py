@@ -74,16 +74,15 @@ def run_stream(
     window boundary and return with ``interrupted`` set."""
     import torch
 
-    from ..files import write_text_atomic
-    from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
-    from ..run.control import StopRequest, stop_on_signals
-    from ..run.records import CONFIG, LAST, PREVIOUS
-
     from ..data import SequentialMNIST
+    from ..files import write_text_atomic
     from ..memory import rss_mb
     from ..rules import plans_to_fuse
     from ..run.build import build_model, build_optimizer
+    from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
+    from ..run.control import StopRequest, stop_on_signals
+    from ..run.records import CONFIG, LAST, PREVIOUS
     from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 

@@ -329,7 +329,7 @@ def newest_good_checkpoint(folder: str | os.PathLike, names: Sequence[str] = (LA
     present = [folder / name for name in names if (folder / name).is_file()]
     if not present:
         return None
-    for index, path in enumerate(present):
+    for path in present:
         try:
             payload = load_checkpoint(path, map_location=map_location)
         except CheckpointError as error:
