@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
-from fptt.run.checkpoint import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from fptt.run.checkpoint import BEST, LAST, PREVIOUS, CheckpointError, load_checkpoint, save_checkpoint
 from fptt.run.config import ConfigError, TrainConfig, resolve_config
 from fptt.run.trainer import PoisonedCheckpointError, Trainer
 
@@ -579,6 +579,36 @@ def test_a_stream_killed_at_random_moments_resumes_to_the_uninterrupted_result(t
     assert resumed["resumed_at_step"] == progress[-1]
     assert json.loads((run / "stream.json").read_text())["curve"] == resumed["curve"]
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigterm_stops_a_stream_at_a_window_boundary_with_a_checkpoint_and_resume_finishes_it(tmp_path, monkeypatch):
+    """k = 3: SIGTERM at step 100 stops the stream at the next window boundary (step 102) with a
+    checkpoint there (no stream.json); the resume ends equal to an uninterrupted stream, and the
+    periodic checkpoints fall on window boundaries (the first at or after each 50 steps)."""
+    from fptt.cli.stream import resume_stream, run_stream
+    from fptt.training.streaming import OnlineLearner
+
+    settings = dict(steps=392, streams=2, hidden=8, k=3, checkpoint_every=50, log_every_digits=1, progress=False)
+    straight = run_stream(**settings, out=tmp_path / "straight")
+    observe, calls = OnlineLearner.observe, [0]
+
+    def observe_and_signal(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 100:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return observe(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnlineLearner, "observe", observe_and_signal)
+    run = tmp_path / "run"
+    stopped = run_stream(**settings, out=run, handle_signals=True)
+    monkeypatch.setattr(OnlineLearner, "observe", observe)
+    assert stopped["interrupted"] and stopped["stop_signal"] == "SIGTERM" and stopped["steps_done"] == 102
+    assert load_checkpoint(run / LAST)["steps"] == 102 and load_checkpoint(run / PREVIOUS)["steps"] == 51
+    assert not (run / "stream.json").exists()
+    resumed = resume_stream(run, progress=False)
+    assert resumed["resumed_at_step"] == 102 and _without_stream_timing(resumed) == _without_stream_timing(straight)
+    _assert_equal_nested(load_checkpoint(tmp_path / "straight" / LAST)["model"], load_checkpoint(run / LAST)["model"])
+    assert load_checkpoint(run / LAST)["steps"] == 390  # the last window boundary: steps 390, 391 update nothing
 
 
 def test_a_stream_resumed_before_its_first_checkpoint_starts_over_and_refuses_a_foreign_folder(tmp_path):

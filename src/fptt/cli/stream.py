@@ -138,7 +138,7 @@ def run_stream(
         curve = list(position_state["curve"])
         correct, seen = int(position_state["correct"]), int(position_state["seen"])
         digit_count, seconds_before = int(position_state["digit_count"]), float(position_state["seconds"])
-    first_step = learner.steps
+    first_step = saved_at = learner.steps
     next_checkpoint = (first_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
     started = time.perf_counter()
 
@@ -182,16 +182,19 @@ def run_stream(
                         bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
             if (step + 1) % length == 0 and step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
                 order = torch.randint(0, len(pixels), (streams,), generator=generator)
-            if next_checkpoint is not None and learner.steps >= next_checkpoint and learner.at_window_boundary:
+            last_window = steps - learner.steps < k  # no complete window left: this is the final state
+            if next_checkpoint is not None and learner.at_window_boundary and learner.steps != saved_at and (
+                    learner.steps >= next_checkpoint or last_window):
                 save()
+                saved_at = learner.steps
                 next_checkpoint = (learner.steps // checkpoint_every + 1) * checkpoint_every
             if bar is not None and step % 1000 == 999:
                 bar.update(1000)
     if bar is not None:
         bar.close()
     interrupted = learner.steps < steps
-    if out is not None and (checkpoint_every or interrupted) and learner.at_window_boundary:
-        save()  # the end of the stream (a final partial window is dropped), or where a signal stopped it
+    if out is not None and interrupted and learner.steps != saved_at:
+        save()  # where a signal stopped it (the end of the stream, or its last window boundary, is saved above)
     seconds = seconds_before + time.perf_counter() - started
     rss = [point["rss_mb"] for point in curve]
     result = {
