@@ -83,7 +83,10 @@ def _worker(rank: int, port: int, out_dir: str, k: int) -> None:
         dist.destroy_process_group()
     # Success: leave without the interpreter's teardown, where gloo's C++ threads occasionally abort the
     # process ("terminate called without an active exception", SIGABRT) after all the work above is
-    # done and saved; seen about once in ten `make test` runs under load. A failure above still raises.
+    # done and saved; seen about once in ten `make test` runs under load. The cause is in torch: once a
+    # DDP module was built, the process group and its threads outlive destroy_process_group() and are
+    # torn down at interpreter exit (tests/distributed_teardown.py reproduces it without fptt).
+    # A failure above still raises.
     os._exit(0)
 
 
