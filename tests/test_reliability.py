@@ -514,6 +514,34 @@ def test_a_full_disk_stops_the_run_keeping_the_last_checkpoint_and_resume_finish
         _assert_equal_nested(straight[key], resumed[key], key)
 
 
+def test_a_read_only_disk_stops_the_run_naming_the_error_and_resume_finishes_once_writable(tmp_path, small_disk,
+                                                                                            monkeypatch):
+    """The tmpfs is remounted read-only before the second checkpoint (EROFS, like a disk that
+    failed): CheckpointWriteError names the folder and the error, the first checkpoint stays."""
+    import fptt.run.trainer as trainer_module
+    from fptt.run.checkpoint import CheckpointWriteError
+
+    real_save, saves = trainer_module.save_generation, []
+
+    def read_only_before_the_second(path, payload, **options):
+        saves.append(path.name)
+        if saves.count(LAST) == 2:
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        return real_save(path, payload, **options)
+
+    monkeypatch.setattr(trainer_module, "save_generation", read_only_before_the_second)
+    run = small_disk / "run"
+    with pytest.raises(CheckpointWriteError) as info:
+        Trainer(_tiny(checkpoint_every=1), run, log=None).fit()
+    assert str(info.value.strerror).startswith(f"could not write {LAST} in {run}: Read-only file system; the previous "
+                                               "checkpoint was kept intact (checkpoint_last.pt); fix the cause, then "
+                                               f"resume with `fptt train --resume {run}`"), info.value
+    assert load_checkpoint(run / LAST)["batches_done"] == 1
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    monkeypatch.setattr(trainer_module, "save_generation", real_save)
+    assert Trainer(_tiny(checkpoint_every=1), run, resume=True, log=None).fit()["epochs_completed"] == 1
+
+
 STREAM_RUN = ["--steps", "784", "--streams", "4", "--hidden", "16", "--threads", "1", "--checkpoint-every", "49",
               "--log-every", "1", "--seed", "3", "--quiet"]  # = _in_process_stream
 STREAM_TIMING = {"seconds", "rss_mb", "ms_per_step", "rss_mb_first", "rss_mb_last", "rss_mb_max", "resumed_at_step"}

@@ -27,6 +27,7 @@ the newest checkpoint of a run folder that loads and verifies (``--resume`` fall
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -170,11 +171,9 @@ def save_generation(path: str | os.PathLike, payload: dict[str, Any], previous: 
                 link.unlink()
             os.link(path, link)
             os.replace(link, kept)
-        except OSError:  # no hard links here (or the entry could not be made): keep one generation
-            try:
+        except OSError:  # no hard links here, or the folder cannot be written (the save below reports it)
+            with contextlib.suppress(OSError):
                 link.unlink()
-            except FileNotFoundError:
-                pass
     try:
         return save_checkpoint(path, payload)
     except OSError as error:

@@ -242,7 +242,7 @@ class Trainer:
             try:
                 save_generation(path, payload, keep_previous=last)
             except CheckpointWriteError as error:  # a full disk: stop, the previous checkpoint is intact
-                raise CheckpointWriteError(error.errno, f"{error.strerror}; {self._resume_hint()}") from None
+                raise CheckpointWriteError(error.errno, f"{error.strerror}; {self._resume_hint(error.errno)}") from None
             self.damaged_last = self.damaged_last and not last
         if path.name == LAST:
             self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
@@ -405,8 +405,9 @@ class Trainer:
         epoch, batches = self.last_saved or (0, 0)
         return f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
 
-    def _resume_hint(self) -> str:
-        return f"free some space, then resume with `fptt train --resume {self.run_dir}`"
+    def _resume_hint(self, code: Optional[int] = errno.ENOSPC) -> str:
+        action = "free some space" if code in (errno.ENOSPC, errno.EDQUOT) else "fix the cause"
+        return f"{action}, then resume with `fptt train --resume {self.run_dir}`"
 
     def _fit(self) -> dict[str, Any]:
         config = self.config
