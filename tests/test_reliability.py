@@ -251,7 +251,7 @@ def test_trainer_keeps_the_last_good_checkpoint_then_resumes_with_skip(tmp_path)
     assert "epoch 1: non-finite loss in batch 2 at update 4 of the batch (time steps 3..3" in message
     assert f"the last good checkpoint {run / LAST} (after epoch 0 + 2 batches) was kept" in message
     kept = load_checkpoint(run / LAST)
-    assert (kept["epoch"], kept["batches_done"]) == (0, 1)
+    assert (kept["epoch"], kept["batches_done"]) == (0, 2)
     assert all(bool(torch.isfinite(t).all()) for t in kept["model"].values())
 
     resumed = Trainer(_tiny(checkpoint_every=1, on_nonfinite="skip"), run, resume=True, log=None)
