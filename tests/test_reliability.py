@@ -5,6 +5,7 @@ The data readers' untrusted-file tests are in tests/data/test_untrusted_files.py
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
 from fptt import FPTT, SpikingRNN, evaluate, train_epoch
-from fptt.run.checkpoint import LAST, CheckpointError, load_checkpoint, save_checkpoint
+from fptt.run.checkpoint import BEST, LAST, PREVIOUS, CheckpointError, load_checkpoint, save_checkpoint
 from fptt.run.config import ConfigError, TrainConfig, resolve_config
 from fptt.run.trainer import PoisonedCheckpointError, Trainer
 
@@ -340,6 +341,19 @@ def _wait_for_checkpoints(child: subprocess.Popen, path: Path, count: int) -> No
             seen, last = seen + 1, inode
 
 
+def _kill_after_checkpoints(child: subprocess.Popen, path: Path, count: int, delay: float) -> None:
+    """SIGKILL ``child`` (no handler, no cleanup) ``delay`` seconds after ``path`` was replaced
+    ``count`` times, and wait for it to end."""
+    try:
+        _wait_for_checkpoints(child, path, count)
+        time.sleep(delay)
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 KILLS = 3  # SIGKILLs at random moments of one run (docs/RELIABILITY.md)
 KILL_RUN = ["--task", "add", "--seq-len", "20", "--train-samples", "320", "--test-samples", "64",
             "--batch-size", "16", "--hidden", "16", "--epochs", "3", "--threads", "1", "--seed", "5",
@@ -360,17 +374,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
                 child = _start("--resume", str(run))
             else:
                 child = _start(*KILL_RUN, "--run-dir", str(run))
-            try:
-                _wait_for_start(child)
-                # a random number of checkpoints (batches) into this segment, then a random moment
-                # inside the next batch or its checkpoint write: whatever the machine's speed
-                _wait_for_checkpoints(child, run / LAST, rng.randint(3, 16))
-                time.sleep(rng.uniform(0.0, 0.05))
-                child.kill()  # SIGKILL: no handler, no cleanup
-                child.wait(timeout=30)
-            finally:
-                if child.poll() is None:
-                    child.kill()
+            _wait_for_start(child)
+            # a random number of checkpoints (batches) into this segment, then a random moment
+            # inside the next batch or its checkpoint write: whatever the machine's speed
+            _kill_after_checkpoints(child, run / LAST, rng.randint(3, 16), rng.uniform(0.0, 0.05))
             assert child.returncode == -signal.SIGKILL
             assert json.loads((run / "config.json").read_text())["seed"] == 5  # never torn
             if (run / LAST).is_file():
@@ -430,6 +437,224 @@ def test_sigkill_during_start_up_leaves_a_run_that_resume_restarts_and_finishes(
         _assert_equal_nested(straight[key], killed[key], key)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB filesystem (tmpfs) at ``tmp_path / "disk"``; skipped where mounting is not permitted."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {(result.stderr or result.stdout).strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Write zeros into ``folder / "filler"`` until the filesystem is full (a real ENOSPC)."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as handle:
+        for chunk in (2**16, 2**10, 1):  # down to the last byte
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == 28, error  # ENOSPC
+    return filler
+
+
+def test_a_full_disk_stops_the_run_keeping_the_last_checkpoint_and_resume_finishes_it(tmp_path, small_disk,
+                                                                                         monkeypatch, capsys):
+    """On a real 4 MiB tmpfs, the disk fills up after the first mid-epoch checkpoint: the second
+    write fails with ENOSPC, `fptt train` stops with one line naming the folder and the space, the
+    previous checkpoint loads, and once space is freed `--resume` ends bit-identical to a run on a
+    roomy disk."""
+    import fptt.run.trainer as trainer_module
+    from fptt.cli import main
+
+    flags = ["--task", "add", "--seq-len", "12", "--train-samples", "64", "--test-samples", "32", "--batch-size", "16",
+             "--hidden", "8", "--epochs", "2", "--k", "1", "--threads", "1", "--checkpoint-every", "1", "--no-plots",
+             "--quiet", "--seed", "4"]
+    assert main(["train", *flags, "--run-dir", str(tmp_path / "straight")]) == 0
+    real_save, saves = trainer_module.save_generation, []
+
+    def fill_before_the_second(path, payload, **options):
+        saves.append(path.name)
+        if saves.count(LAST) == 2:  # before it, the rotation of a third one would free the first
+            _fill(small_disk)
+        return real_save(path, payload, **options)
+
+    monkeypatch.setattr(trainer_module, "save_generation", fill_before_the_second)
+    run = small_disk / "run"
+    assert main(["train", *flags, "--run-dir", str(run)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith(f"fptt train: error: could not write {LAST} in {run}: No space left on device "
+                            "(the checkpoint needs about "), error
+    assert "MB free); the previous checkpoint was kept intact (checkpoint_last.pt, checkpoint_previous.pt); " \
+           f"free some space, then resume with `fptt train --resume {run}`" in error, error
+    kept = load_checkpoint(run / LAST)
+    assert (kept["epoch"], kept["batches_done"]) == (0, 1)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1  # still full: config.json cannot be rewritten
+    error = capsys.readouterr().err
+    assert error.startswith(f"fptt train: error: could not write to {run}: No space left on device (0.0 MB free); "
+                            f"the last checkpoint {LAST} (after epoch 0 + 1 batches) is intact; free some space"), error
+    assert load_checkpoint(run / LAST)["batches_done"] == 1
+    (small_disk / "filler").unlink()  # space is freed
+    monkeypatch.setattr(trainer_module, "save_generation", real_save)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
+        _assert_equal_nested(straight[key], resumed[key], key)
+
+
+def test_a_read_only_disk_stops_the_run_naming_the_error_and_resume_finishes_once_writable(tmp_path, small_disk,
+                                                                                            monkeypatch):
+    """The tmpfs is remounted read-only before the second checkpoint (EROFS, like a disk that
+    failed): CheckpointWriteError names the folder and the error, the first checkpoint stays."""
+    import fptt.run.trainer as trainer_module
+    from fptt.run.checkpoint import CheckpointWriteError
+
+    real_save, saves = trainer_module.save_generation, []
+
+    def read_only_before_the_second(path, payload, **options):
+        saves.append(path.name)
+        if saves.count(LAST) == 2:
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        return real_save(path, payload, **options)
+
+    monkeypatch.setattr(trainer_module, "save_generation", read_only_before_the_second)
+    run = small_disk / "run"
+    with pytest.raises(CheckpointWriteError) as info:
+        Trainer(_tiny(checkpoint_every=1), run, log=None).fit()
+    assert str(info.value.strerror).startswith(f"could not write {LAST} in {run}: Read-only file system; the previous "
+                                               "checkpoint was kept intact (checkpoint_last.pt); fix the cause, then "
+                                               f"resume with `fptt train --resume {run}`"), info.value
+    assert load_checkpoint(run / LAST)["batches_done"] == 1
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    monkeypatch.setattr(trainer_module, "save_generation", real_save)
+    assert Trainer(_tiny(checkpoint_every=1), run, resume=True, log=None).fit()["epochs_completed"] == 1
+
+
+STREAM_RUN = ["--steps", "784", "--streams", "4", "--hidden", "16", "--threads", "1", "--checkpoint-every", "49",
+              "--log-every", "1", "--seed", "3", "--quiet"]  # = _in_process_stream
+STREAM_TIMING = {"seconds", "rss_mb", "ms_per_step", "rss_mb_first", "rss_mb_last", "rss_mb_max", "resumed_at_step"}
+
+
+def _start_stream(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fptt.cli", "stream", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+
+
+def _without_stream_timing(value):
+    """A stream's result or checkpoint entry without its wall-clock and memory readings."""
+    if isinstance(value, dict):
+        return {key: _without_stream_timing(item) for key, item in value.items() if key not in STREAM_TIMING}
+    if isinstance(value, list):
+        return [_without_stream_timing(item) for item in value]
+    return value
+
+
+def _in_process_stream(run: Path, resume: bool) -> dict:
+    """The stream of STREAM_RUN in this process (1 thread, as the command line's --threads 1)."""
+    from fptt.cli.stream import resume_stream, run_stream
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if resume:
+            return resume_stream(run, progress=False)
+        return run_stream(steps=784, streams=4, hidden=16, checkpoint_every=49, log_every_digits=1, seed=3,
+                          progress=False, out=run)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_stream_killed_at_random_moments_resumes_to_the_uninterrupted_result(tmp_path):
+    """`fptt stream` (4 digits x 196 steps, a checkpoint every 49 steps) SIGKILLed at a random
+    moment (FPTT_STREAM_KILLS times), then resumed: weights, W̄, λ, Adam moments, live network
+    state, stream position, RNG states, loss history and the accuracy curve equal one
+    uninterrupted stream; only the wall-clock and memory readings differ. The uninterrupted stream
+    and the last resume run in this process (one thread, like --threads 1). The campaign:
+    FPTT_STREAM_KILLS=4 with FPTT_KILL_SEED=1..5 (docs/RELIABILITY.md)."""
+    kills = int(os.environ.get("FPTT_STREAM_KILLS", "1"))
+    run = tmp_path / "killed"
+    rng = random.Random(int(os.environ.get("FPTT_KILL_SEED", "9")))
+    progress = []
+    for _kill in range(kills):
+        child = _start_stream("--resume", str(run)) if (run / "config.json").is_file() else \
+            _start_stream(*STREAM_RUN, "--out", str(run))
+        _kill_after_checkpoints(child, run / LAST, rng.randint(1, 12 // kills), rng.uniform(0.0, 0.1))
+        assert child.returncode == -signal.SIGKILL, child.stderr.read()
+        progress.append(load_checkpoint(run / LAST)["steps"])  # never torn
+    print(f"\nstream killed after checkpoints at steps {progress}")
+    assert progress == sorted(progress) and len(set(progress)) == kills, progress
+    resumed = _in_process_stream(run, resume=True)
+    uninterrupted = _in_process_stream(tmp_path / "straight", resume=False)
+    straight, killed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    assert straight["steps"] == killed["steps"] == 784
+    for key in ("model", "optimizer", "network_state", "steps", "updates", "skipped", "history", "rng", "config"):
+        _assert_equal_nested(straight[key], killed[key], key)
+    _assert_equal_nested(_without_stream_timing(straight["stream"]), _without_stream_timing(killed["stream"]), "stream")
+    assert len(uninterrupted["curve"]) == 4
+    assert _without_stream_timing(uninterrupted) == _without_stream_timing(resumed)
+    assert resumed["resumed_at_step"] == progress[-1]
+    assert json.loads((run / "stream.json").read_text())["curve"] == resumed["curve"]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigterm_stops_a_stream_at_a_window_boundary_with_a_checkpoint_and_resume_finishes_it(tmp_path, monkeypatch):
+    """k = 3: SIGTERM at step 100 stops the stream at the next window boundary (step 102) with a
+    checkpoint there (no stream.json); the resume ends equal to an uninterrupted stream, and the
+    periodic checkpoints fall on window boundaries (the first at or after each 50 steps)."""
+    from fptt.cli.stream import resume_stream, run_stream
+    from fptt.training.streaming import OnlineLearner
+
+    settings = dict(steps=392, streams=2, hidden=8, k=3, checkpoint_every=50, log_every_digits=1, progress=False)
+    straight = run_stream(**settings, out=tmp_path / "straight")
+    observe, calls = OnlineLearner.observe, [0]
+
+    def observe_and_signal(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 100:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return observe(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnlineLearner, "observe", observe_and_signal)
+    run = tmp_path / "run"
+    stopped = run_stream(**settings, out=run, handle_signals=True)
+    monkeypatch.setattr(OnlineLearner, "observe", observe)
+    assert stopped["interrupted"] and stopped["stop_signal"] == "SIGTERM" and stopped["steps_done"] == 102
+    assert load_checkpoint(run / LAST)["steps"] == 102 and load_checkpoint(run / PREVIOUS)["steps"] == 51
+    assert not (run / "stream.json").exists()
+    resumed = resume_stream(run, progress=False)
+    assert resumed["resumed_at_step"] == 102 and _without_stream_timing(resumed) == _without_stream_timing(straight)
+    _assert_equal_nested(load_checkpoint(tmp_path / "straight" / LAST)["model"], load_checkpoint(run / LAST)["model"])
+    assert load_checkpoint(run / LAST)["steps"] == 390  # the last window boundary: steps 390, 391 update nothing
+
+
+def test_a_stream_resumed_before_its_first_checkpoint_starts_over_and_refuses_a_foreign_folder(tmp_path):
+    from fptt.cli.stream import resume_stream, run_stream
+
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="is not a run folder of `fptt stream`"):
+        resume_stream(run)
+    first = run_stream(steps=196, streams=2, hidden=8, checkpoint_every=1000, log_every_digits=1, progress=False,
+                       out=run)
+    (run / LAST).unlink()
+    (run / "checkpoint_previous.pt").unlink(missing_ok=True)
+    again = resume_stream(run, progress=False)  # no checkpoint: from the beginning
+    assert again["resumed_at_step"] is None and again["curve"][0]["accuracy"] == first["curve"][0]["accuracy"]
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
+        run_stream(steps=196, checkpoint_every=0, out=run, progress=False)
+
+
 # ---------------------------------------------------------------------------------- 4. untrusted checkpoints
 class _RunsCode:
     """Pickles to a call of ``function(*arguments)`` when loaded by an unsafe unpickler."""
@@ -471,7 +696,12 @@ def test_a_malicious_checkpoint_through_the_cli_and_resume_runs_nothing(tmp_path
     run = tmp_path / "run"
     Trainer(_tiny(), run, log=None).fit()
     (run / LAST).write_bytes(path.read_bytes())
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    lines: list[str] = []
+    Trainer(_tiny(), run, resume=True, log=lines.append)  # passed over: the good checkpoint_best.pt is used
+    assert any(line.startswith("passed over:") and "refusing to load" in line for line in lines), lines
+    assert "falling back to checkpoint_best.pt, the newest good checkpoint" in " ".join(lines)
+    (run / BEST).unlink()
+    with pytest.raises(CheckpointError, match=r"no good checkpoint to resume from in .*refusing to load"):
         Trainer(_tiny(), run, resume=True, log=None)
     assert not marker.exists()
 
@@ -486,6 +716,120 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_clean_errors(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _flip_bit(data: bytes, rng: random.Random) -> bytes:
+    damaged = bytearray(data)
+    damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+    return bytes(damaged)
+
+
+def test_a_bit_flipped_last_checkpoint_is_detected_and_resume_falls_back_to_the_previous_one(tmp_path):
+    """checkpoint_last.pt damaged after a run: load_checkpoint names it; --resume passes over it,
+    trains again from checkpoint_previous.pt (3 of 4 batches) and ends bit-identical to the run."""
+    config = dict(checkpoint_every=1, seed=3)
+    Trainer(_tiny(**config), tmp_path / "straight", log=None).fit()
+    run = tmp_path / "run"
+    Trainer(_tiny(**config), run, log=None).fit()
+    good = (run / LAST).read_bytes()
+    assert load_checkpoint(run / "checkpoint_previous.pt")["batches_done"] == 3
+    rng = random.Random(0)
+    while True:  # a flip in bytes that carry content (a few bytes of zip padding carry none)
+        (run / LAST).write_bytes(_flip_bit(good, rng))
+        try:
+            load_checkpoint(run / LAST)
+        except CheckpointError as error:
+            assert str(error).startswith(str(run / LAST)), error
+            break
+    (run / BEST).unlink()  # the previous generation is the only good one left
+    lines: list[str] = []
+    Trainer(_tiny(**config), run, resume=True, log=lines.append).fit()
+    text = "\n".join(lines)
+    assert f"passed over: {run / LAST}" in text and "falling back to checkpoint_previous.pt" in text
+    assert "resuming " in text and "batch 4" in text
+    assert (run / (LAST + ".corrupt")).read_bytes() != good  # kept for inspection
+    straight, resumed = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
+        _assert_equal_nested(straight[key], resumed[key], key)
+
+
+def test_resume_refuses_clearly_when_no_checkpoint_is_good(tmp_path):
+    run = tmp_path / "run"
+    Trainer(_tiny(), run, log=None).fit()
+    (run / LAST).write_bytes((run / LAST).read_bytes()[:-100])  # truncated
+    (run / BEST).write_bytes((run / BEST).read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as info:
+        Trainer(_tiny(), run, resume=True, log=None)
+    message = str(info.value)
+    assert message.startswith(f"no good checkpoint to resume from in {run}: {run / LAST} is corrupt, truncated")
+    assert f"; {run / BEST} is corrupt, truncated" in message and "Start a new run" in message
+
+
+def test_a_format_1_checkpoint_without_checksum_still_loads_and_resumes_unverified(tmp_path):
+    from fptt.run.checkpoint import is_verified
+
+    run = tmp_path / "run"
+    Trainer(_tiny(epochs=2, max_batches=2), run, log=None).fit()
+    old = load_checkpoint(run / LAST)
+    assert is_verified(old)
+    del old["checksum"]
+    old.update(format=1, epoch=1, history=old["history"][:1])  # as fptt 0.3 wrote it (after epoch 1)
+    torch.save(old, run / LAST)
+    assert not is_verified(load_checkpoint(run / LAST))
+    lines: list[str] = []
+    Trainer(_tiny(epochs=2, max_batches=2), run, resume=True, log=lines.append)
+    assert "checkpoint_last.pt was written by fptt 0.3 or earlier and carries no checksum: loaded unverified" in lines
+    old["format"] = 2  # a format-2 file must carry its checksum
+    torch.save(old, run / LAST)
+    with pytest.raises(CheckpointError, match=r"checkpoint_last\.pt is corrupt: its checksum entry is missing"):
+        load_checkpoint(run / LAST)
+
+
+def _corruption_campaign(folder: Path, count: int, seed: int) -> dict[str, int]:
+    """``count`` damaged copies of a real run's checkpoint_last.pt (a third truncated at a random
+    length, the rest with 1-3 flipped bits): each must raise CheckpointError or load contents
+    bit-identical to the original (flips in zip padding bytes, which hold no content)."""
+    run = folder / "run"
+    if not (run / LAST).is_file():
+        Trainer(_tiny(), run, log=None).fit()
+    original = (run / LAST).read_bytes()
+    reference = load_checkpoint(run / LAST)
+    rng = random.Random(seed)
+    counts = {"detected": 0, "truncations detected": 0, "undamaged contents": 0, "garbage": 0}
+    for index in range(count):
+        if index % 3 == 0:
+            damaged = original[:rng.randrange(len(original))]
+            counts["truncations detected"] += 1  # taken back below if it loads
+        else:
+            damaged = original
+            for _ in range(rng.randint(1, 3)):
+                damaged = _flip_bit(damaged, rng)
+        path = folder / "damaged.pt"
+        path.write_bytes(damaged)
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as error:
+            assert str(path) in str(error), error  # the message names the file
+            counts["detected"] += 1
+            continue
+        counts["truncations detected"] -= index % 3 == 0
+        try:
+            for key in reference:
+                _assert_equal_nested(reference[key], payload[key], key)
+            counts["undamaged contents"] += 1
+        except AssertionError:
+            counts["garbage"] += 1
+    return counts
+
+
+def test_damaged_checkpoints_are_detected_and_never_load_garbage(tmp_path):
+    """60 per test run; the campaign: FPTT_CORRUPT_CHECKPOINTS=2000 (docs/RELIABILITY.md)."""
+    count = int(os.environ.get("FPTT_CORRUPT_CHECKPOINTS", "60"))
+    counts = _corruption_campaign(tmp_path, count, seed=int(os.environ.get("FPTT_CORRUPT_SEED", "0")))
+    print(f"\n{count} damaged checkpoints: {counts}")
+    assert counts["garbage"] == 0, counts
+    assert counts["truncations detected"] == len(range(0, count, 3)), counts
+    assert counts["detected"] + counts["undamaged contents"] == count and counts["detected"] > count // 2, counts
 
 
 CHECKPOINT_FUZZ_EXAMPLES = 60
@@ -512,7 +856,8 @@ def test_fuzz_mutated_checkpoints_load_or_raise_checkpoint_error(tmp_path, edits
         payload = load_checkpoint(path)
     except CheckpointError:
         return
-    assert isinstance(payload, dict) and "model" in payload
+    original = torch.load(io.BytesIO(_good_checkpoint_bytes(tmp_path)), weights_only=True)
+    _assert_equal_nested(original, payload)  # whatever loads is the original, never garbage
 
 
 # ---------------------------------------------------------------------------------- 5. determinism

@@ -105,7 +105,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
         def __reduce__(self):
             raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(TypeError, match="found Unpicklable"):  # refused before anything is written
         save_checkpoint(target, {"model": {}, "config": {}, "value": Unpicklable()})
     assert torch.equal(load_checkpoint(target)["value"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

@@ -27,7 +27,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     debug = bool(getattr(args, "debug", False))
     if debug:
         return args.handler(args)
-    from ..run.checkpoint import CheckpointError
+    from ..run.checkpoint import CheckpointError, CheckpointWriteError
     from ..run.config import ConfigError
 
     actionable: tuple[type[BaseException], ...] = (UsageError, ConfigError, CheckpointError)
@@ -43,6 +43,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"fptt {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except CheckpointWriteError as error:  # a full disk: one line naming the folder, the space and the resume
+        print(f"fptt {args.command}: error: {error.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"fptt {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

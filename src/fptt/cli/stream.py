@@ -9,6 +9,17 @@ prediction at the last pixel of each digit, made before that step's update. Proc
 (RSS) is sampled along the way to show that nothing grows with the stream.
 
     fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.cli.stream ...)
+    fptt stream --resume benchmarks/results/stream                 (continue a killed stream)
+
+The output folder is a run folder: ``config.json`` (written first, atomically) and, every
+``checkpoint_every`` steps (at the next window boundary) and at the end, ``checkpoint_last.pt``
+(the previous one kept as ``checkpoint_previous.pt``; :func:`fptt.run.checkpoint.save_generation`).
+A checkpoint holds what the stream needs to continue exactly: the learner (weights, optimizer with
+W̄ and λ, live network state, counters, loss ring buffer, torch RNG), the digit generator's state,
+the current digits, the prequential counters and the curve. ``--resume`` continues from the newest
+good checkpoint with the saved settings; on the same machine and torch build the result equals an
+uninterrupted stream, except the wall-clock and memory readings (``seconds``, ``rss_mb``,
+``ms_per_step``). SIGINT/SIGTERM save a checkpoint at the next window boundary and stop.
 """
 from __future__ import annotations
 
@@ -17,16 +28,21 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..run.presets import PRESET_NAMES
 from .argtypes import positive_float, positive_int
-from .common import UsageError
+from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
 
-__all__ = ["run_stream", "main", "register", "run"]
+__all__ = ["run_stream", "resume_stream", "main", "register", "run", "DEFAULT_CHECKPOINT_EVERY"]
+
+DEFAULT_CHECKPOINT_EVERY = 10_000  # stream steps between checkpoints (about 30 s at the default size)
+# the settings of a stream, saved in config.json and in every checkpoint; --resume takes them from there
+_SETTINGS = ("steps", "streams", "hidden", "k", "lr", "alpha", "drift_at", "seed", "log_every_digits", "weighting",
+             "preset", "checkpoint_every")
 
 
 def run_stream(
@@ -43,20 +59,30 @@ def run_stream(
     progress: bool = True,
     out: Optional[Path] = None,
     preset: Optional[str] = None,
+    checkpoint_every: Optional[int] = None,
+    resume: bool = False,
+    handle_signals: bool = False,
 ) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
     The network and the inner optimizer are those of ``fptt train --task smnist`` (its task
     defaults: an LTC layer, Adamax, clip 1), with ``hidden`` neurons, ``lr`` and ``alpha``;
     ``preset="paper"`` takes the S-MNIST preset instead (layer-normalised currents with γ = 0.1,
-    learnable gate slopes)."""
+    learnable gate slopes). With ``out`` and ``checkpoint_every`` (steps), ``out`` is a run folder
+    with checkpoints; ``resume=True`` continues the stream saved there (use :func:`resume_stream`,
+    which reads its settings). ``handle_signals``: SIGINT/SIGTERM save a checkpoint at the next
+    window boundary and return with ``interrupted`` set."""
     import torch
 
     from ..data import SequentialMNIST
+    from ..files import write_text_atomic
     from ..memory import rss_mb
     from ..rules import plans_to_fuse
     from ..run.build import build_model, build_optimizer
+    from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
+    from ..run.control import StopRequest, stop_on_signals
+    from ..run.records import CONFIG, LAST, PREVIOUS
     from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 
@@ -66,6 +92,23 @@ def run_stream(
         raise ValueError(f"weighting must be 'uniform' or 'linear', got {weighting!r}")
     if not 0.0 <= drift_at <= 1.0:
         raise ValueError(f"drift_at must lie in [0, 1], got {drift_at}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
+    if (checkpoint_every or resume) and out is None:
+        raise ValueError("checkpoints need an output folder (out)")
+    settings = {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
+                "drift_at": drift_at, "seed": seed, "log_every_digits": log_every_digits, "weighting": weighting,
+                "preset": preset, "checkpoint_every": checkpoint_every}
+    found = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a process killed while saving
+        if resume:
+            found = newest_good_checkpoint(out, (LAST, PREVIOUS))  # None: killed before its first checkpoint
+            if found is not None and found.payload.get("kind") != "stream":
+                raise ValueError(f"{found.path} is not a checkpoint of `fptt stream`")
+        else:  # first, atomically: a stream killed at any later moment can be resumed
+            write_text_atomic(out / CONFIG, json.dumps({"command": "stream", **settings}, indent=2) + "\n")
     torch.manual_seed(seed)
     digits = SequentialMNIST("train", downsample=14)
     pixels, labels = digits.inputs[:, :, 0], digits.targets  # (N, 196), (N,)
@@ -85,50 +128,88 @@ def run_stream(
     learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
     order = torch.randint(0, len(pixels), (streams,), generator=generator)
     drift_step = int(drift_at * steps)
-    curve, correct, seen = [], 0, 0
+    curve: list[dict[str, Any]] = []
+    correct, seen, digit_count, seconds_before = 0, 0, 0, 0.0
+    if found is not None:  # continue exactly where the checkpoint left the stream
+        learner.load_state_dict(found.payload)
+        position_state = found.payload["stream"]
+        generator.set_state(position_state["generator"])
+        order = position_state["order"]
+        curve = list(position_state["curve"])
+        correct, seen = int(position_state["correct"]), int(position_state["seen"])
+        digit_count, seconds_before = int(position_state["digit_count"]), float(position_state["seconds"])
+    first_step = saved_at = learner.steps
+    next_checkpoint = (first_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
     started = time.perf_counter()
+
+    def save() -> None:
+        """A checkpoint of the stream after ``learner.steps`` steps (at a window boundary)."""
+        assert out is not None
+        payload = {**learner.state_dict(), "kind": "stream", "config": settings,
+                   "stream": {"generator": generator.get_state(), "order": order, "curve": curve,
+                              "correct": correct, "seen": seen, "digit_count": digit_count,
+                              "seconds": seconds_before + time.perf_counter() - started}}
+        save_generation(out / LAST, payload)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc="stream", unit="step", unit_scale=True, dynamic_ncols=True)
-    digit_count = 0
-    for step in range(steps):
-        position = step % length
-        if position == 0 and step:
-            order = torch.randint(0, len(pixels), (streams,), generator=generator)
-        drifted = step >= drift_step
-        pixel_index = drift_permutation[position] if drifted else position
-        x_t = pixels[order, pixel_index].unsqueeze(-1)
-        y_t = labels[order]
-        output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # w_t of the batch engines
-        if position == length - 1:
-            correct += int((output.argmax(-1) == y_t).sum())
-            seen += streams
-            digit_count += 1
-            if digit_count % log_every_digits == 0:
-                curve.append({
-                    "step": step + 1, "accuracy": correct / seen, "rss_mb": rss_mb(),
-                    "seconds": time.perf_counter() - started, "drifted": drifted,
-                    "recent_loss": sum(learner.history) / max(len(learner.history), 1),
-                })
-                correct, seen = 0, 0
-                if bar is not None:
-                    bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
-        if bar is not None and step % 1000 == 999:
-            bar.update(1000)
+        bar = tqdm(total=steps, initial=first_step, desc="stream", unit="step", unit_scale=True, dynamic_ncols=True)
+    stop = StopRequest()
+    with stop_on_signals(stop, handle_signals):
+        for step in range(first_step, steps):
+            if stop.requested and learner.at_window_boundary:
+                break
+            position = step % length
+            drifted = step >= drift_step
+            pixel_index = drift_permutation[position] if drifted else position
+            x_t = pixels[order, pixel_index].unsqueeze(-1)
+            y_t = labels[order]
+            output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # w_t of the batch engines
+            if position == length - 1:
+                correct += int((output.argmax(-1) == y_t).sum())
+                seen += streams
+                digit_count += 1
+                if digit_count % log_every_digits == 0:
+                    curve.append({
+                        "step": step + 1, "accuracy": correct / seen, "rss_mb": rss_mb(),
+                        "seconds": seconds_before + time.perf_counter() - started, "drifted": drifted,
+                        "recent_loss": sum(learner.history) / max(len(learner.history), 1),
+                    })
+                    correct, seen = 0, 0
+                    if bar is not None:
+                        bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
+            if (step + 1) % length == 0 and step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
+                order = torch.randint(0, len(pixels), (streams,), generator=generator)
+            last_window = steps - learner.steps < k  # no complete window left: this is the final state
+            if next_checkpoint is not None and learner.at_window_boundary and learner.steps != saved_at and (
+                    learner.steps >= next_checkpoint or last_window):
+                save()
+                saved_at = learner.steps
+                next_checkpoint = (learner.steps // checkpoint_every + 1) * checkpoint_every
+            if bar is not None and step % 1000 == 999:
+                bar.update(1000)
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - started
+    interrupted = learner.steps < steps
+    if out is not None and interrupted and learner.steps != saved_at:
+        save()  # where a signal stopped it (the end of the stream, or its last window boundary, is saved above)
+    seconds = seconds_before + time.perf_counter() - started
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
                    "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm,
+                   "checkpoint_every": checkpoint_every,
                    "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+        "steps_done": learner.steps,
+        "interrupted": interrupted,
+        "stop_signal": stop.signal if interrupted else None,
+        "resumed_at_step": first_step or None,
         "updates": learner.updates,
         "seconds": seconds,
-        "ms_per_step": 1000 * seconds / steps,
+        "ms_per_step": 1000 * seconds / max(learner.steps, 1),
         "rss_mb_first": rss[0] if rss else None,
         "rss_mb_last": rss[-1] if rss else None,
         "rss_mb_max": max(rss) if rss else None,
@@ -137,12 +218,26 @@ def run_stream(
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
     }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "stream.json").write_text(json.dumps(result, indent=1))
+    if out is not None and not interrupted:
+        write_text_atomic(out / "stream.json", json.dumps(result, indent=1))
         if curve:
             _plot(result, drift_step, out / "stream.png")
     return result
+
+
+def resume_stream(out: Path, progress: bool = True, handle_signals: bool = False) -> dict:
+    """Continue the stream whose run folder is ``out`` with its saved settings (``config.json``)
+    from its newest good checkpoint, or from the beginning if it was killed before the first one."""
+    from ..run.records import CONFIG
+
+    path = Path(out) / CONFIG
+    if not path.is_file():
+        raise ValueError(f"{out} is not a run folder of `fptt stream` (no {CONFIG})")
+    saved = json.loads(path.read_text())
+    if saved.get("command") != "stream":
+        raise ValueError(f"{path} is not the config of `fptt stream`")
+    return run_stream(**{key: saved[key] for key in _SETTINGS}, out=Path(out), progress=progress, resume=True,
+                      handle_signals=handle_signals)
 
 
 def _plot(result: dict, drift_step: int, path: Path) -> None:
@@ -191,7 +286,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path("runs/stream"),
-                        help="folder for stream.json and stream.png (default runs/stream)")
+                        help="run folder: config.json, checkpoints, stream.json and stream.png (default runs/stream)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+                        help="write checkpoint_last.pt every N steps (at the next window boundary; a killed stream "
+                             f"loses at most N steps; default {DEFAULT_CHECKPOINT_EVERY:,})")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue the stream saved in RUN_DIR (its --out) with its saved settings, exactly "
+                             "where its last checkpoint left it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary print")
 
 
@@ -201,15 +302,23 @@ def run_from_args(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_stream(
-        steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
-        drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting,
-        progress=not args.quiet,
-        out=args.out, preset=args.preset,
-    )
-    if not args.quiet:
+    if args.resume is not None:
+        result = resume_stream(args.resume, progress=not args.quiet, handle_signals=True)
+        out = args.resume
+    else:
+        result = run_stream(
+            steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
+            drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting,
+            progress=not args.quiet, out=args.out, preset=args.preset, checkpoint_every=args.checkpoint_every,
+            handle_signals=True,
+        )
+        out = args.out
+    if result["interrupted"]:
+        print(f"interrupted after {result['steps_done']:,} steps; checkpoint saved: resume with "
+              f"`fptt stream --resume {out}`", flush=True)
+    elif not args.quiet:
         print(json.dumps({key: value for key, value in result.items() if key != "curve"}, indent=1))
-        print(f"results: {args.out / 'stream.json'}" + (f", {args.out / 'stream.png'}" if result["curve"] else ""))
+        print(f"results: {out / 'stream.json'}" + (f", {out / 'stream.png'}" if result["curve"] else ""))
     return result
 
 
@@ -231,10 +340,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..run.checkpoint import CheckpointError
+
     try:
-        run_from_args(args)
+        result = run_from_args(args)
+    except CheckpointError:
+        raise
     except ValueError as error:  # e.g. fewer steps than one digit
         raise UsageError(str(error)) from None
+    if result["interrupted"]:
+        return EXIT_TERMINATED if result["stop_signal"] == "SIGTERM" else EXIT_INTERRUPTED
     return 0
 
 

@@ -10,31 +10,48 @@ Python ``random`` states, as tensors and lists), ``config`` (the run's resolved 
 
 Writes are atomic: a temporary file in the target's folder is written, flushed and fsync'ed,
 then renamed over the target with :func:`os.replace`, so a crash never leaves a torn file.
+:func:`save_generation` also keeps the file it replaces as ``checkpoint_previous.pt`` (a hard
+link: no extra write), so one bad file never leaves a run without a checkpoint to resume from.
+
+Every checkpoint (format 2 on) carries ``checksum``: the SHA-256 of its contents (each tensor's
+dtype, shape and bytes, every key, number and string, in order; :func:`content_digest`), which
+:func:`load_checkpoint` recomputes. torch's zip reader does not verify its records' CRC-32, so
+without it a flipped bit in a tensor loads silently (measured: 203 of 300 single-bit flips of a
+small checkpoint loaded with changed values). Format-1 checkpoints (fptt 0.3 and earlier) carry no
+checksum: they still load, checked only by torch's unpickler (:func:`is_verified` tells them apart).
 
 Loading is safe on untrusted files: :func:`load_checkpoint` uses ``weights_only=True`` (no
 arbitrary pickled objects, so no code runs) and turns a refused, corrupt or truncated file into
-one :class:`CheckpointError` naming the file and the reason.
+one :class:`CheckpointError` naming the file and the reason. :func:`newest_good_checkpoint` picks
+the newest checkpoint of a run folder that loads and verifies (``--resume`` falls back with it).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import os
 import pickle
 import random
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..files import atomic_write, write_text_atomic
 from ..optim import FPTT
-from .records import BEST, LAST
+from .records import BEST, LAST, PREVIOUS
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",
            "remove_stale_temporaries", "write_text_atomic", "CheckpointError", "CHECKPOINT_FORMAT", "LAST", "BEST",
-           "PoisonedCheckpointError", "nonfinite_tensors", "training_payload", "restore_training"]
+           "PREVIOUS", "PoisonedCheckpointError", "CheckpointWriteError", "nonfinite_tensors", "training_payload",
+           "restore_training", "content_digest", "is_verified", "save_generation", "newest_good_checkpoint",
+           "GoodCheckpoint"]
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: with a content checksum (after fptt 0.3.0); 1: without (fptt 0.3 and earlier)
 
 
 class CheckpointError(ValueError):
@@ -44,6 +61,12 @@ class CheckpointError(ValueError):
 
 class PoisonedCheckpointError(FloatingPointError):
     """A checkpoint was not written because the weights or optimizer state hold NaN/Inf."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, an I/O error, a read-only folder); the
+    previous checkpoint file is left as it was. The message names the folder, the reason and,
+    for a full disk, the space the checkpoint needs and the space free."""
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -71,10 +94,124 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
 
 
+def _feed(hasher: Any, value: Any) -> None:
+    """Add ``value`` to ``hasher`` unambiguously: a type tag, a length where needed, the content."""
+    if torch.is_tensor(value):
+        if value.layout != torch.strided:
+            raise TypeError(f"cannot checksum a {value.layout} tensor; checkpoints hold dense tensors")
+        tensor = value.detach().to("cpu").contiguous().reshape(-1)
+        hasher.update(f"T{value.dtype}{tuple(value.shape)}:".encode())
+        hasher.update(tensor.view(torch.uint8).numpy().data if tensor.numel() else b"")
+    elif isinstance(value, dict):
+        hasher.update(f"D{len(value)}:".encode())
+        for key, item in value.items():
+            _feed(hasher, key)
+            _feed(hasher, item)
+    elif isinstance(value, (list, tuple)):
+        hasher.update(f"L{len(value)}:".encode())
+        for item in value:
+            _feed(hasher, item)
+    elif isinstance(value, str):
+        encoded = value.encode("utf-8", "surrogatepass")
+        hasher.update(f"S{len(encoded)}:".encode() + encoded)
+    elif isinstance(value, bool) or value is None:
+        hasher.update(f"B{value}:".encode())
+    elif isinstance(value, int):
+        hasher.update(f"I{value}:".encode())
+    elif isinstance(value, float):
+        hasher.update(f"F{value.hex()}:".encode())
+    elif isinstance(value, (bytes, bytearray)):
+        hasher.update(f"Y{len(value)}:".encode() + bytes(value))
+    elif isinstance(value, (torch.dtype, torch.device)):
+        hasher.update(f"O{value}:".encode())
+    else:
+        raise TypeError(f"a checkpoint holds tensors, numbers, strings, lists and dicts only, found "
+                        f"{type(value).__name__} (it would not load with torch.load(weights_only=True))")
+
+
+def content_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint's contents, every entry but ``checksum``, in order: for each
+    tensor its dtype, shape and bytes; for each dict its keys and values; lists, strings, numbers
+    (floats exactly, by ``float.hex``), booleans and None by type and value."""
+    hasher = hashlib.sha256()
+    _feed(hasher, {key: value for key, value in payload.items() if key != "checksum"})
+    return hasher.hexdigest()
+
+
+def is_verified(payload: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint carried a checksum (format 2 on), which :func:`load_checkpoint`
+    has verified; False for a format-1 file (fptt 0.3 and earlier), loaded unverified."""
+    return isinstance(payload.get("checksum"), dict)
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus ``format``) to ``path`` atomically; returns the path."""
+    """Write ``payload`` (plus ``format`` and its ``checksum``) to ``path`` atomically; returns the
+    path. A value that is not a tensor, number, string, list or dict raises ``TypeError`` before
+    anything is written; a failed write (``OSError``) leaves the previous file as it was."""
+    payload = {key: value for key, value in payload.items() if key not in ("format", "checksum")}
     payload = {"format": CHECKPOINT_FORMAT, **payload}
+    payload["checksum"] = {"algorithm": "sha256", "digest": content_digest(payload)}
     return atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+
+
+def save_generation(path: str | os.PathLike, payload: dict[str, Any], previous: str = PREVIOUS,
+                    keep_previous: bool = True) -> Path:
+    """:func:`save_checkpoint` to ``path``, keeping the file it replaces as ``previous`` (in the
+    same folder; a hard link, so nothing is copied) when ``keep_previous``. At every moment ``path``
+    holds the old or the new checkpoint, whole, and ``previous`` the one before or the old one.
+    On a failed write (a full disk) it raises :class:`CheckpointWriteError` naming the folder, the
+    space needed and the space free; both files are left as they were. A filesystem without hard
+    links keeps no previous generation."""
+    path = Path(path)
+    if keep_previous and path.is_file():
+        kept = path.with_name(previous)
+        link = path.with_name(f".{previous}.{os.getpid()}.tmp")
+        try:
+            if link.exists():
+                link.unlink()
+            os.link(path, link)
+            os.replace(link, kept)
+        except OSError:  # no hard links here, or the folder cannot be written (the save below reports it)
+            with contextlib.suppress(OSError):
+                link.unlink()
+    try:
+        return save_checkpoint(path, payload)
+    except OSError as error:
+        raise CheckpointWriteError(error.errno, _write_failure(path, payload, error)) from None
+
+
+def _payload_bytes(payload: Any) -> int:
+    """The bytes of the tensors in a (nested) payload: about the size of its checkpoint file."""
+    if torch.is_tensor(payload):
+        return payload.numel() * payload.element_size()
+    if isinstance(payload, dict):
+        return sum(_payload_bytes(value) for value in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return sum(_payload_bytes(value) for value in payload)
+    return 0
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 2**20:.1f} MB"
+
+
+def _write_failure(path: Path, payload: dict[str, Any], error: OSError) -> str:
+    """The one-line message of a failed checkpoint write."""
+    reason = error.strerror or str(error)
+    message = f"could not write {path.name} in {path.parent}: {reason}"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = max(path.stat().st_size if path.is_file() else 0, _payload_bytes(payload)) + 2**16
+        try:
+            free = shutil.disk_usage(path.parent).free
+            message += f" (the checkpoint needs about {_megabytes(needed)}; {_megabytes(free)} free)"
+        except OSError:  # pragma: no cover
+            message += f" (the checkpoint needs about {_megabytes(needed)})"
+    kept = [name for name in (path.name, PREVIOUS) if (path.parent / name).is_file()]
+    if kept:
+        message += f"; the previous checkpoint was kept intact ({', '.join(kept)})"
+    else:
+        message += "; no checkpoint had been written yet"
+    return message
 
 
 def find_checkpoint(run_dir_or_file: str | os.PathLike, which: str = "last") -> Path:
@@ -96,7 +233,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that a process killed inside :func:`save_checkpoint` left in
     ``folder`` (``.<name>.<random>.tmp``); the checkpoints themselves are never touched."""
     removed = []
-    for name in (LAST, BEST):
+    for name in (LAST, BEST, PREVIOUS):
         for stale in Path(folder).glob(f".{name}.*.tmp"):
             try:
                 stale.unlink()
@@ -130,9 +267,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
     except PermissionError:
         raise
     except pickle.UnpicklingError as error:
+        reason = _refusal_reason(error)
+        if "GLOBAL" not in reason:  # a damaged pickle stream (e.g. a flipped opcode), not a foreign object
+            raise CheckpointError(f"{path} is corrupt, truncated or not a torch checkpoint ({reason})") from None
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain containers, which "
-            f"could run code ({_refusal_reason(error)}); fptt checkpoints never do. Load it yourself "
+            f"could run code ({reason}); fptt checkpoints never do. Load it yourself "
             "with torch.load(weights_only=False) only if you trust its source"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
@@ -141,9 +281,70 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
         raise CheckpointError(f"{path} is corrupt, truncated or not a torch checkpoint ({first})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path} is not an fptt checkpoint (no model/config entries)")
-    if not isinstance(payload.get("format", 0), int) or payload.get("format", 0) > CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} was written by a newer fptt (format {payload['format']}); upgrade fptt")
+    version = payload.get("format", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} was written by a newer fptt (format {version!r}); upgrade fptt")
+    checksum = payload.get("checksum")
+    if version >= 2 or checksum is not None:  # format 1 (fptt <= 0.3) has none and loads unverified
+        if not (isinstance(checksum, dict) and isinstance(checksum.get("digest"), str)):
+            raise CheckpointError(f"{path} is corrupt: its checksum entry is missing or damaged")
+        try:
+            digest = content_digest(payload)
+        except TypeError as error:
+            raise CheckpointError(f"{path} is corrupt: {error}") from None
+        if digest != checksum["digest"]:
+            raise CheckpointError(f"{path} is corrupt: its contents do not match the checksum written with them "
+                                  "(a flipped bit or a damaged copy); it was not loaded")
     return payload
+
+
+@dataclass
+class GoodCheckpoint:
+    """What :func:`newest_good_checkpoint` found: the path and payload of the newest checkpoint
+    that loads and verifies, and one line per newer candidate it had to pass over."""
+
+    path: Path
+    payload: dict[str, Any]
+    rejected: list[str] = field(default_factory=list)
+
+
+def _progress(payload: dict[str, Any]) -> tuple[int, int]:
+    """How far a checkpoint's run had got: (epochs or stream steps, batches into the next epoch)."""
+    return int(payload.get("epoch", payload.get("steps", 0))), int(payload.get("batches_done", 0))
+
+
+def newest_good_checkpoint(folder: str | os.PathLike, names: Sequence[str] = (LAST, PREVIOUS, BEST),
+                           map_location: Optional[str | torch.device] = "cpu") -> Optional[GoodCheckpoint]:
+    """The newest checkpoint of ``folder`` that loads and passes its checksum.
+
+    ``names[0]`` (``checkpoint_last.pt``) is always the newest when it is good and is used at once;
+    otherwise the good one of the others that had got furthest (epoch, batches) is taken, and
+    ``rejected`` says why each newer file was passed over. Returns None when none of the files
+    exists (a run killed before its first checkpoint); raises :class:`CheckpointError` naming every
+    file and its fault when files exist but none is good: it never returns a damaged payload."""
+    folder = Path(folder)
+    rejected: list[str] = []
+    best: Optional[GoodCheckpoint] = None
+    present = [folder / name for name in names if (folder / name).is_file()]
+    if not present:
+        return None
+    for path in present:
+        try:
+            payload = load_checkpoint(path, map_location=map_location)
+        except CheckpointError as error:
+            rejected.append(str(error))
+            continue
+        if path.name == names[0]:
+            return GoodCheckpoint(path, payload, rejected)
+        if best is None or _progress(payload) > _progress(best.payload):
+            best = GoodCheckpoint(path, payload)
+    if best is None:
+        raise CheckpointError(f"no good checkpoint to resume from in {folder}: " + "; ".join(rejected)
+                              + ". Start a new run (or restore the folder from a backup)")
+    if not (folder / names[0]).is_file():
+        rejected.insert(0, f"{folder / names[0]} is missing")
+    best.rejected = rejected
+    return best
 
 
 def nonfinite_tensors(value: Any, where: str = "") -> list[str]:

@@ -9,6 +9,7 @@ What ``fptt train`` writes in a run folder::
     summary.json         written at the end of the run
     checkpoint_last.pt   after every epoch (and every ``checkpoint_every`` batches)
     checkpoint_best.pt   when the evaluation score improved
+    checkpoint_previous.pt  the checkpoint_last.pt that the latest one replaced (a fallback)
     plots/               figures (the ``plot`` extra)
 
 Every whole-file write is atomic (:func:`fptt.files.write_text_atomic`).
@@ -22,7 +23,7 @@ from typing import Any, Iterable
 
 from ..files import write_text_atomic
 
-__all__ = ["CONFIG", "METRICS", "CURVE", "SUMMARY", "LAST", "BEST", "PLOTS", "write_json", "write_json_lines",
+__all__ = ["CONFIG", "METRICS", "CURVE", "SUMMARY", "LAST", "BEST", "PREVIOUS", "PLOTS", "write_json", "write_json_lines",
            "append_json_line", "read_json_lines"]
 
 CONFIG = "config.json"
@@ -31,6 +32,7 @@ CURVE = "curve.jsonl"
 SUMMARY = "summary.json"
 LAST = "checkpoint_last.pt"
 BEST = "checkpoint_best.pt"
+PREVIOUS = "checkpoint_previous.pt"
 PLOTS = "plots"
 
 

@@ -29,8 +29,10 @@ SIGTERM stops at the next batch boundary, writes the checkpoint and returns with
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -59,12 +61,14 @@ from .build import (
     resolve_device,
 )
 from .checkpoint import (
+    CheckpointWriteError,
     PoisonedCheckpointError,
-    load_checkpoint,
+    is_verified,
+    newest_good_checkpoint,
     nonfinite_tensors,
     remove_stale_temporaries,
     restore_training,
-    save_checkpoint,
+    save_generation,
     training_payload,
 )
 from .config import TrainConfig, default_run_dir, save_config
@@ -148,6 +152,7 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.stop = StopRequest()  # set by SIGINT/SIGTERM (fit), agreed by all ranks at batch boundaries
         self.last_saved: Optional[tuple[int, int]] = None  # (epoch, batches_done) of checkpoint_last.pt
+        self.damaged_last = False  # resumed from an older checkpoint: checkpoint_last.pt failed to load
         self.history: list[dict[str, Any]] = []
         self.curve: list[dict[str, Any]] = []  # eval_every points (curve.jsonl)
         self.target_reached = False  # stop_at met
@@ -236,7 +241,14 @@ class Trainer:
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             raise PoisonedCheckpointError(f"refusing to save {path.name}: NaN/Inf values in {shown}; {self._kept()}")
         if self.is_main:
-            save_checkpoint(path, payload)
+            last = path.name == LAST
+            if last and self.damaged_last and path.is_file():  # kept for inspection, never made "previous"
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            try:
+                save_generation(path, payload, keep_previous=last)
+            except CheckpointWriteError as error:  # a full disk: stop, the previous checkpoint is intact
+                raise CheckpointWriteError(error.errno, f"{error.strerror}; {self._resume_hint(error.errno)}") from None
+            self.damaged_last = self.damaged_last and not last
         if path.name == LAST:
             self.last_saved = (int(payload["epoch"]), int(payload["batches_done"]))
 
@@ -244,9 +256,7 @@ class Trainer:
         """Which checkpoint a failure leaves in place (for error messages)."""
         if self.last_saved is None:
             return f"no checkpoint was written in {self.run_dir}"
-        epoch, batches = self.last_saved
-        where = f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
-        return (f"the last good checkpoint {self.run_dir / LAST} ({where}) was kept; resume with "
+        return (f"the last good checkpoint {self.run_dir / LAST} ({self._progress_text()}) was kept; resume with "
                 f"`fptt train --resume {self.run_dir}` (e.g. with --on-nonfinite skip)")
 
     # -------------------------------------------------------------- state
@@ -260,12 +270,20 @@ class Trainer:
             saved_tensor_peak_bytes=self.saved_tensor_peak)
 
     def _resume(self) -> None:
-        path = self.run_dir / LAST
-        if not path.is_file():  # killed before its first checkpoint: nothing was trained for good
+        found = newest_good_checkpoint(self.run_dir, map_location=self.device)  # CheckpointError if none is good
+        if found is None:  # killed before its first checkpoint: nothing was trained for good
             self.log(f"{self.run_dir} has no checkpoint yet (stopped before the first one): "
                      "starting this run from the beginning")
             return
-        payload = load_checkpoint(path, map_location=self.device)
+        payload = found.payload
+        for problem in found.rejected:
+            self.log(f"passed over: {problem}")
+        if found.path.name != LAST:
+            self.damaged_last = (self.run_dir / LAST).is_file()
+            self.log(f"falling back to {found.path.name}, the newest good checkpoint"
+                     + (f" ({LAST} will be kept as {LAST}.corrupt)" if self.damaged_last else ""))
+        if not is_verified(payload):
+            self.log(f"{found.path.name} was written by fptt 0.3 or earlier and carries no checksum: loaded unverified")
         restore_training(payload, self.model, self.optimizer, self.scheduler)
         self.start_epoch = int(payload["epoch"])
         self.skip_batches = int(payload.get("batches_done", 0))
@@ -285,7 +303,10 @@ class Trainer:
             sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
                                          shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
-            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler)
+            # a generator of its own: without one, every iterator draws its base seed from the global
+            # RNG, and a resume in the middle of an epoch (a second iterator) would shift that stream
+            generator = torch.Generator().manual_seed(self.config.seed + epoch)
+            return DataLoader(self.train_set, batch_size=self.config.batch_size, sampler=sampler, generator=generator)
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
@@ -368,7 +389,33 @@ class Trainer:
 
     # -------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs; returns (and writes) the summary."""
+        """Run the remaining epochs; returns (and writes) the summary.
+
+        A full disk stops the run (:class:`CheckpointWriteError`, one message naming the folder and
+        the space) and leaves the last checkpoint as it was, so that ``--resume`` continues once
+        space is freed: continuing without checkpoints would put ever more training at risk."""
+        try:
+            return self._fit()
+        except CheckpointWriteError:
+            raise
+        except OSError as error:  # metrics.jsonl, curve.jsonl, summary.json, plots on a full disk
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            kept = (f"the last checkpoint {LAST} ({self._progress_text()}) is intact" if self.last_saved
+                    else "no checkpoint was written yet")
+            raise CheckpointWriteError(error.errno, f"could not write to {self.run_dir}: {error.strerror} "
+                                                    f"({shutil.disk_usage(self.run_dir).free / 2**20:.1f} MB free); "
+                                                    f"{kept}; {self._resume_hint()}") from None
+
+    def _progress_text(self) -> str:
+        epoch, batches = self.last_saved or (0, 0)
+        return f"after epoch {epoch}" + (f" + {batches} batches" if batches else "")
+
+    def _resume_hint(self, code: Optional[int] = errno.ENOSPC) -> str:
+        action = "free some space" if code in (errno.ENOSPC, errno.EDQUOT) else "fix the cause"
+        return f"{action}, then resume with `fptt train --resume {self.run_dir}`"
+
+    def _fit(self) -> dict[str, Any]:
         config = self.config
         metrics_path = self.run_dir / METRICS
         if self.is_main:

@@ -31,7 +31,12 @@ window are summed, and at the window's end one update is made::
   the window runs DDP's synchronising forward, so the window's single backward all-reduces every
   gradient once. Every rank must take part in that all-reduce: a window that ran a synchronising
   step but has no loss on this rank back-propagates ``0 · Σ output`` (a zero gradient) instead
-  of skipping it.
+  of skipping it. The non-finite verdict is agreed too, by one all-reduce (MIN) of a flag per
+  check: a loss that is NaN/Inf on one rank only (its gradient may stay finite, as for an Inf
+  loss) makes every rank skip that update (``"skip"``: one flag per update) or raise naming the
+  same update (``"stop"``: the pair (all finite, updates before the first bad one) per check).
+  Without it, that rank alone would stop or skip, and the others would hang in their next
+  all-reduce or drift apart.
 """
 from __future__ import annotations
 
@@ -142,7 +147,7 @@ class WindowUpdate:
         else:
             loss.backward()
         if self.skip_nonfinite:
-            if not _loss_and_gradients_finite(loss, self.parameters):
+            if not bool(self._agreed(_finite_flag(loss, self.parameters))):
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
                 return False
@@ -183,20 +188,31 @@ class WindowUpdate:
         self.updates += 1
         return True
 
+    def _agreed(self, flags: Tensor) -> Tensor:
+        """``flags`` reduced with MIN over all ranks (one all-reduce) under DDP; as given otherwise."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                flags = flags.clone()
+                dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        return flags
+
     def first_nonfinite(self) -> Optional[int]:
         """``on_nonfinite="stop"``: the index (0-based, counted since the previous call) of the first
         applied update whose loss was NaN/Inf, or None; resets the count. One host sync."""
-        if self._all_finite is None or self._checked_updates == 0:
+        if self._all_finite is None or self._finite_prefix is None or self._checked_updates == 0:
             return None
-        bad = not bool(self._all_finite)
-        first = int(self._finite_prefix) if bad and self._finite_prefix is not None else None
+        # all ranks: finite only if finite everywhere, and the earliest bad update of any rank
+        all_finite, finite_prefix = self._agreed(torch.stack([self._all_finite, self._finite_prefix])).tolist()
+        first = int(finite_prefix) if not all_finite else None
         self._all_finite.fill_(1)
         self._finite_prefix.zero_()
         self._checked_updates = 0
         return first
 
 
-def _loss_and_gradients_finite(loss: Tensor, parameters: Sequence[Tensor]) -> bool:
-    """Whether the loss and every gradient are finite (one host sync)."""
+def _finite_flag(loss: Tensor, parameters: Sequence[Tensor]) -> Tensor:
+    """1.0 when the loss and every gradient are finite, else 0.0 (a device scalar, not read here)."""
     values = [loss.detach().reshape(())] + [p.grad.detach().sum() for p in parameters if p.grad is not None]
-    return bool(torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all())
+    return torch.isfinite(torch.stack([v.to(values[0].dtype) for v in values])).all().to(loss.dtype)
