@@ -1,12 +1,15 @@
 """The step measurement and the one-screen summary of ``benchmarks/gpu_check.sh``.
 
     python benchmarks/gpu_check.py step OUT_DIR [--device cuda] [--quick]
+    python benchmarks/gpu_check.py compile OUT_DIR [--device cuda]
     python benchmarks/gpu_check.py summary OUT_DIR
 
 ``step`` times the FPTT k = 1 step of ``fptt bench speed`` (LTC H = 256, B = 128; ``--quick``:
 H = 32, B = 8, for a dry run on a CPU) on the eager default path (after ``FUSE_AFTER_STEPS``
 steps, its compiled kernels), the captured update, and the paper's plain loop, interleaved,
-and writes ``step.json``. ``summary`` reads ``step.json``, ``throughput.json``, ``epoch.txt`` and
+and writes ``step.json``. ``compile`` times the first captured update of that network (its
+compilation) in two fresh processes sharing an empty compile cache, cold then warm, and writes
+``compile.json``. ``summary`` reads ``step.json``, ``throughput.json``, ``epoch.txt`` and
 ``cuda_tests.txt`` from OUT_DIR and writes and prints ``summary.md``: each target of the
 captured-step issue with its figure, or "not measured".
 """
@@ -29,6 +32,8 @@ def step(out: Path, device: str, quick: bool) -> None:
     from fptt.bench.speed import _step_benchmark
 
     hidden, batch, steps, rounds = (32, 8, 20, 3) if quick else (256, 128, 100, 5)
+    if device == "cpu":
+        torch.set_num_threads(2)  # the CPU target's setting (one process, 2 threads)
     info = machine_info(device)
     result = _step_benchmark(torch.device(device), hidden, batch, steps=steps, rounds=rounds)
     raw = result["raw_seconds_per_step"]
@@ -42,6 +47,48 @@ def step(out: Path, device: str, quick: bool) -> None:
                "captured_vs_default": ratio("fptt_captured", "fptt_default")}
     (out / "step.json").write_text(json.dumps(payload, indent=1))
     print(json.dumps({k: v for k, v in payload.items() if k != "machine"}, indent=1))
+
+
+def first_update(device: str) -> None:
+    """One process: the seconds of the first captured update (compile included) and of the second."""
+    import time
+
+    import torch
+
+    from fptt.models import SpikingRNN
+    from fptt.optim import FPTT
+    from fptt.training.engine import train_epoch
+
+    if device == "cpu":
+        torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = SpikingRNN(1, 256, 10, neuron="ltc").to(device)
+    optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True), alpha=0.1, beta=0.5)
+    x, y = torch.rand(128, 2, 1, device=device), torch.randint(0, 10, (128,), device=device)
+    seconds = []
+    for t in range(2):
+        started = time.perf_counter()
+        train_epoch(model, [(x[:, t:t + 1], y)], optimizer, method="fptt", k=1, capture=True)
+        seconds.append(time.perf_counter() - started)
+    print("FIRST_UPDATE", json.dumps({"first_s": seconds[0], "second_s": seconds[1]}))
+
+
+def compile_time(out: Path, device: str) -> None:
+    """The captured update's compile time in fresh processes: cold (an empty cache), then warm."""
+    import os
+    import subprocess
+    import tempfile
+
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("cold", "warm"):
+            env = dict(os.environ, FPTT_CACHE_DIR=cache)
+            env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            text = subprocess.run([sys.executable, __file__, "first-update", str(out), "--device", device],
+                                  env=env, capture_output=True, text=True, check=True).stdout
+            result[label] = json.loads(text.split("FIRST_UPDATE", 1)[1])
+    (out / "compile.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -62,6 +109,9 @@ def summary(out: Path) -> str:
                      f"plain loop {ms['naive']:.3f} ms; captured / plain x{step_result['captured_vs_naive']:.3f}")
     else:
         lines.append("- step: not measured")
+    compiled = _read_json(out / "compile.json")
+    lines.append(f"- compile of the captured update: {compiled['cold']['first_s']:.1f} s cold, "
+                 f"{compiled['warm']['first_s']:.1f} s warm" if compiled else "- compile: not measured")
     throughput = _read_json(out / "throughput.json")
     if throughput:
         sps = throughput["samples_per_second"]
@@ -94,7 +144,7 @@ def summary(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("step", "summary"))
+    parser.add_argument("what", choices=("step", "compile", "first-update", "summary"))
     parser.add_argument("out", type=Path)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true")
@@ -102,6 +152,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what == "step":
         step(args.out, args.device, args.quick)
+    elif args.what == "compile":
+        compile_time(args.out, args.device)
+    elif args.what == "first-update":
+        first_update(args.device)
     else:
         summary(args.out)
 

@@ -4,6 +4,7 @@
 # summary with each target and its figure:
 #   cuda_tests.txt  the CUDA tests (captured update, fused kernels), <= 2 min, one shared compile cache
 #   step.json       FPTT k=1 step, LTC H=256 B=128: eager default, captured, the paper's plain loop
+#   compile.json    the captured update's compile time, cold and warm
 #   throughput.*    S-MNIST-196 at batch 512: FPTT k=1 (captured and eager) against BPTT and the peers
 #   epoch.txt       one epoch of fptt train --task smnist --downsample 14 on the full MNIST (if DATA_DIR)
 #   summary.md      the targets and their figures
@@ -25,6 +26,7 @@ timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_captured.py tests/
   > "$OUT/cuda_tests.txt" 2>&1
 tail -3 "$OUT/cuda_tests.txt"
 timeout 90 "$PY" benchmarks/gpu_check.py step "$OUT" --device cuda 2>&1 | tail -12
+timeout 90 "$PY" benchmarks/gpu_check.py compile "$OUT" --device cuda 2>&1 | tail -2
 timeout 120 "$PY" -m fptt.cli bench throughput --device cuda --out "$OUT" 2>&1 | tail -9
 rm -f "$OUT/throughput.png"
 if [ -n "$DATA" ]; then

@@ -108,9 +108,9 @@ def plans_to_fuse(planned_steps: int) -> bool:
 
 
 #: Training steps after which ``capture="auto"`` switches to the captured update
-#: (:mod:`fptt.training.captured`): its one-off compile time over the time it saves per step, both
-#: measured (docs/PERFORMANCE.md, "The captured update").
-CAPTURE_AFTER_STEPS = 10000
+#: (:mod:`fptt.training.captured`): its warm-cache compile time over the time it saves per step, both
+#: measured (benchmarks/results/captured/cpu_step.md).
+CAPTURE_AFTER_STEPS = 5000
 
 
 def plans_to_capture(planned_steps: int) -> bool:
