@@ -53,11 +53,11 @@ def test_quick_speed_benchmark_writes_json_with_raw_timings_and_targets(tmp_path
     assert (tmp_path / "speed_quick.md").read_text().startswith("# Speed")
     _check_machine(saved)
     raw = saved["step"]["raw_seconds_per_step"]
-    assert set(raw) == {"fptt", "fptt_fused", "fptt_default", "floor", "naive", "nograd_forward"}
+    assert set(raw) == {"fptt", "fptt_fused", "fptt_captured", "fptt_default", "floor", "naive", "nograd_forward"}
     assert all(len(values) == saved["step"]["rounds"] and min(values) > 0 for values in raw.values())
     assert set(saved["epoch"]["extrapolated_epoch_seconds"]) >= {"fptt_k1", "fptt_k1_fused", "bptt", "bptt_fused"}
     assert saved["scaling"]["hidden"] and saved["scaling"]["batch"]
-    assert len(saved["targets"]) == 5 and all(line.startswith("TARGET") for line in saved["targets"])
+    assert len(saved["targets"]) == 6 and all(line.startswith("TARGET") for line in saved["targets"])
 
 
 def test_quick_peer_benchmark_compares_implementations_on_one_network(tmp_path):
