@@ -229,17 +229,17 @@ def test_the_parser_and_help_do_not_import_torch():
 
 
 def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
-    from fptt import vocabulary
     from fptt.data import DATASET_NAMES
-    from fptt.neurons import NEURONS, READOUTS
+    from fptt.neurons import NEURON_CLASSES, READOUT_CLASSES
     from fptt.run.config import MODELS, TASKS
+    from fptt.spec import vocabulary
     from fptt.training.engine import METHODS, WEIGHTINGS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
-    assert MODELS is vocabulary.MODELS and tuple(NEURONS) == vocabulary.NEURONS
-    assert tuple(READOUTS) == vocabulary.READOUTS
+    assert MODELS is vocabulary.MODELS and tuple(NEURON_CLASSES) == vocabulary.NEURONS
+    assert tuple(READOUT_CLASSES) == vocabulary.READOUTS
     assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
-    with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):
+    with pytest.raises(RuntimeError, match="differs from fptt.spec.vocabulary"):
         vocabulary.check_registry("neuron", ("ltc",), vocabulary.NEURONS)
 
 

@@ -29,7 +29,7 @@ from fptt.neurons import (
     ltc_step,
 )
 from fptt.neurons import cells as cells_module
-from fptt.surrogate import get_surrogate
+from fptt.neurons.surrogate import get_surrogate
 from tests.reference import neurons_reference as ref
 
 BATCH, INPUT, HIDDEN, STEPS = 2, 3, 4, 20

@@ -13,7 +13,7 @@ Each measurement is a fresh Python process (what a user starting a run sees), on
 * **the saving per step**: after the first steps, the exact and the compiled step timed
   interleaved in that process (median of per-round differences).
 
-The payback length is compile time / saving per step; :data:`fptt.rules.FUSE_AFTER_STEPS` is set
+The payback length is compile time / saving per step; :data:`fptt.spec.rules.FUSE_AFTER_STEPS` is set
 from the warm figure (most runs on a machine start with a warm cache; a cold one costs once).
 """
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run_compile_benchmark(out_dir: str | Path = "benchmarks/results", quick: boo
         raise SystemExit("fptt bench compile measures the CPU compiler (inductor's C++ backend); --device cpu")
     import torch
 
-    from ..rules import FUSE_AFTER_STEPS
+    from ..spec.rules import FUSE_AFTER_STEPS
 
     torch.set_num_threads(threads)
     info = machine_info(device)

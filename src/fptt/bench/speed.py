@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from ..memory import SavedTensorMeter
 from ..models import SpikingRNN
+from ..models.state import detach_state
 from ..optim import FPTT
-from ..rules import FUSE_AFTER_STEPS
-from ..state import detach_state
+from ..spec.rules import FUSE_AFTER_STEPS
 from ..training.engine import loss_weights, train_epoch
 from .common import (
     benchmark_parser,

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
+from ..spec.vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
 from .argtypes import positive_int
 from .common import UsageError, add_common
 

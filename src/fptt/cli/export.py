@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..vocabulary import CHECKPOINTS, EVAL_WITH, EXPORT_FORMATS, NIR_DISCRETIZATIONS
+from ..spec.vocabulary import CHECKPOINTS, EVAL_WITH, EXPORT_FORMATS, NIR_DISCRETIZATIONS
 from .common import UsageError, add_common
 
 __all__ = ["register", "run"]

@@ -54,9 +54,9 @@ def run_stream(
 
     from ..data import SequentialMNIST
     from ..memory import rss_mb
-    from ..rules import plans_to_fuse
     from ..run.build import build_model, build_optimizer
     from ..run.config import resolve_config
+    from ..spec.rules import plans_to_fuse
     from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 
@@ -74,7 +74,7 @@ def run_stream(
     drift_permutation = torch.randperm(length, generator=generator)
     # the network and optimizer come from a TrainConfig through the library's builders, like every run
     # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized
-    # a stream of known length: the compiled kernels when it pays back their compile time (fptt.rules)
+    # a stream of known length: the compiled kernels when it pays back their compile time (fptt.spec.rules)
     flags = {"task": "smnist", "hidden": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
              "fused": plans_to_fuse(steps)}
     if preset is not None:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..rules import FUSE_AFTER_STEPS
+from ..spec.rules import FUSE_AFTER_STEPS
 from .argtypes import positive_float, positive_int
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError, add_common, log_function
 
@@ -32,7 +32,7 @@ def _chrono(text: str) -> float | str | None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from ..run.presets import PRESET_NAMES
-    from ..vocabulary import (
+    from ..spec.vocabulary import (
         CONV_GATES,
         EVAL_WITH,
         FEEDBACKS,

@@ -61,7 +61,7 @@ from ..models import SpikingRNN
 from ..neurons.cells import LTC
 from ..neurons.functional import alif_decay
 from ..neurons.readout import FixedReadout, LinearReadout, LiquidReadout
-from ..vocabulary import NIR_DISCRETIZATIONS
+from ..spec.vocabulary import NIR_DISCRETIZATIONS
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRExportError", "NIRImportError"]
 

@@ -16,14 +16,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..files import write_text_atomic
 from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
-from ..rules import check_window
-from ..vocabulary import BASELINE_CELLS, EVENT_TASKS
+from ..spec.rules import check_window
+from ..spec.vocabulary import BASELINE_CELLS, EVENT_TASKS
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
+from .files import write_text_atomic
 
 __all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape",
            "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
@@ -171,7 +171,7 @@ def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) ->
 
 def _fused_mode(config: TrainConfig) -> bool | str:
     """``config.fused``, or the library's ``"auto"`` where no run length resolved it (the Trainer
-    resolves it by the planned length: fptt.rules.plans_to_fuse)."""
+    resolves it by the planned length: fptt.spec.rules.plans_to_fuse)."""
     return "auto" if config.fused is None else config.fused
 
 

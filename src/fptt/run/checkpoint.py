@@ -26,8 +26,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..files import atomic_write, write_text_atomic
 from ..optim import FPTT
+from .files import atomic_write, write_text_atomic
 from .records import BEST, LAST
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",

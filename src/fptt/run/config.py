@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
-from ..rules import is_number as _is_number
-from ..vocabulary import (
+from ..spec.rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
+from ..spec.rules import is_number as _is_number
+from ..spec.vocabulary import (
     CONV_GATES,
     CONV_LAYER_PATTERN,
     EVAL_WITH,
@@ -81,7 +81,7 @@ class TrainConfig:
     load_average_each_epoch: Optional[bool] = None  # None: on for fptt, off otherwise
     reset_lambda: bool = False
     # compiled LTC dynamics and FPTT update (fptt.neurons.kernels, fptt.optim.fused_update); None:
-    # by the planned run length (fptt.rules.plans_to_fuse), resolved when the Trainer starts
+    # by the planned run length (fptt.spec.rules.plans_to_fuse), resolved when the Trainer starts
     fused: Optional[bool] = None
     feedback: str = "symmetric"  # e-prop's feedback matrix: the readout weights, or fixed random
     # optimisation
@@ -108,7 +108,7 @@ class TrainConfig:
     synapse_init: str = "xavier"  # or "torch_default" (one nn.Linear over [x_t, s_{t-1}])
     gate_slopes: bool = False  # learnable slopes of the LTC gate sigmoids
     chrono_tau: Optional[float | str] = None  # LTC gate-bias init: τ ~ U(2, chrono_tau); "seq_len" = T
-    surrogate_sigma: float = 0.3  # width σ of the multi-Gaussian surrogate derivative (fptt.surrogate.MultiGaussian)
+    surrogate_sigma: float = 0.3  # width σ of the multi-Gaussian surrogate derivative (fptt.neurons.surrogate.MultiGaussian)
     tau_membrane: Optional[list[float]] = None  # ALIF/LIF: τ_m ~ N(mean, std) steps at init (None: N(20, 5))
     tau_adaptation: Optional[list[float]] = None  # ALIF: τ_adp ~ N(mean, std) steps at init (None: N(200, 25))
     preset: Optional[str] = None  # a named regime of fptt.run.presets (recorded; its values are applied)
@@ -217,7 +217,7 @@ class TrainConfig:
             value = getattr(self, key)
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ConfigError(f"{key} must be a positive finite number, got {value!r}")
-        # the library's own rules (fptt.rules), their ValueError turned into ConfigError
+        # the library's own rules (fptt.spec.rules), their ValueError turned into ConfigError
         _library_rule(check_alpha, self.alpha, "alpha")
         _library_rule(check_beta, self.beta, "beta")
         _library_rule(check_clip, self.clip, "clip")
@@ -255,7 +255,7 @@ class TrainConfig:
             raise ConfigError(f"milestones must be a list of positive epoch numbers, got {self.milestones!r}")
 
     def _validate_trace_method(self) -> None:
-        """e-prop/OSTL's requirements (:func:`fptt.rules.check_trace_settings`, the rule the learner
+        """e-prop/OSTL's requirements (:func:`fptt.spec.rules.check_trace_settings`, the rule the learner
         applies to the built network)."""
         _library_rule(check_trace_settings, self.method, model=self.model, readout=self.readout,
                       readout_from=self.readout_from, norm=self.norm, layers=len(self.hidden), feedback=self.feedback,
@@ -263,7 +263,7 @@ class TrainConfig:
 
 
 def _library_rule(check: Callable[..., Any], *args: Any, **options: Any) -> Any:
-    """Apply a rule of :mod:`fptt.rules` (or another library validator) to configuration values;
+    """Apply a rule of :mod:`fptt.spec.rules` (or another library validator) to configuration values;
     its ``ValueError`` becomes a :class:`ConfigError`."""
     try:
         return check(*args, **options)
@@ -288,7 +288,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 def save_config(config: TrainConfig, run_dir: str | os.PathLike) -> Path:
     """Write ``run_dir/config.json`` atomically (the first file of a run: with it, ``--resume``
     can always restart or continue the run)."""
-    from ..files import write_text_atomic
+    from .files import write_text_atomic
 
     return write_text_atomic(Path(run_dir) / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 
@@ -353,7 +353,7 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     ``update_points``) that come from the task defaults or a preset are dropped for
     ``method="online"`` (which updates at every step) and when the file or the flags give either of
     them, so that every method runs on a task's defaults.
-    For e-prop/OSTL, the method's requirements (:data:`fptt.rules.TRACE_REQUIREMENTS`) replace the
+    For e-prop/OSTL, the method's requirements (:data:`fptt.spec.rules.TRACE_REQUIREMENTS`) replace the
     task defaults and preset values that conflict with them; a value from the file or the flags is
     never replaced (a conflicting one is a :class:`ConfigError`)."""
     file_values = dict(file_values or {})

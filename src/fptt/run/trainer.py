@@ -45,9 +45,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
-from ..rules import FUSE_AFTER_STEPS, plans_to_fuse
+from ..spec.rules import FUSE_AFTER_STEPS, plans_to_fuse
+from ..spec.vocabulary import TRACE_METHODS
 from ..training.engine import EpochMetrics, evaluate, train_epoch
-from ..vocabulary import TRACE_METHODS
 from .build import (
     build_dataset,
     build_model,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..vocabulary import LOSSES
+from ..spec.vocabulary import LOSSES
 
 __all__ = ["LossFn", "StepInputs", "prepared_batches", "progress_bar", "loader_length"]
 

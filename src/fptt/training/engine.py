@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from ..models.protocol import check_first_step, check_stateful_model
 from ..optim import FPTT
-from ..rules import check_window
-from ..vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
+from ..spec.rules import check_window
+from ..spec.vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .batches import LossFn, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
 from .window import WindowUpdate
