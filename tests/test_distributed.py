@@ -141,4 +141,4 @@ def test_fptt_train_under_torchrun_writes_once_from_rank_zero_and_resumes(tmp_pa
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
     payload = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
-    assert payload["epoch"] == 2 and payload["config"]["distributed"] is True
+    assert payload["epoch"] == 2 and payload["config"]["compute"]["distributed"] is True

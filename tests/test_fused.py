@@ -127,10 +127,10 @@ def test_an_unknown_fused_mode_is_refused(fused: Any) -> None:
 def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
     from fptt.cli import build_parser
     from fptt.run.build import build_optimizer
-    from fptt.run.config import resolve_config
+    from fptt.run.config import FIELD_SECTIONS, resolve_config
 
     args = build_parser().parse_args(["train", "--task", "add", "--optimizer", "adamax", "--fused"])
-    flags = {k: v for k, v in vars(args).items() if k in resolve_config().__dataclass_fields__}
+    flags = {k: v for k, v in vars(args).items() if k in FIELD_SECTIONS}
     config = resolve_config({}, flags)
     assert config.fused is True
     optimizer = build_optimizer(config, SmallNet())
@@ -147,13 +147,13 @@ def test_fptt_train_fuses_by_the_planned_length_of_the_run(tmp_path, max_batches
     from fptt.spec.rules import FUSE_AFTER_STEPS
 
     assert 2 * 100 < FUSE_AFTER_STEPS <= 40 * 100
-    config = TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8])
+    config = TrainConfig.from_dict(dict(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4,
+                                        hidden_sizes=[8]))
     trainer = Trainer(config, tmp_path / "run", log=None)
     assert trainer.config.fused is expected
     assert trainer.model.layers[0].fused is expected and trainer.optimizer.fused is expected
     assert trainer.fused_note.startswith(f"{100 * max_batches:,} planned training steps")
-    chosen = Trainer(TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8],
-                                 fused=not expected), tmp_path / "flag", log=None)
+    chosen = Trainer(config.updated(fused=not expected), tmp_path / "flag", log=None)
     assert chosen.optimizer.fused is (not expected)
 
 

@@ -63,7 +63,7 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
                   data: list) -> tuple[Train, torch.optim.Optimizer, Any]:
     """What ``fptt train --task smnist --downsample 14`` trains, on ``data``."""
     config = resolve_config({}, {"task": "smnist", "downsample": 14, "method": method, "batch_size": batch,
-                                 "fused": fused, "hidden": [hidden]})
+                                 "fused": fused, "hidden_sizes": [hidden]})
     torch.manual_seed(0)
     model = build_model(config, 1, 10, seq_len=data[0][0].shape[1]).to(device)
     optimizer = build_optimizer(config, model)
@@ -71,7 +71,7 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
 
     def train() -> None:
         train_epoch(model, data, optimizer, method=method, weighting=config.weighting,
-                    clip_grad_norm=None if method == "fptt" else config.clip, **windows)
+                    clip_grad_norm=None if method == "fptt" else config.clip_grad_norm, **windows)
     return train, optimizer, config
 
 

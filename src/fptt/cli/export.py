@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_nir(model, output, args.discretization)
         except NIRExportError as error:
-            raise UsageError(f"cannot export {config.model} network to NIR: {error}") from None
+            raise UsageError(f"cannot export {config.neuron} network to NIR: {error}") from None
         except ImportError as error:
             raise UsageError(str(error)) from None
     else:

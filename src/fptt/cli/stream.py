@@ -75,7 +75,7 @@ def run_stream(
     # the network and optimizer come from a TrainConfig through the library's builders, like every run
     # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized
     # a stream of known length: the compiled kernels when it pays back their compile time (fptt.spec.rules)
-    flags = {"task": "smnist", "hidden": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
+    flags = {"task": "smnist", "hidden_sizes": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
              "fused": plans_to_fuse(steps)}
     if preset is not None:
         flags["preset"] = preset
@@ -124,7 +124,7 @@ def run_stream(
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
-                   "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm,
+                   "optimizer": config.optimizer, "clip": config.clip_grad_norm, "norm": config.norm,
                    "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "updates": learner.updates,
         "seconds": seconds,

@@ -6,7 +6,7 @@ together::
     from fptt.run.config import TrainConfig
     from fptt.run.trainer import Trainer
 
-    summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
+    summary = Trainer(TrainConfig.from_dict(dict(task="add", seq_len=50, epochs=2)), run_dir="runs/add").fit()
 
 Per epoch: train (data order seeded with ``seed + epoch``; with ``eval_every`` a learning-curve
 point of W and W̄ every N batches in ``curve.jsonl``, and ``stop_at`` ending the run at a target),
@@ -72,7 +72,7 @@ from .control import EpochBatches, StopRequest, agree_to_stop, stop_on_signals
 from .records import BEST, CURVE, LAST, METRICS, PLOTS, SUMMARY, append_json_line, write_json, write_json_lines
 from .tracking import Tracker, open_tracker
 
-__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir"]
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir", "resolve_automatic"]
 
 
 def seed_everything(seed: int) -> None:
@@ -113,6 +113,40 @@ def _stderr_is_tty() -> bool:
         return False
 
 
+# ---------------------------------------------------------------------------------- automatic choices
+def resolve_automatic(config: TrainConfig, run_dir: Optional[str | Path] = None, *, seq_len: Optional[int] = None,
+                      batches_per_epoch: Optional[int] = None,
+                      log: Optional[Callable[[str], None]] = None) -> TrainConfig:
+    """``config`` with its automatic choices made: ``run_dir`` (``run_dir``, the config's, or
+    :func:`default_run_dir`) and ``fused="auto"`` by the planned number of training steps
+    (:func:`fptt.spec.rules.plans_to_fuse`; the training data is built to count them when
+    ``seq_len`` and ``batches_per_epoch`` are not given). ``log`` receives why ``fused`` is what it
+    is. Where the data cannot be read, ``fused`` stays ``"auto"`` (the trainer resolves it)."""
+    folder = str(run_dir or config.run_dir or default_run_dir(config))
+    fused = config.fused
+    if fused == "auto":
+        if seq_len is None or batches_per_epoch is None:
+            from ..data import DatasetNotFoundError
+
+            try:
+                train_set = build_dataset(config, "train")
+            except DatasetNotFoundError as error:
+                if log:
+                    log(f"fused stays auto (resolved by the run): {str(error).splitlines()[0]}")
+                return config.updated(run_dir=folder)
+            seq_len = int(train_set[0][0].shape[0])
+            batches = -(-len(train_set) // config.batch_size)  # type: ignore[arg-type]
+            batches_per_epoch = batches if config.max_batches is None else min(batches, config.max_batches)
+        planned = config.epochs * batches_per_epoch * seq_len
+        fused = plans_to_fuse(planned)
+        if log:
+            log(f"{planned:,} planned training steps {'>=' if fused else '<'} {FUSE_AFTER_STEPS:,}; "
+                "--fused / --no-fused to choose")
+    elif log:
+        log("set by --fused / --no-fused or the run's config")
+    return config.updated(run_dir=folder, fused=fused)
+
+
 # ---------------------------------------------------------------------------------- trainer
 class Trainer:
     """Train ``config`` in ``run_dir``; :meth:`fit` runs the remaining epochs.
@@ -132,10 +166,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
                  progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
                  handle_sigint: bool = True, datasets: Optional[tuple[Dataset, Dataset]] = None) -> None:
-        config.validate()
+        if not isinstance(config, TrainConfig):  # the one guard: a TrainConfig is valid by construction
+            raise TypeError(f"Trainer takes a TrainConfig (fptt.run.config.resolve_config), got {type(config).__name__}")
         self.config = config
         self.run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
-        self.config.run_dir = str(self.run_dir)
         self.progress = _stderr_is_tty() if progress is None else progress
         self.log = log or (lambda message: None)
         self.handle_sigint = handle_sigint
@@ -172,12 +206,12 @@ class Trainer:
         self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
         count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
         self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
-        self.fused_note = "set by --fused / --no-fused or the run's config"
-        if config.fused is None:  # by the planned length of the run (fptt.compiled)
-            planned = config.epochs * self.batches_per_epoch * seq_len
-            config.fused = plans_to_fuse(planned)
-            self.fused_note = (f"{planned:,} planned training steps {'>=' if config.fused else '<'} "
-                               f"{FUSE_AFTER_STEPS:,}; --fused / --no-fused to choose")
+        # the automatic choices, resolved before config.json is written (fit)
+        self.fused_note = ""
+        config = self.config = resolve_automatic(self.config, self.run_dir, seq_len=seq_len,
+                                                 batches_per_epoch=self.batches_per_epoch, log=self._note_fused)
+        if self.is_main and not resume:  # every choice made: from here a killed run can be resumed (restarted)
+            save_config(config, self.run_dir)
         self.model = build_model(config, self.input_size, self.output_size, seq_len,
                                  input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
@@ -191,13 +225,17 @@ class Trainer:
         if resume:
             self._resume()
 
+    def _note_fused(self, note: str) -> None:
+        self.fused_note = note
+
     def _setup_distributed(self) -> tuple[int, int]:
         """(rank, world size): (0, 1) unless distributed; then the process group from torchrun."""
         from ..training.distributed import launched_by_torchrun, setup
 
         if not (self.config.distributed or launched_by_torchrun()):
             return 0, 1
-        self.config.distributed = True
+        if not self.config.distributed:
+            self.config = self.config.updated(distributed=True)
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         rank, world = setup(backend)
         if self.device.type == "cuda":  # one GPU per process
@@ -310,7 +348,7 @@ class Trainer:
         with per_update(self.optimizer) if config.measure_memory else nullcontext() as meter:
             metrics = train_epoch(
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
-                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
+                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip_grad_norm,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
                 on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed, **windows,
             )
@@ -379,7 +417,7 @@ class Trainer:
             done = self.start_epoch * self.batches_per_epoch + self.skip_batches
             self.tracker = open_tracker(config.log, self.run_dir, purge_step=done + 1 if done else None)
         with stop_on_signals(self.stop, self.handle_sigint), self._closing(self.tracker):
-            self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
+            self.log(f"fptt train: {config.task} {config.neuron} {config.method}, hidden {config.hidden_sizes}, "
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
             self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.fused_note})")
@@ -461,7 +499,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "task": self.config.task,
             "method": self.config.method,
-            "model": self.config.model,
+            "model": self.config.neuron,
             "epochs_completed": len(self.history),
             "interrupted": interrupted,
             "stop_signal": self.stop_signal if interrupted else None,
@@ -491,7 +529,7 @@ class Trainer:
                                                   title=f"{self.config.task} {self.config.method}")]
             x, _ = self.eval_set[0]
             written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
-            if self.config.model == "ltc":
+            if self.config.neuron == "ltc":
                 written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
         except ImportError as error:  # matplotlib (the "plot" extra) is not installed
             self.log(f"plots skipped: {error.name or 'matplotlib'} is not installed (pip install 'fptt[plot]')")
