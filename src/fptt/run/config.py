@@ -421,7 +421,9 @@ def flatten(values: Mapping[str, Any], where: str) -> dict[str, Any]:
                 flat.update(inner)
             else:
                 flat[key] = value
-    except ValueError as error:
+    except ConfigError:
+        raise
+    except ValueError as error:  # a key under its old and its new name
         raise ConfigError(f"{error} (in {where})") from None
     for key in flat:
         if key not in FIELD_SECTIONS and key not in _TOP:
@@ -434,12 +436,12 @@ CONFIG_KEYS: tuple[str, ...] = (*_TOP, *FIELD_SECTIONS)
 
 
 def _hint(key: str) -> str:
+    section = FIELD_SECTIONS.get(str(key))
+    if section:
+        return f" (it belongs to [{section}])"
     bare = str(key).replace("-", "").replace("_", "")
     near = [name for name in CONFIG_KEYS if name.replace("_", "") == bare]
-    if near:
-        return f" (did you mean {near[0]!r}?)"
-    section = FIELD_SECTIONS.get(str(key))
-    return f" (it belongs to [{section}])" if section else ""
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def default_run_dir(config: TrainConfig) -> Path:
