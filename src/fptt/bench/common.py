@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
@@ -113,7 +113,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, fn: Callable[[], None]) -> float:
+def timed(device: torch.device, fn: Callable[[], object]) -> float:
     """Seconds ``fn()`` takes, with the device synchronised before and after."""
     synchronize(device)
     started = time.perf_counter()
@@ -126,7 +126,7 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
 
-def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleaved(runs: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Call every ``runs[name]()`` once per round, in the same order (A, B, C, A, B, C, ...).
 
     Each callable returns one measured figure (seconds); the raw lists are returned.

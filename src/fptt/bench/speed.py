@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +158,7 @@ def _epoch_benchmark(device: torch.device, hidden: int, batch: int, steps: int, 
     """Seconds per batch of ``steps`` steps for FPTT k=1, FPTT with 28 windows, BPTT."""
     data = [(torch.rand(batch, steps, 1), torch.randint(0, 10, (batch,))) for _ in range(batches)]
     windows = 28 if steps >= 56 else max(1, steps // 4)
-    setups = {
+    setups: dict[str, dict[str, Any]] = {
         "fptt_k1": dict(method="fptt", k=1),
         "fptt_k1_fused": dict(method="fptt", k=1),
         f"fptt_K{windows}": dict(method="fptt", update_points=windows),

@@ -26,6 +26,7 @@ does not show it: the allocator keeps the blocks of the warm-up batch.)
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -67,11 +68,10 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
     torch.manual_seed(0)
     model = build_model(config, 1, 10, seq_len=data[0][0].shape[1]).to(device)
     optimizer = build_optimizer(config, model)
-    windows = {"k": 1} if method == "fptt" else {}
-
     def train() -> None:
-        train_epoch(model, data, optimizer, method=method, weighting=config.weighting,
-                    clip_grad_norm=None if method == "fptt" else config.clip_grad_norm, **windows)
+        train_epoch(model, data, optimizer, method=method, weighting=config.weighting,  # type: ignore[arg-type]
+                    clip_grad_norm=None if method == "fptt" else config.clip_grad_norm,
+                    k=1 if method == "fptt" else None)
     return train, optimizer, config
 
 
@@ -186,7 +186,7 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
         memory[name] = _peak_memory_mib(dev, train, optimizer)
         print(f"  {name}: warmed up, peak {memory[name]:.1f} MiB", flush=True)
     runs = {name: train for name, (train, _) in setups.items()}
-    raw = interleaved({name: (lambda t=train: timed(dev, t)) for name, train in runs.items()}, rounds)
+    raw = interleaved({name: partial(timed, dev, train) for name, train in runs.items()}, rounds)
     finish_info(info)
     seconds = {name: median(values) for name, values in raw.items()}
     samples_per_second = {name: batch / value for name, value in seconds.items()}

@@ -4,7 +4,7 @@ Two demos, each a pair of ``fptt train`` runs started in parallel (one thread ea
 hence the same initial weights), followed by a table of accuracy, memory and time:
 
 * ``--task add`` (default): the adding task at T = 200 with the authors' adding-task regime
-  (:data:`fptt.run.presets.ADD_REGIME`): a fresh batch per iteration, the held-out MSE of the current
+  (`fptt/run/regimes/tasks.json`, add): a fresh batch per iteration, the held-out MSE of the current
   weights every 25 iterations. FPTT updates at every time step (k = 1, the paper's online
   setting) and keeps one step of activations per update; BPTT updates once per sequence and
   keeps all T steps. The table says when each first remembered both numbers (MSE < 0.05).

@@ -101,7 +101,7 @@ def run_stream(
         pixel_index = drift_permutation[position] if drifted else position
         x_t = pixels[order, pixel_index].unsqueeze(-1)
         y_t = labels[order]
-        output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # w_t of the batch engines
+        output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # type: ignore[arg-type]  # w_t of the batch engines
         if position == length - 1:
             correct += int((output.argmax(-1) == y_t).sum())
             seen += streams
@@ -131,7 +131,7 @@ def run_stream(
         "ms_per_step": 1000 * seconds / steps,
         "rss_mb_first": rss[0] if rss else None,
         "rss_mb_last": rss[-1] if rss else None,
-        "rss_mb_max": max(rss) if rss else None,
+        "rss_mb_max": max(rss) if rss else None,  # type: ignore[type-var]
         "curve": curve,
         "torch": torch.__version__,
         "machine": platform.platform(),

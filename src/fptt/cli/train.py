@@ -70,8 +70,8 @@ def _where_tasks_change(name: str, default: Any) -> str:
     merged: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # neurons with the same tasks share a label
     for (value, neuron), tasks in by_neuron.items():
         merged.setdefault((value, tuple(tasks)), []).append(neuron)
-    for (value, tasks), neurons in merged.items():
-        where = "every task" if len(tasks) == len(TASKS) else ", ".join(tasks)
+    for (value, covered), neurons in merged.items():
+        where = "every task" if len(covered) == len(TASKS) else ", ".join(covered)
         parts.append(f"{'/'.join(neurons)} on {where}: {value}")
     return "".join(f"; {part}" for part in parts)
 

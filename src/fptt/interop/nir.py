@@ -291,7 +291,7 @@ def from_nir(graph: Any) -> SpikingRNN:
     return model
 
 
-def write_nir(model: SpikingRNN, path: str | Path, discretization: str = "zoh") -> Path:
+def write_nir(model: nn.Module, path: str | Path, discretization: str = "zoh") -> Path:
     """Export ``model`` with :func:`to_nir` and write it with ``nir.write`` (HDF5) to ``path``."""
     nir = _nir()
     graph = to_nir(model, discretization)

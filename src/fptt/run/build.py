@@ -88,7 +88,7 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
 
     if config.validation_samples and split in ("train", "validation"):
         full = build_dataset(config.updated(validation_samples=0), "train")
-        train_index, validation_index = validation_indices(len(full), config.validation_samples)
+        train_index, validation_index = validation_indices(len(full), config.validation_samples)  # type: ignore[arg-type]
         part = Subset(full, train_index if split == "train" else validation_index)
         for name in ("num_classes", "input_size", "frame_shape"):  # what dataset_shape and the trainer read
             if hasattr(full, name):
@@ -249,7 +249,7 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batch
 
 
 def load_run(path: str | Path, device: str = "cpu",
-             which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+             which: str = "last") -> tuple[TrainConfig, nn.Module, torch.optim.Optimizer, dict]:
     """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
     checkpoint_path = find_checkpoint(path, which)
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
@@ -264,7 +264,7 @@ def load_run(path: str | Path, device: str = "cpu",
 
 
 def load_model(path: str | Path, device: str = "cpu", which: str = "last",
-               weights: str = "average") -> tuple[TrainConfig, SpikingRNN, dict, str]:
+               weights: str = "average") -> tuple[TrainConfig, nn.Module, dict, str]:
     """The model of a saved run (folder or checkpoint file) with its running average W̄
     (``weights="average"``, FPTT runs) or its last weights W (``"weights"``), for inference.
 
@@ -278,6 +278,7 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
     if weights == "average" and config.method == "fptt" and payload.get("model_average") is None:
         config, model, optimizer, payload = load_run(path, device=device, which=which)
+        assert isinstance(optimizer, FPTT)  # method fptt
         model.load_state_dict(optimizer.averaged_state_dict(model))
         return config, model, payload, "average"
     shape = payload.get("model_shape") or {}

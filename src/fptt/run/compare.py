@@ -67,8 +67,7 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         config, summary, history = record.config, record.summary or {}, record.history
         last = history[-1] if history else None
         metric, final = _score(last["eval"] if last else None)
-        scores = [_score(row["eval"])[1] for row in history]
-        scores = [s for s in scores if s is not None]
+        scores = [score for row in history if (score := _score(row["eval"])[1]) is not None]
         best = (max(scores) if metric == "accuracy" else min(scores)) if scores else None
         window = (config.get("k") or 1) if config.get("update_points") is None else f"K={config['update_points']}"
         rows.append({

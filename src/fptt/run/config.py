@@ -95,6 +95,11 @@ def _unit_interval(value: float) -> None:
         raise ValueError("must lie in (0, 1]")
 
 
+def _milestones(values: tuple) -> None:
+    if values:
+        _positive_ints(values)
+
+
 def _device(value: str) -> None:
     if value not in ("auto", "cpu", "cuda") and re.fullmatch(r"cuda:[0-9]+", value) is None:
         raise ValueError("must be auto, cpu, cuda or cuda:N")
@@ -203,7 +208,7 @@ class OptimSettings(Section):
                                  choices=SCHEDULE_UNITS)
     milestones: tuple[int, ...] = setting((), "epochs (batches with schedule_unit batch) at which the step schedule "
                                           "multiplies the lr by gamma (unset: half and three quarters of the run)",
-                                          kind="ints", check=lambda v: v and _positive_ints(v), nargs="+",
+                                          kind="ints", check=_milestones, nargs="+",
                                           metavar="EPOCH")
     gamma: float = setting(0.1, "step schedule factor", check=positive)
     epochs: int = setting(10, "epochs", check=_positive_int)
@@ -334,9 +339,10 @@ class TrainConfig:
         or both, in current or v0.3 names (:mod:`fptt.run.migrate`); every field not given takes its
         declared default."""
         flat = flatten(values, where)
-        sections = {section.name: section(**{key: flat[key] for key in section.settings() if key in flat})
+        sections: dict[str, Any] = {section.name: section(**{key: flat[key] for key in section.settings() if key in flat})
                     for section in SECTIONS}
-        return cls(**{key: flat[key] for key in _TOP if key in flat}, **sections)
+        top: dict[str, Any] = {key: flat[key] for key in _TOP if key in flat}
+        return cls(**top, **sections)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"task", "preset", "network": {...}, ...}``: what ``config.json`` holds and
@@ -510,7 +516,7 @@ def _parse_file(path: Path) -> dict[str, Any]:
             values = json.loads(text)
         else:
             try:
-                import yaml
+                import yaml  # type: ignore[import-untyped, unused-ignore]
             except ImportError as error:  # pragma: no cover - pyyaml is in the config extra
                 raise ConfigError("reading YAML config files needs pyyaml: pip install 'fptt[config]'") from error
             values = yaml.safe_load(text) or {}

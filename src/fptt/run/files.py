@@ -9,7 +9,7 @@ from typing import BinaryIO, Callable
 __all__ = ["atomic_write", "write_text_atomic"]
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Temporary file in ``path``'s folder, ``write`` into it, flush, fsync, ``os.replace``, fsync
     the folder: a crash at any moment leaves either the old file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ __all__ = ["TASK_DEFAULTS", "PRESETS", "PRESET_NAMES", "task_neuron", "task_valu
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    return json.loads(resources.files(__package__).joinpath("regimes", name).read_text(encoding="utf-8"))
+    return json.loads(resources.files(__package__).joinpath("regimes").joinpath(name).read_text(encoding="utf-8"))
 
 
 def _values(entry: Mapping[str, Any], neuron: Optional[str]) -> dict[str, Any]:
