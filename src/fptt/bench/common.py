@@ -14,7 +14,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
-__all__ = [
+from ..run.config import OptimSettings
+
+__all__ = ["LEARNING_RATE",
     "benchmark_parser",
     "machine_info",
     "median",
@@ -27,6 +29,9 @@ __all__ = [
     "bar_panels",
     "run_in_child",
 ]
+
+#: the learning rate of every benchmark's optimizer: the reference code's Adam/Adamax 3e-3 (SPEC §4)
+LEARNING_RATE = OptimSettings.lr
 
 
 def _cpu_model() -> str:

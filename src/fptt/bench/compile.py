@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     contention_note,
     finish_info,
@@ -56,7 +57,7 @@ def measure_first_steps(config: dict) -> dict:
     for name, fused in (("exact", False), ("fused", True)):
         torch.manual_seed(0)
         model = SpikingRNN(1, hidden, 10, neuron="ltc", fused=fused)
-        optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True), fused=fused)
+        optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True), fused=fused)
         started = time.perf_counter()
         train_epoch(model, [(x[:, :1], y)], optimizer, method="fptt", k=1)
         first[name] = time.perf_counter() - started

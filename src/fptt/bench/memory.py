@@ -15,6 +15,7 @@ import torch
 
 from ..memory import SavedTensorMeter, per_update, reset_peak_rss, status_kb
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     check_device,
     contention_note,
@@ -54,7 +55,7 @@ def measure_update_cycle(config: dict) -> dict:
     # the exact paths: under fused="auto" a sequence of more than FUSE_AFTER_STEPS steps would
     # compile in the middle of the measured batch, and the compiler's memory would be counted
     model = SpikingRNN(1, list(config["hidden"]), 10, neuron="ltc", fused=False).to(device)
-    inner = torch.optim.Adamax(model.parameters(), lr=3e-3)
+    inner = torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE)
     optimizer = FPTT(inner, alpha=0.1, beta=0.5, fused=False) if method == "fptt" else inner
     k = config.get("k")
     train_method: Any = "tbptt" if method == "tbptt" else method

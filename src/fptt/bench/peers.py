@@ -35,6 +35,7 @@ from ..models import SpikingRNN
 from ..optim import FPTT
 from ..training.engine import train_epoch
 from .common import (
+    LEARNING_RATE,
     bar_panels,
     benchmark_parser,
     check_device,
@@ -51,7 +52,7 @@ from .speed import naive_fptt_sequence
 
 __all__ = ["run_peer_benchmark", "main"]
 
-ALPHA, BETA, LR = 0.1, 0.5, 3e-3
+ALPHA, BETA, LR = 0.1, 0.5, LEARNING_RATE
 
 
 def _spikingjelly() -> Optional[Any]:

@@ -33,6 +33,7 @@ from ..optim import FPTT
 from ..spec.rules import FUSE_AFTER_STEPS
 from ..training.engine import loss_weights, train_epoch
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     check_device,
     contention_note,
@@ -56,7 +57,7 @@ def _model(hidden: int, seed: int, device: torch.device, fused: bool = False) ->
 
 
 def _adamax(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)  # as fptt.run.trainer builds it
+    return torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True)  # as fptt.run.trainer builds it
 
 
 def naive_fptt_sequence(model: SpikingRNN, x: torch.Tensor, y: torch.Tensor, inner: torch.optim.Optimizer,

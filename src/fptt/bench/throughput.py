@@ -40,6 +40,7 @@ from ..run.build import build_model, build_optimizer
 from ..run.config import resolve_config
 from ..training.engine import loss_weights, train_epoch
 from .common import (
+    LEARNING_RATE,
     bar_panels,
     benchmark_parser,
     check_device,
@@ -91,7 +92,7 @@ def _snntorch_lif(hidden: int, batch_data: list, device: torch.device) -> Option
     lif = snn.RLeaky(beta=torch.full((hidden,), 0.9), learn_beta=True, linear_features=hidden, all_to_all=True,
                      reset_mechanism="subtract").to(device)
     params = [*encoder.parameters(), *lif.parameters(), *readout.parameters()]
-    optimizer = torch.optim.Adamax(params, lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(params, lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         for x, y in batch_data:
@@ -114,7 +115,7 @@ def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Op
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(1, hidden), sj["recurrent"](sj["neuron"].LIFNode(v_reset=None), hidden, hidden),
                         nn.Linear(hidden, 10)).to(device)
-    optimizer = torch.optim.Adamax(net.parameters(), lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(net.parameters(), lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         for x, y in batch_data:
@@ -129,7 +130,7 @@ def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Op
 def _fptt_lif(hidden: int, batch_data: list, device: torch.device) -> Setup:
     torch.manual_seed(0)
     model = SpikingRNN(1, hidden, 10, neuron="lif", readout="fixed").to(device)
-    optimizer = torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         train_epoch(model, batch_data, optimizer, method="bptt", weighting="linear")

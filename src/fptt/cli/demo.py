@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from ..run.config import OptimSettings
 from ..run.records import CURVE, METRICS, SUMMARY
 from .argtypes import positive_float, positive_int
 from .common import add_common
@@ -37,7 +38,7 @@ DEMOS: dict[str, dict[str, Any]] = {
     "add": {"seq_len": 200, "iterations": 300, "eval_every": 25, "hidden": 128, "batch_size": 128,
             "test_samples": 512},
     "smnist": {"rounds": 5, "batches": 50, "hidden": 128, "batch_size": 64, "eval_batches": 4,
-               "eval_batch_size": 500, "lr": 3e-3, "norm": "layer", "readout_from": "spikes",
+               "eval_batch_size": 500, "lr": OptimSettings.lr, "norm": "layer", "readout_from": "spikes",
                "optimizer": "adamax"},
 }
 QUICK: dict[str, dict[str, Any]] = {

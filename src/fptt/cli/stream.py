@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..run.config import OptimSettings
 from ..run.presets import PRESET_NAMES
 from .argtypes import positive_float, positive_int
 from .common import UsageError
@@ -34,7 +35,7 @@ def run_stream(
     streams: int = 8,
     hidden: int = 64,
     k: int = 1,
-    lr: float = 3e-3,
+    lr: float = OptimSettings.lr,
     alpha: float = 0.1,
     drift_at: float = 0.5,
     seed: int = 0,
@@ -178,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=positive_int, default=8, help="parallel streams (batch size, default 8)")
     parser.add_argument("--hidden", type=positive_int, default=64, help="LTC neurons (default 64)")
     parser.add_argument("--k", type=positive_int, default=1, help="steps per update (default 1)")
-    parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--lr", type=positive_float, default=OptimSettings.lr, help="Adam learning rate (default %(default)s)")
     parser.add_argument("--alpha", type=positive_float, default=0.1, help="FPTT regularizer α (default 0.1)")
     parser.add_argument("--drift-at", type=float, default=0.5,
                         help="fraction of the stream after which the pixel permutation changes (default 0.5)")
