@@ -171,8 +171,8 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
                                 ("ltc_bptt", "bptt", True), ("ltc_bptt_exact", "bptt", False)):
         train, optimizer, config = _task_default(method, fused, batch, hidden, dev, data)
         setups[name] = (train, optimizer)
-        configs[name] = {key: getattr(config, key) for key in ("model", "hidden", "optimizer", "lr", "clip",
-                                                               "weighting", "method", "fused", "readout")}
+        configs[name] = {key: getattr(config, key) for key in ("neuron", "hidden_sizes", "optimizer", "lr",
+                                                               "clip_grad_norm", "weighting", "method", "fused", "readout")}
     setups["lif_bptt"] = _fptt_lif(hidden, data, dev)
     missing = []
     for name, make in (("snntorch_bptt", _snntorch_lif), ("spikingjelly_bptt", _spikingjelly_lif)):
