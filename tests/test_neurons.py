@@ -250,7 +250,7 @@ def test_fixed_readout_decay_is_exp_of_minus_one_over_tau_init():
 
 
 def test_readout_registry_and_unknown_name():
-    assert READOUT_CLASSES == {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
+    assert {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout} == READOUT_CLASSES
     with pytest.raises(ValueError, match="liquid"):
         get_readout("softmax")
 

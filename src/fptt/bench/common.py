@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -70,10 +71,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "git_commit": _git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    try:
+    with contextlib.suppress(OSError):
         info["load_average_start"] = os.getloadavg()
-    except OSError:
-        pass
     try:
         with open("/proc/meminfo") as handle:
             info["mem_total_kb"] = int(handle.readline().split()[1])
@@ -100,10 +99,8 @@ def contention_note(info: dict[str, Any]) -> Optional[str]:
 
 
 def finish_info(info: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         info["load_average_end"] = os.getloadavg()
-    except OSError:
-        pass
 
 
 def check_device(device: str) -> torch.device:

@@ -196,7 +196,7 @@ def _write(payload: dict, out_dir: str | Path) -> dict:
              None if r.get("skipped") else r["peak_mb"],
              None if r.get("skipped") else r["saved_tensor_peak_bytes"] / 2**20,
              None if r.get("skipped") else r["input_bytes"] / 2**20,
-             "skipped (predicted %.1f GB)" % r["predicted_gb"] if r.get("skipped") else f"{r['seconds']:.1f}")
+             "skipped (predicted {:.1f} GB)".format(r["predicted_gb"]) if r.get("skipped") else f"{r['seconds']:.1f}")
             for r in results]
     markdown = "\n\n".join([
         f"# Memory vs sequence length ({'quick' if quick else 'full'})",

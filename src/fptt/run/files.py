@@ -1,6 +1,7 @@
 """Crash-safe file writes (no torch import: the command line uses them before loading the library)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,10 +22,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        except FileNotFoundError:
-            pass
         raise
     try:  # make the rename itself durable
         directory = os.open(path.parent, os.O_RDONLY)
