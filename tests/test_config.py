@@ -107,6 +107,14 @@ def test_a_method_that_conflicts_with_a_users_value_names_the_key():
         resolve_config({}, {"task": "mnist1d", "neuron": "alif", "method": "eprop", "readout_from": "membrane"})
 
 
+def test_an_old_field_name_still_reads_with_a_deprecation_warning():
+    config = resolve_config({}, {"task": "add"})
+    with pytest.warns(DeprecationWarning, match="TrainConfig.threshold is now TrainConfig.baseline_threshold"):
+        assert config.threshold == config.baseline_threshold == 0.5
+    with pytest.raises(AttributeError, match="no field 'learning_rate'"):
+        _ = config.learning_rate
+
+
 def test_the_migration_renames_only_what_changed():
     assert migrate({"threshold": 0.5, "lr": 0.1, "fused": None}) == {"baseline_threshold": 0.5, "lr": 0.1,
                                                                      "fused": "auto"}

@@ -93,7 +93,7 @@ def train_command(task: str, method: str, settings: dict[str, Any], run_dir: Pat
                 "--epochs", "1", "--fresh-data", "--train-samples", str(iterations * settings["batch_size"]),
                 "--max-batches", str(iterations), "--eval-every", str(settings["eval_every"]),
                 "--test-samples", str(settings["test_samples"]), "--schedule", "none", *common]
-    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14", "--model", "ltc",
+    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14", "--neuron", "ltc",
             "--epochs", str(settings["rounds"]), "--max-batches", str(settings["batches"]),
             "--optimizer", settings["optimizer"], "--lr", str(settings["lr"]), "--norm", settings["norm"],
             "--readout-from", settings["readout_from"], "--clip", "1", "--schedule", "none",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Optional
@@ -49,7 +50,7 @@ from ..spec.vocabulary import (
     TRACE_READOUTS,
     WEIGHTINGS,
 )
-from .migrate import migrate
+from .migrate import RENAMED, migrate
 from .presets import PRESET_NAMES, preset_values, task_neuron, task_values
 from .records import CONFIG
 
@@ -328,6 +329,10 @@ class TrainConfig:
 
     def __getattr__(self, name: str) -> Any:
         section = FIELD_SECTIONS.get(name)
+        if section is None and name in RENAMED:  # a v0.3 name, read for scripts written against it
+            warnings.warn(f"TrainConfig.{name} is now TrainConfig.{RENAMED[name]} (the library's name); the old "
+                          "name will go", DeprecationWarning, stacklevel=2)
+            name, section = RENAMED[name], FIELD_SECTIONS[RENAMED[name]]
         if section is None:
             raise AttributeError(f"TrainConfig has no field {name!r}")
         return getattr(getattr(self, section), name)

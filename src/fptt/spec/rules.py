@@ -76,7 +76,7 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
     if model not in TRACE_NEURONS:
         others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
         why = "is not a spiking network" if model in BASELINE_CELLS else f"neuron's liquid gates have no {method} derivation"
-        raise ValueError(f"method {method} needs ALIF or LIF layers (--model {' or '.join(TRACE_NEURONS)}): the {model} "
+        raise ValueError(f"method {method} needs ALIF or LIF layers (--neuron {' or '.join(TRACE_NEURONS)}): the {model} "
                          f"model {why}; a {model} model trains with {others}")
     if readout not in TRACE_READOUTS:
         raise ValueError(f"method {method} needs readout {' or '.join(repr(r) for r in TRACE_READOUTS)} "
