@@ -22,7 +22,7 @@ import timeit
 import torch
 
 from fptt import SpikingRNN
-from fptt.state import detach_state
+from fptt.models.state import detach_state
 
 
 def time_steps(hidden: int, steps: int, repeats: int, grad: bool) -> tuple[float, float]:

@@ -80,7 +80,7 @@ def main() -> dict:
         f"bptt_batch{batch}_500_frames_gib": (batch * (bptt2 + 498 * per_frame) + state_bytes) / 2**30,
     }
     train_flop = 3 * 2 * macs  # forward + backward ≈ 3 forward passes, 2 FLOP per MAC
-    epoch_flop = train_flop * 1077 * config.frames  # DVS-Gesture's 1,077 training recordings
+    epoch_flop = train_flop * 1077 * config.num_frames  # DVS-Gesture's 1,077 training recordings
     result = {
         "info": machine_info("cpu"), "config": config.to_dict(), "parameters": parameters,
         "fptt_k1_saved_bytes_batch1": fptt, "bptt_saved_bytes_batch1": {"2": bptt2, "3": bptt3},
@@ -100,7 +100,7 @@ def main() -> dict:
             [f"estimate: BPTT, batch {batch}, 20 frames", f"{estimate[f'bptt_batch{batch}_20_frames_gib']:.1f} GiB"],
             [f"estimate: BPTT, batch {batch}, 500 frames", f"{estimate[f'bptt_batch{batch}_500_frames_gib']:.1f} GiB"],
             ["forward MACs per frame and sample", f"{macs / 1e9:.2f} G"],
-            [f"estimate: one epoch (1,077 × {config.frames} frames) at {args.gpu_tflops:g} TFLOP/s",
+            [f"estimate: one epoch (1,077 × {config.num_frames} frames) at {args.gpu_tflops:g} TFLOP/s",
              f"{result['epoch_seconds_estimate_20_frames']:.0f} s"]]
     lines = ["# Reference DVS-Gesture network: memory and compute per frame", "",
              f"Measured with `python experiments/dvs_reference_memory.py` at git commit {result['info']['git_commit']} "

@@ -68,17 +68,17 @@ def measure_child(spec: dict) -> dict:
     torch.set_num_threads(1)
     config = resolve_config(flag_values=spec["flags"])
     torch.manual_seed(config.seed)
-    data = SaccadeMNIST("train", num_frames=config.frames, spatial_factor=config.spatial_factor,
+    data = SaccadeMNIST("train", num_frames=config.num_frames, spatial_factor=config.spatial_factor,
                         seed=config.seed, num_samples=config.batch_size)
     items = [data[i] for i in range(len(data))]
     x, y = torch.stack([item[0] for item in items]), torch.stack([item[1] for item in items])
     model = build_model(config, data.input_size, 10, input_shape=data.frame_shape)
     optimizer = build_optimizer(config, model)
-    clip = None if config.method == "fptt" else config.clip
+    clip = None if config.method == "fptt" else config.clip_grad_norm
     k = None if config.method == "bptt" else config.k
     train_epoch(model, [(x[:, :2], y)], optimizer, method=config.method, k=1 if k else None, clip_grad_norm=clip)
     result = measure_batch_memory(model, optimizer, (x, y), config.method, k, torch.device("cpu"), clip_grad_norm=clip)
-    return {"frames": config.frames, "method": config.method, "k": k, "batch_size": config.batch_size,
+    return {"frames": config.num_frames, "method": config.method, "k": k, "batch_size": config.batch_size,
             "command": command(spec["flags"]), "git_commit": machine_info("cpu")["git_commit"], **result}
 
 

@@ -64,11 +64,11 @@ def train_config(cfg: dict) -> TrainConfig:
     data, model and optimizer come from :mod:`fptt.run.build` like every other run."""
     return TrainConfig.from_dict({
         "task": cfg["task"], "seq_len": cfg["seq_len"], "downsample": cfg["downsample"],
-        "train_samples": cfg["train_samples"], "test_samples": cfg["test_samples"], "model": cfg["neuron"],
-        "hidden": list(cfg["hidden"]), "readout": cfg["readout"], "readout_from": cfg["readout_from"],
+        "train_samples": cfg["train_samples"], "test_samples": cfg["test_samples"], "neuron": cfg["neuron"],
+        "hidden_sizes": list(cfg["hidden"]), "readout": cfg["readout"], "readout_from": cfg["readout_from"],
         "norm": cfg["norm"], "method": cfg["method"], "k": cfg["k"], "update_points": cfg["update_points"],
         "weighting": cfg["weighting"], "loss_steps": cfg["loss_steps"], "optimizer": cfg["optimizer"],
-        "lr": cfg["lr"], "alpha": cfg["alpha"], "beta": cfg["beta"], "clip": cfg["clip"],
+        "lr": cfg["lr"], "alpha": cfg["alpha"], "beta": cfg["beta"], "clip_grad_norm": cfg["clip"],
         "schedule": "step" if cfg["lr_milestones"] else "none", "milestones": list(cfg["lr_milestones"]),
         "batch_size": cfg["batch_size"], "epochs": cfg["epochs"], "seed": cfg["seed"],
     }, where="experiment config")

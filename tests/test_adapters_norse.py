@@ -6,7 +6,7 @@ from torch import nn
 norse = pytest.importorskip("norse.torch")
 
 from fptt.interop.adapters import NorseAdapter  # noqa: E402
-from fptt.state import detach_state  # noqa: E402
+from fptt.models.state import detach_state  # noqa: E402
 
 from .adapter_checks import (  # noqa: E402
     CLASSES,

@@ -64,10 +64,10 @@ def test_every_back_propagating_engine_trains_the_baselines(method, k, cell):
 
 
 def test_build_model_and_trace_methods_refused():
-    model = build_model(TrainConfig(task="mnist1d", model="lstm", hidden=[8]), 1, 10)
+    model = build_model(TrainConfig.from_dict(dict(task="mnist1d", model="lstm", hidden=[8])), 1, 10)
     assert isinstance(model, RecurrentBaseline) and model.cell == "lstm"
     with pytest.raises(ConfigError, match="not a spiking network"):
-        TrainConfig(task="mnist1d", model="gru", method="eprop", readout="fixed").validate()
+        TrainConfig.from_dict(dict(task="mnist1d", model="gru", method="eprop", readout="fixed"))
 
 
 def test_validation_indices_partition_the_training_set_with_one_fixed_draw():
@@ -80,64 +80,66 @@ def test_validation_indices_partition_the_training_set_with_one_fixed_draw():
 
 
 def test_validation_split_of_a_task():
-    config = TrainConfig(task="add", seq_len=5, train_samples=40, test_samples=8, validation_samples=10)
+    config = TrainConfig.from_dict(dict(task="add", seq_len=5, train_samples=40, test_samples=8, validation_samples=10))
     assert default_eval_split(config) == "validation" and final_split(config) == "test"
     train, validation = build_dataset(config, "train"), build_dataset(config, "validation")
     assert (len(train), len(validation)) == (30, 10)
-    full = build_dataset(TrainConfig(task="add", seq_len=5, train_samples=40, test_samples=8), "train")
+    full = build_dataset(TrainConfig.from_dict(dict(task="add", seq_len=5, train_samples=40, test_samples=8)), "train")
     _, held = validation_indices(40, 10)
     torch.testing.assert_close(validation[0][0], full[held[0]][0])
     with pytest.raises(ConfigError, match="validation_samples"):
-        build_dataset(TrainConfig(task="add", seq_len=5), "validation")
+        build_dataset(TrainConfig.from_dict(dict(task="add", seq_len=5)), "validation")
     with pytest.raises(ConfigError, match="validation_samples must be an int"):
-        TrainConfig(validation_samples=-1).validate()
+        TrainConfig.from_dict(dict(validation_samples=-1))
 
 
 def test_a_model_other_than_the_tasks_gets_its_own_regime():
-    """The adding task's defaults are an LTC regime: --model alif drops the LTC-only keys and takes
-    the SRNN threshold; an explicit flag still wins; the result builds."""
-    from fptt.run.config import resolve_config
-    from fptt.run.presets import ALIF_REGIME, LTC_ONLY_KEYS
+    """The adding task's own network is an LTC one: --neuron alif takes the task's ALIF regime
+    (tasks.json's by_neuron: no LTC-only options, the SRNN threshold); an explicit flag still wins;
+    the result builds."""
+    from fptt.run.config import NetworkSettings, resolve_config
 
     ltc = resolve_config({}, {"task": "add"})
-    assert ltc.fixed_threshold and ltc.threshold == 0.5
-    alif = resolve_config({}, {"task": "add", "model": "alif"})
-    assert alif.threshold == ALIF_REGIME["threshold"] and alif.readout == "fixed" and not alif.fixed_threshold
-    assert alif.chrono_tau is None and alif.initial_state == TrainConfig.initial_state
-    assert {key: getattr(alif, key) for key in LTC_ONLY_KEYS} == {key: getattr(TrainConfig(), key) for key in LTC_ONLY_KEYS}
+    assert ltc.fixed_threshold and ltc.baseline_threshold == 0.5
+    alif = resolve_config({}, {"task": "add", "neuron": "alif"})
+    assert alif.baseline_threshold == 0.01 and alif.readout == "fixed" and not alif.fixed_threshold
+    assert alif.chrono_tau is None and alif.initial_membrane == NetworkSettings.initial_membrane
+    assert (alif.gate_slopes, alif.fixed_threshold) == (NetworkSettings.gate_slopes, NetworkSettings.fixed_threshold)
     assert alif.lr == ltc.lr and alif.update_points == ltc.update_points  # the task's own settings stay
-    assert resolve_config({}, {"task": "add", "model": "alif", "threshold": 0.2}).threshold == 0.2
-    paper = resolve_config({}, {"task": "smnist", "model": "lif", "preset": "paper"})
-    assert paper.adaptation == 0.0 and not paper.gate_slopes and paper.hidden == [256, 256]
+    assert resolve_config({}, {"task": "add", "neuron": "alif", "baseline_threshold": 0.2}).baseline_threshold == 0.2
+    paper = resolve_config({}, {"task": "smnist", "model": "lif", "preset": "paper"})  # "model": the v0.3 name
+    assert paper.adaptation_strength == 0.0 and not paper.gate_slopes and paper.hidden_sizes == (256, 256)
     build_model(paper, 1, 10)
-    gru = resolve_config({}, {"task": "smnist", "model": "gru"})
+    gru = resolve_config({}, {"task": "smnist", "neuron": "gru"})
     assert gru.optimizer == resolve_config({}, {"task": "smnist"}).optimizer
     assert isinstance(build_model(gru, 1, 10), RecurrentBaseline)
+    with pytest.raises(ConfigError, match="gate_slopes is an option of the LTC neuron"):
+        resolve_config({}, {"task": "add", "neuron": "alif", "gate_slopes": True})
 
 
 def test_alif_time_constants_and_surrogate_width_from_the_config():
     torch.manual_seed(0)
-    config = TrainConfig(task="mnist1d", model="alif", hidden=[400], tau_membrane=[3.0, 0.5],
-                         tau_adaptation=[40.0, 1.0], surrogate_sigma=0.05)
-    config.validate()
+    config = TrainConfig.from_dict(dict(task="mnist1d", model="alif", hidden=[400], tau_membrane=[3.0, 0.5],
+                         tau_adaptation=[40.0, 1.0], surrogate_sigma=0.05))
+    pass  # validated when made
     layer = build_model(config, 1, 10).layers[0]
     assert abs(float(layer.tau_membrane.detach().mean()) - 3.0) < 0.1
     assert abs(float(layer.tau_adaptation.detach().mean()) - 40.0) < 0.2
     assert layer.spike_fn.sigma == 0.05
     with pytest.raises(ConfigError, match="not of ltc"):
-        TrainConfig(model="ltc", tau_membrane=[3.0, 1.0]).validate()
+        TrainConfig.from_dict(dict(model="ltc", tau_membrane=[3.0, 1.0]))
     with pytest.raises(ConfigError, match=r"\[mean, std\]"):
-        TrainConfig(model="alif", tau_membrane=[0.5, 1.0]).validate()
+        TrainConfig.from_dict(dict(model="alif", tau_membrane=[0.5, 1.0]))
     with pytest.raises(ConfigError, match="surrogate_sigma"):
-        TrainConfig(surrogate_sigma=0.0).validate()
+        TrainConfig.from_dict(dict(surrogate_sigma=0.0))
 
 
 def test_task_specific_model_regime_and_trace_methods_taking_the_fixed_readout():
     from fptt.run.config import resolve_config
 
     alif = resolve_config({}, {"task": "mnist1d", "model": "alif"})
-    assert alif.tau_membrane == [3.0, 1.0] and alif.readout == "liquid" and alif.lr == 1e-2
+    assert alif.tau_membrane_init == (3.0, 1.0) and alif.readout == "liquid" and alif.lr == 1e-2
     assert alif.weighting == "uniform"  # the task's own default stays
     eprop = resolve_config({}, {"task": "mnist1d", "model": "alif", "method": "eprop"})
-    assert eprop.readout == "fixed" and eprop.tau_membrane == [3.0, 1.0]
-    assert resolve_config({}, {"task": "smnist", "model": "alif"}).tau_membrane is None  # only where measured
+    assert eprop.readout == "fixed" and eprop.tau_membrane_init == (3.0, 1.0)
+    assert resolve_config({}, {"task": "smnist", "model": "alif"}).tau_membrane_init is None  # only where measured

@@ -45,7 +45,8 @@ def test_train_on_the_adding_task_then_eval_it(tmp_path):
                  "plots/learning_curves.png", "plots/spike_raster.png", "plots/time_constants.png"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
-    assert (config["task"], config["hidden"], config["method"], config["seq_len"]) == ("add", [16], "fptt", 12)
+    assert (config["task"], config["network"]["hidden_sizes"], config["training"]["method"],
+            config["data"]["seq_len"]) == ("add", [16], "fptt", 12)
     rows = _rows(run)
     assert len(rows) == 1 and rows[0]["train"]["batches"] == 2
 
@@ -103,15 +104,16 @@ def test_config_file_values_and_flag_override(tmp_path):
     done = fptt("train", "--config", str(config_file), "--epochs", "1", "--run-dir", str(run), "--quiet")
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
-    assert (config["epochs"], config["lr"], config["hidden"], config["seq_len"]) == (1, 0.01, [8], 10)
+    assert (config["optim"]["epochs"], config["optim"]["lr"], config["network"]["hidden_sizes"],
+            config["data"]["seq_len"]) == (1, 0.01, [8], 10)
 
 
 BAD_FLAGS = [
     (["train", "--task", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--model", "transformer"], "invalid choice: 'transformer'"),
     (["train", "--method", "rtrl"], "invalid choice: 'rtrl'"),
-    (["train", "--hidden", "0"], "expected a positive integer"),
-    (["train", "--k", "2", "--update-points", "3"], "not allowed with argument"),
+    (["train", "--hidden-sizes", "0"], "hidden_sizes must be one or more positive ints"),
+    (["train", "--hidden", "0"], "hidden_sizes must be one or more positive ints"),  # the v0.3 spelling
 ]
 
 
@@ -188,7 +190,8 @@ def test_demo_quick_runs(tmp_path, task):
     # same initial weights for both methods
     first = torch.load(run / "fptt" / "checkpoint_last.pt", weights_only=True)["config"]
     second = torch.load(run / "bptt" / "checkpoint_last.pt", weights_only=True)["config"]
-    assert first["seed"] == second["seed"] and first["hidden"] == second["hidden"]
+    assert first["run"]["seed"] == second["run"]["seed"]
+    assert first["network"]["hidden_sizes"] == second["network"]["hidden_sizes"]
 
 
 def test_missing_benchmark_module_is_a_clear_error(monkeypatch, capsys):
@@ -229,17 +232,17 @@ def test_the_parser_and_help_do_not_import_torch():
 
 
 def test_each_vocabulary_is_the_one_its_registry_and_the_config_use():
-    from fptt import vocabulary
     from fptt.data import DATASET_NAMES
-    from fptt.neurons import NEURONS, READOUTS
+    from fptt.neurons import NEURON_CLASSES, READOUT_CLASSES
     from fptt.run.config import MODELS, TASKS
+    from fptt.spec import vocabulary
     from fptt.training.engine import METHODS, WEIGHTINGS
 
     assert TASKS is vocabulary.TASKS and DATASET_NAMES == vocabulary.TASKS
-    assert MODELS is vocabulary.MODELS and tuple(NEURONS) == vocabulary.NEURONS
-    assert tuple(READOUTS) == vocabulary.READOUTS
+    assert MODELS is vocabulary.MODELS and tuple(NEURON_CLASSES) == vocabulary.NEURONS
+    assert tuple(READOUT_CLASSES) == vocabulary.READOUTS
     assert METHODS is vocabulary.METHODS and WEIGHTINGS is vocabulary.WEIGHTINGS
-    with pytest.raises(RuntimeError, match="differs from fptt.vocabulary"):
+    with pytest.raises(RuntimeError, match="differs from fptt.spec.vocabulary"):
         vocabulary.check_registry("neuron", ("ltc",), vocabulary.NEURONS)
 
 

@@ -9,12 +9,12 @@ from torch.func import functional_call
 
 from fptt.memory import per_update
 from fptt.models import REFERENCE_DVS_CONV, ConvNetworkState, ConvSNN
+from fptt.models.state import detach_state, state_tensors
 from fptt.neurons import NeuronState
 from fptt.neurons.conv import ConvLTC, ConvSpec, parse_conv_spec
 from fptt.neurons.functional import ConvLTCParameters, conv_ltc_step
+from fptt.neurons.surrogate import get_surrogate
 from fptt.optim import FPTT
-from fptt.state import detach_state, state_tensors
-from fptt.surrogate import get_surrogate
 from fptt.training.engine import train_epoch
 
 

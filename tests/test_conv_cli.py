@@ -23,7 +23,8 @@ def test_saccade_mnist_trains_then_evaluates_from_its_checkpoint(tmp_path):
     done = fptt("train", *TINY_SACCADE, "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["conv"] == ["8c3", "16c3"] and config["frames"] == 4 and config["spatial_factor"] == 0.5
+    assert config["network"]["conv"] == ["8c3", "16c3"] and config["data"]["num_frames"] == 4
+    assert config["data"]["spatial_factor"] == 0.5
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train"]["samples"] == 16 and row["eval"]["samples"] == 8
     assert row["train"]["updates"] == 2 * 4  # FPTT k = 1: one update per frame
@@ -44,17 +45,17 @@ def test_conv_flags_reach_the_model():
     assert model.conv_layers[0].membrane_rate.in_channels == 8  # concat gates: 2C -> C
     assert model.hidden_sizes == (12,)
     assert model.conv_layers[0].baseline_threshold == 0.5  # the task's DVS regime
-    plain = build_model(TrainConfig(task="smnist", hidden=[8]), 1, 10)
+    plain = build_model(TrainConfig.from_dict(dict(task="smnist", hidden=[8])), 1, 10)
     assert isinstance(plain, SpikingRNN)
 
 
 @pytest.mark.parametrize("values, message", [
     ({"conv": ["64c4"]}, "odd kernel"),
     ({"conv": ["64x7"]}, "<channels>c"),
-    ({"conv": "8c3"}, "list"),
-    ({"conv": ["8c3"], "model": "alif"}, "model must be ltc"),
+    ({"conv": [8]}, "conv must be one or more strings"),
+    ({"conv": ["8c3"], "model": "alif"}, "neuron must be ltc"),
     ({"conv": ["8c3"], "readout_from": "membrane"}, "readout_from"),
-    ({"conv_gate": "product"}, "conv_gate"),
+    ({"conv_gate": "product"}, "gate_input"),
     ({"spatial_factor": 0.0}, "spatial_factor"),
     ({"frames": 0}, "frames"),
     ({"duration_ms": -5.0}, "duration_ms"),
@@ -74,15 +75,16 @@ def test_conv_on_non_frame_inputs_is_refused_with_a_hint():
 
 def test_bad_conv_flag_fails_in_the_parser():
     done = fptt("train", "--task", "saccade-mnist", "--conv-gate", "product")
-    assert done.returncode == 2 and "conv-gate" in done.stderr
+    assert done.returncode == 2 and "conv-gate" in done.stderr  # the v0.3 spelling of --gate-input
 
 
 @pytest.mark.parametrize("task, frames, batch", [("dvsgesture", 20, 16), ("dvscifar10", 28, 32)])
 def test_paper_presets_build_the_reference_network(task, frames, batch):
     values = preset_values("paper", task)
-    assert values["conv"] == list(REFERENCE_DVS_CONV) and values["hidden"] == [512] and not values["recurrent"]
-    assert (values["frames"], values["batch_size"], values["spatial_factor"]) == (frames, batch, 1.0)
-    assert (values["optimizer"], values["lr"], values["k"], values["alpha"], values["clip"]) == ("adamax", 3e-3, 1, 0.1, 1.0)
+    assert values["conv"] == list(REFERENCE_DVS_CONV) and values["hidden_sizes"] == [512] and not values["recurrent"]
+    assert (values["num_frames"], values["batch_size"], values["spatial_factor"]) == (frames, batch, 1.0)
+    assert (values["optimizer"], values["lr"], values["k"], values["alpha"], values["clip_grad_norm"]) == (
+        "adamax", 0.003, 1, 0.1, 1.0)
     config = resolve_config(flag_values={"task": task, "preset": "paper"})
     model = build_model(config, 2 * 128 * 128, 11 if task == "dvsgesture" else 10)
     assert [layer.output_shape for layer in model.conv_layers] == [
@@ -118,7 +120,7 @@ def test_dvsgesture_paper_preset_trains_end_to_end_on_tonic_files(tmp_path):
                 "--no-plots", "--run-dir", str(run), timeout=600)
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["preset"] == "paper" and config["conv"] == list(REFERENCE_DVS_CONV)
+    assert config["preset"] == "paper" and config["network"]["conv"] == list(REFERENCE_DVS_CONV)
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train"]["updates"] == 2 and row["eval"]["samples"] == 2
     payload = torch.load(run / "checkpoint_last.pt", weights_only=False)
@@ -168,6 +170,6 @@ def test_dvscifar10_paper_preset_trains_end_to_end_on_aedat4_files(tmp_path):
                 "--no-plots", "--run-dir", str(run), timeout=600)
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
-    assert config["preset"] == "paper" and config["conv"] == list(REFERENCE_DVS_CONV) and config["k"] == 1
+    assert config["preset"] == "paper" and config["network"]["conv"] == list(REFERENCE_DVS_CONV) and config["training"]["k"] == 1
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train"]["updates"] == 2 and row["eval"]["samples"] == 2

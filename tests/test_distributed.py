@@ -212,7 +212,7 @@ def _torchrun_train(run_dir, *extra):
     return result.stdout
 
 
-def _torchrun_start(*extra: str) -> "subprocess.Popen[str]":
+def _torchrun_start(*extra: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
                "-m", "fptt.cli", "train", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -293,6 +293,6 @@ def test_a_torchrun_rank_killed_at_a_random_moment_then_resume_equals_an_uninter
     resumed_rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["eval"] for row in _without_timing(resumed_rows)] == [row["eval"] for row in _without_timing(rows)]
     a, b = load_checkpoint(straight / "checkpoint_last.pt"), load_checkpoint(run_dir / "checkpoint_last.pt")
-    assert b["epoch"] == 2 and b["config"]["distributed"] is True
+    assert b["epoch"] == 2 and b["config"]["compute"]["distributed"] is True
     for key in ("model", "optimizer", "rng", "epoch", "batches_done", "best"):
         _assert_equal_nested(a[key], b[key], key)

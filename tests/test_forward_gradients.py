@@ -224,10 +224,10 @@ def test_eprop_and_ostl_refuse_models_they_have_no_derivation_for():
 
 def test_the_configuration_names_the_methods_an_ltc_model_can_use():
     with pytest.raises(ConfigError, match="ltc model trains with fptt, bptt, tbptt, online"):
-        TrainConfig(task="add", model="ltc", method="eprop").validate()
+        TrainConfig.from_dict(dict(task="add", model="ltc", method="eprop"))
     with pytest.raises(ConfigError, match="--readout fixed or linear"):
-        TrainConfig(task="add", model="alif", method="ostl", readout="liquid").validate()
-    TrainConfig(task="add", model="alif", method="eprop", readout="fixed", feedback="random").validate()
+        TrainConfig.from_dict(dict(task="add", model="alif", method="ostl", readout="liquid"))
+    TrainConfig.from_dict(dict(task="add", model="alif", method="eprop", readout="fixed", feedback="random"))
 
 
 def test_fptt_train_runs_eprop_from_the_command_line(tmp_path):
@@ -253,9 +253,9 @@ def test_eprop_requirements_replace_conflicting_task_defaults_but_never_explicit
     from fptt.run import config as config_module
     from fptt.run.config import ConfigError, resolve_config
 
-    monkeypatch.setitem(config_module.TASK_DEFAULTS, "add", {**config_module.TASK_DEFAULTS["add"],
-                                                             "readout": "liquid", "readout_from": "membrane",
-                                                             "norm": "layer"})
+    task_values = config_module.task_values
+    monkeypatch.setattr(config_module, "task_values", lambda task, neuron=None: {
+        **task_values(task, neuron), "readout": "liquid", "readout_from": "membrane", "norm": "layer"})
     config = resolve_config({}, {"task": "add", "model": "alif", "method": "eprop"})
     assert (config.readout, config.readout_from, config.norm) == ("fixed", "spikes", "none")
     kept = resolve_config({}, {"task": "add", "model": "alif", "method": "ostl", "readout": "linear"})

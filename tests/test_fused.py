@@ -127,10 +127,10 @@ def test_an_unknown_fused_mode_is_refused(fused: Any) -> None:
 def test_the_fused_flag_reaches_the_optimizer_the_trainer_builds() -> None:
     from fptt.cli import build_parser
     from fptt.run.build import build_optimizer
-    from fptt.run.config import resolve_config
+    from fptt.run.config import FIELD_SECTIONS, resolve_config
 
     args = build_parser().parse_args(["train", "--task", "add", "--optimizer", "adamax", "--fused"])
-    flags = {k: v for k, v in vars(args).items() if k in resolve_config().__dataclass_fields__}
+    flags = {k: v for k, v in vars(args).items() if k in FIELD_SECTIONS}
     config = resolve_config({}, flags)
     assert config.fused is True
     optimizer = build_optimizer(config, SmallNet())
@@ -142,18 +142,18 @@ def test_fptt_train_fuses_by_the_planned_length_of_the_run(tmp_path, max_batches
     """Unset, ``fused`` is resolved when the Trainer starts: on for a run of at least
     FUSE_AFTER_STEPS time steps (here 40 batches x 100 steps), off below; a flag wins; the resolved
     value is what config.json records, so that --resume runs the same path."""
-    from fptt.rules import FUSE_AFTER_STEPS
     from fptt.run.config import TrainConfig
     from fptt.run.trainer import Trainer
+    from fptt.spec.rules import FUSE_AFTER_STEPS
 
     assert 2 * 100 < FUSE_AFTER_STEPS <= 40 * 100
-    config = TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8])
+    config = TrainConfig.from_dict(dict(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4,
+                                        hidden_sizes=[8]))
     trainer = Trainer(config, tmp_path / "run", log=None)
     assert trainer.config.fused is expected
     assert trainer.model.layers[0].fused is expected and trainer.optimizer.fused is expected
     assert trainer.fused_note.startswith(f"{100 * max_batches:,} planned training steps")
-    chosen = Trainer(TrainConfig(task="add", seq_len=100, epochs=1, max_batches=max_batches, batch_size=4, hidden=[8],
-                                 fused=not expected), tmp_path / "flag", log=None)
+    chosen = Trainer(config.updated(fused=not expected), tmp_path / "flag", log=None)
     assert chosen.optimizer.fused is (not expected)
 
 
@@ -178,7 +178,7 @@ def test_without_a_cpp_compiler_fptt_train_says_so_in_one_line_and_trains(tmp_pa
 from fptt.models import SpikingRNN  # noqa: E402
 from fptt.neurons.functional import LTCParameters, NeuronState, ltc_step  # noqa: E402
 from fptt.neurons.kernels import LTCDynamicsKernels  # noqa: E402
-from fptt.surrogate import get_surrogate  # noqa: E402
+from fptt.neurons.surrogate import get_surrogate  # noqa: E402
 
 D = torch.float64
 
@@ -359,7 +359,7 @@ def test_auto_is_the_default_and_switches_the_optimizer_and_the_layers(monkeypat
     assert layer.fusion.policy.steps == 4 and layer.fusion.kernels_now(layer.spike_fn) is not None
     assert layer.fusion.kernels_now(torch.sigmoid) is None  # "auto" keeps the exact path for a plain function
     layer.fusion.mode = True
-    with pytest.raises(TypeError, match="need a fptt.surrogate.Surrogate"):  # True/"eager" refuse it
+    with pytest.raises(TypeError, match="need a fptt.neurons.surrogate.Surrogate"):  # True/"eager" refuse it
         layer.fusion.kernels_now(torch.sigmoid)
     # an inner optimizer without a fused kernel: "auto" stays exact, True refuses
     assert FPTT(torch.optim.RMSprop(model.parameters()))._fused is None

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fptt import NetworkState, SpikingRNN
+from fptt.models.state import state_tensors
 from fptt.neurons import ALIF, LIF, LTC, FixedReadout, LiquidReadout, NeuronState
-from fptt.state import state_tensors
 
 NEURONS = ["ltc", "alif", "lif"]
 

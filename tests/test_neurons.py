@@ -12,8 +12,8 @@ from fptt.neurons import (
     ALIF,
     LIF,
     LTC,
-    NEURONS,
-    READOUTS,
+    NEURON_CLASSES,
+    READOUT_CLASSES,
     ALIFParameters,
     FixedReadout,
     LinearReadout,
@@ -29,7 +29,7 @@ from fptt.neurons import (
     ltc_step,
 )
 from fptt.neurons import cells as cells_module
-from fptt.surrogate import get_surrogate
+from fptt.neurons.surrogate import get_surrogate
 from tests.reference import neurons_reference as ref
 
 BATCH, INPUT, HIDDEN, STEPS = 2, 3, 4, 20
@@ -250,7 +250,7 @@ def test_fixed_readout_decay_is_exp_of_minus_one_over_tau_init():
 
 
 def test_readout_registry_and_unknown_name():
-    assert READOUTS == {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
+    assert {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout} == READOUT_CLASSES
     with pytest.raises(ValueError, match="liquid"):
         get_readout("softmax")
 
@@ -395,7 +395,7 @@ def test_pure_steps_reject_an_unknown_reset(kind):
 
 
 def test_neuron_registry_and_unknown_name():
-    assert NEURONS == {"ltc": LTC, "alif": ALIF, "lif": LIF}
+    assert NEURON_CLASSES == {"ltc": LTC, "alif": ALIF, "lif": LIF}
     assert get_neuron("LTC") is LTC
     with pytest.raises(ValueError) as info:
         get_neuron("gru")

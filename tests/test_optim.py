@@ -275,9 +275,8 @@ def test_averaged_context_swaps_in_the_average_and_restores_parameters_exactly()
     for p in model.parameters():
         assert torch.equal(p.detach(), before[p])
     assert not torch.equal(out_avg, model(x, h))
-    with pytest.raises(RuntimeError, match="boom"):
-        with opt.averaged():
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), opt.averaged():
+        raise RuntimeError("boom")
     for p in model.parameters():
         assert torch.equal(p.detach(), before[p])
 

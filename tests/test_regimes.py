@@ -8,7 +8,7 @@ import torch
 
 from fptt import SpikingRNN
 from fptt.neurons import LTC, LinearReadout, LTCParameters, NeuronState, ltc_step
-from fptt.surrogate import get_surrogate
+from fptt.neurons.surrogate import get_surrogate
 
 INPUT, HIDDEN, BATCH, STEPS = 3, 5, 4, 30
 

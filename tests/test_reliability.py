@@ -143,7 +143,7 @@ BAD_CONFIGS = [
     ({"beta": -0.1}, r"beta must lie in \[0, 1\], got -0\.1"),
     ({"k": 50}, r"k \(50\) cannot exceed the sequence length seq_len \(12\)"),
     ({"update_points": 13}, r"update_points \(13\) cannot exceed the sequence length seq_len \(12\)"),
-    ({"clip": float("inf")}, r"clip must be a positive finite number, got inf"),
+    ({"clip": float("inf")}, r"clip_grad_norm must be a positive finite number, got inf"),
     ({"on_nonfinite": "ignore"}, r"on_nonfinite must be one of stop, skip, got 'ignore'"),
     ({"checkpoint_every": 0}, r"checkpoint_every must be a positive int, got 0"),
     ({"plots": "yes"}, r"plots must be true or false, got 'yes'"),
@@ -379,7 +379,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
             # inside the next batch or its checkpoint write: whatever the machine's speed
             _kill_after_checkpoints(child, run / LAST, rng.randint(3, 16), rng.uniform(0.0, 0.05))
             assert child.returncode == -signal.SIGKILL
-            assert json.loads((run / "config.json").read_text())["seed"] == 5  # never torn
+            assert json.loads((run / "config.json").read_text())["run"]["seed"] == 5  # never torn
             if (run / LAST).is_file():
                 checkpoint = load_checkpoint(run / LAST)  # never torn: loads after every kill
                 progress.append((checkpoint["epoch"], checkpoint["batches_done"]))
@@ -422,7 +422,7 @@ def test_sigkill_during_start_up_leaves_a_run_that_resume_restarts_and_finishes(
         child.kill()
         child.wait(timeout=30)
         assert not (run / LAST).is_file(), "the kill came after the first checkpoint: make it earlier"
-        assert json.loads((run / "config.json").read_text())["seed"] == 5  # whole, not torn
+        assert json.loads((run / "config.json").read_text())["run"]["seed"] == 5  # whole, not torn
         resumed = subprocess.run([sys.executable, "-m", "fptt.cli", "train", "--resume", str(run)],
                                  capture_output=True, text=True, timeout=180, env=_env())
         assert resumed.returncode == 0, resumed.stderr

@@ -1,4 +1,4 @@
-"""Pinning tests for the state tree utilities (fptt.state)."""
+"""Pinning tests for the state tree utilities (fptt.models.state)."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fptt import NetworkState
+from fptt.models.state import detach_state, map_state, select_batch, state_tensors, state_to
 from fptt.neurons import NeuronState
-from fptt.state import detach_state, map_state, select_batch, state_tensors, state_to
 
 
 class Pair(NamedTuple):

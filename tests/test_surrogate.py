@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-import fptt.surrogate as surrogate_module
-from fptt.surrogate import (
+import fptt.neurons.surrogate as surrogate_module
+from fptt.neurons.surrogate import (
     SURROGATES,
     ArcTan,
     FastSigmoid,

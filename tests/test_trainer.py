@@ -146,7 +146,7 @@ def test_config_precedence_file_then_flags(tmp_path):
     toml_file = tmp_path / "run.toml"
     toml_file.write_text('[train]\ntask = "add"\nlr = 0.01\nepochs = 5\n')
     config = resolve_config(load_config_file(yaml_file), {"epochs": 1})
-    assert (config.hidden, config.epochs, config.batch_size, config.readout_from) == ([8, 4], 1, 32, "membrane")
+    assert (config.hidden_sizes, config.epochs, config.batch_size, config.readout_from) == ((8, 4), 1, 32, "membrane")
     assert resolve_config(load_config_file(toml_file), {}).lr == 0.01
 
 
@@ -205,7 +205,8 @@ def test_preset_values_sit_between_task_defaults_and_the_config_file():
     assert plain.preset is None and plain.epochs == TASK_DEFAULTS["add"]["epochs"]
     paper = resolve_config({}, {"task": "add", "preset": "paper"})
     assert paper.preset == "paper" and paper.train_samples == PRESETS["paper"]["add"]["train_samples"]
-    assert (paper.fixed_threshold, paper.threshold, paper.initial_state, paper.readout) == (True, 0.5, "zero", "linear")
+    assert (paper.fixed_threshold, paper.baseline_threshold, paper.initial_membrane, paper.readout) == (
+        True, 0.5, "zero", "linear")
     from_file = resolve_config({"preset": "paper", "alpha": 0.3}, {"task": "add"})
     assert from_file.alpha == 0.3, "a config file overrides the preset"
     flagged = resolve_config({"alpha": 0.3}, {"task": "add", "preset": "paper", "alpha": 0.2})
@@ -239,7 +240,7 @@ def test_mnist_paper_preset_builds_the_reference_network(task):
     config = resolve_config({}, {"task": task, "preset": "paper"})
     model = build_model(config, 1, 10)
     assert model.hidden_sizes == (256, 256) and config.batch_size == 512 and config.optimizer == "adamax"
-    assert config.milestones == [10, 30, 50, 75, 90] and config.k == 1
+    assert config.milestones == (10, 30, 50, 75, 90) and config.k == 1
     layer = model.layers[0]
     assert layer.membrane_slope is not None and float(layer.input_norm.weight.detach()[0]) == pytest.approx(0.1)
 

@@ -33,12 +33,13 @@ _EXPORTS = {
     "ConvSNN": "models",
     "ConvNetworkState": "models",
     "RecurrentBaseline": "models.baselines",
-    "detach_state": "state",
-    "map_state": "state",
-    "state_to": "state",
+    "detach_state": "models.state",
+    "map_state": "models.state",
+    "state_to": "models.state",
     "preset_values": "run.presets",
 }
-_SUBMODULES = ("neurons", "surrogate")
+# public submodule name -> its module (``fptt.surrogate`` is the surrogate module of the neurons)
+_SUBMODULES = {"neurons": "neurons", "surrogate": "neurons.surrogate"}
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
@@ -47,7 +48,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _SUBMODULES:
-        value = import_module(f".{name}", __name__)
+        value = import_module(f".{_SUBMODULES[name]}", __name__)
     else:
         raise AttributeError(f"module 'fptt' has no attribute {name!r}")
     globals()[name] = value  # cached: the next access is a plain attribute

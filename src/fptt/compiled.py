@@ -9,10 +9,10 @@ around them:
 * **When to compile** (``fused="auto"``, the default of :class:`fptt.optim.FPTT`, the LTC layers
   and ``fptt train``). Compiling costs a one-off ``C`` seconds and saves ``Δ`` seconds per step.
   Where the length of the run is known (``fptt train``: epochs × batches × time steps), the
-  compiled path is used when the run has at least :data:`fptt.rules.FUSE_AFTER_STEPS` steps. Where it is not
-  (a Python training loop), the first :data:`fptt.rules.FUSE_AFTER_STEPS` training steps run the exact path
+  compiled path is used when the run has at least :data:`fptt.spec.rules.FUSE_AFTER_STEPS` steps. Where it is not
+  (a Python training loop), the first :data:`fptt.spec.rules.FUSE_AFTER_STEPS` training steps run the exact path
   and the rest the compiled one: the "rent, then buy" rule of the ski-rental problem, which never
-  costs more than twice the best choice made in hindsight. :data:`fptt.rules.FUSE_AFTER_STEPS` = C / Δ with
+  costs more than twice the best choice made in hindsight. :data:`fptt.spec.rules.FUSE_AFTER_STEPS` = C / Δ with
   C the compile time with a warm on-disk cache and Δ the saving per step, both measured
   (docs/PERFORMANCE.md, "Fast by default").
 * **Where the compiled code lives.** Unless ``TORCHINDUCTOR_CACHE_DIR`` names a directory of the
@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from .rules import FUSE_AFTER_STEPS
+from .spec.rules import FUSE_AFTER_STEPS
 
 __all__ = ["LazyCompiled", "FusePolicy", "FusedMode", "FUSED_MODES", "check_fused_mode", "compile_cache_dir"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 
-__all__ = [
+from ..run.config import OptimSettings
+
+__all__ = ["LEARNING_RATE",
     "benchmark_parser",
     "machine_info",
     "median",
@@ -27,6 +30,9 @@ __all__ = [
     "bar_panels",
     "run_in_child",
 ]
+
+#: the learning rate of every benchmark's optimizer: the reference code's Adam/Adamax 3e-3 (SPEC §4)
+LEARNING_RATE = OptimSettings.lr
 
 
 def _cpu_model() -> str:
@@ -65,10 +71,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "git_commit": _git_commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    try:
+    with contextlib.suppress(OSError):
         info["load_average_start"] = os.getloadavg()
-    except OSError:
-        pass
     try:
         with open("/proc/meminfo") as handle:
             info["mem_total_kb"] = int(handle.readline().split()[1])
@@ -95,10 +99,8 @@ def contention_note(info: dict[str, Any]) -> Optional[str]:
 
 
 def finish_info(info: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         info["load_average_end"] = os.getloadavg()
-    except OSError:
-        pass
 
 
 def check_device(device: str) -> torch.device:
@@ -113,7 +115,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, fn: Callable[[], None]) -> float:
+def timed(device: torch.device, fn: Callable[[], object]) -> float:
     """Seconds ``fn()`` takes, with the device synchronised before and after."""
     synchronize(device)
     started = time.perf_counter()
@@ -126,7 +128,7 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
 
-def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleaved(runs: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Call every ``runs[name]()`` once per round, in the same order (A, B, C, A, B, C, ...).
 
     Each callable returns one measured figure (seconds); the raw lists are returned.

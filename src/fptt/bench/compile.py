@@ -13,7 +13,7 @@ Each measurement is a fresh Python process (what a user starting a run sees), on
 * **the saving per step**: after the first steps, the exact and the compiled step timed
   interleaved in that process (median of per-round differences).
 
-The payback length is compile time / saving per step; :data:`fptt.rules.FUSE_AFTER_STEPS` is set
+The payback length is compile time / saving per step; :data:`fptt.spec.rules.FUSE_AFTER_STEPS` is set
 from the warm figure (most runs on a machine start with a warm cache; a cold one costs once).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     contention_note,
     finish_info,
@@ -56,7 +57,7 @@ def measure_first_steps(config: dict) -> dict:
     for name, fused in (("exact", False), ("fused", True)):
         torch.manual_seed(0)
         model = SpikingRNN(1, hidden, 10, neuron="ltc", fused=fused)
-        optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True), fused=fused)
+        optimizer = FPTT(torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True), fused=fused)
         started = time.perf_counter()
         train_epoch(model, [(x[:, :1], y)], optimizer, method="fptt", k=1)
         first[name] = time.perf_counter() - started
@@ -88,7 +89,7 @@ def run_compile_benchmark(out_dir: str | Path = "benchmarks/results", quick: boo
         raise SystemExit("fptt bench compile measures the CPU compiler (inductor's C++ backend); --device cpu")
     import torch
 
-    from ..rules import FUSE_AFTER_STEPS
+    from ..spec.rules import FUSE_AFTER_STEPS
 
     torch.set_num_threads(threads)
     info = machine_info(device)

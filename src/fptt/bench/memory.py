@@ -9,12 +9,13 @@ import json
 import resource
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 from ..memory import SavedTensorMeter, per_update, reset_peak_rss, status_kb
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     check_device,
     contention_note,
@@ -49,14 +50,15 @@ def measure_update_cycle(config: dict) -> dict:
     torch.set_num_threads(int(config.get("threads", 2)))
     device = check_device(config.get("device", "cpu"))
     torch.manual_seed(int(config.get("seed", 0)))
-    method, steps, batch = config["method"], int(config["steps"]), int(config["batch"])
+    method: Any = config["method"]  # a method name of fptt.spec.vocabulary.METHODS
+    steps, batch = int(config["steps"]), int(config["batch"])
     # the exact paths: under fused="auto" a sequence of more than FUSE_AFTER_STEPS steps would
     # compile in the middle of the measured batch, and the compiler's memory would be counted
     model = SpikingRNN(1, list(config["hidden"]), 10, neuron="ltc", fused=False).to(device)
-    inner = torch.optim.Adamax(model.parameters(), lr=3e-3)
+    inner = torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE)
     optimizer = FPTT(inner, alpha=0.1, beta=0.5, fused=False) if method == "fptt" else inner
     k = config.get("k")
-    train_method = "tbptt" if method == "tbptt" else method
+    train_method: Any = "tbptt" if method == "tbptt" else method
     x = torch.rand(batch, steps, 1)
     y = torch.randint(0, 10, (batch,))
     warm_x = torch.rand(batch, 2, 1)
@@ -89,7 +91,7 @@ def measure_batch_memory(model: torch.nn.Module, optimizer: torch.optim.Optimize
         rss_source = "VmHWM after clear_refs" if reset else "ru_maxrss"
     started = time.perf_counter()
     with per_update(optimizer) as meter:
-        metrics = train_epoch(model, [batch], optimizer, method=method, k=k, **train_options)
+        metrics = train_epoch(model, [batch], optimizer, method=method, k=k, **train_options)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -194,7 +196,7 @@ def _write(payload: dict, out_dir: str | Path) -> dict:
              None if r.get("skipped") else r["peak_mb"],
              None if r.get("skipped") else r["saved_tensor_peak_bytes"] / 2**20,
              None if r.get("skipped") else r["input_bytes"] / 2**20,
-             "skipped (predicted %.1f GB)" % r["predicted_gb"] if r.get("skipped") else f"{r['seconds']:.1f}")
+             "skipped (predicted {:.1f} GB)".format(r["predicted_gb"]) if r.get("skipped") else f"{r['seconds']:.1f}")
             for r in results]
     markdown = "\n\n".join([
         f"# Memory vs sequence length ({'quick' if quick else 'full'})",

@@ -22,6 +22,7 @@ each; Linux).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -34,6 +35,7 @@ from ..models import SpikingRNN
 from ..optim import FPTT
 from ..training.engine import train_epoch
 from .common import (
+    LEARNING_RATE,
     bar_panels,
     benchmark_parser,
     check_device,
@@ -50,7 +52,7 @@ from .speed import naive_fptt_sequence
 
 __all__ = ["run_peer_benchmark", "main"]
 
-ALPHA, BETA, LR = 0.1, 0.5, 3e-3
+ALPHA, BETA, LR = 0.1, 0.5, LEARNING_RATE
 
 
 def _spikingjelly() -> Optional[Any]:
@@ -77,20 +79,25 @@ def _spikingjelly() -> Optional[Any]:
                 init_average=fptt_online_training_init_w_ra)
 
 
+def _per_step(device: torch.device, train: Callable[[], object], steps: int) -> float:
+    """Seconds per time step of one ``train()`` call."""
+    return timed(device, train) / steps
+
+
 def _lif(hidden: int, device: torch.device) -> SpikingRNN:
     torch.manual_seed(0)
     return SpikingRNN(1, hidden, 10, neuron="lif", readout="fixed").to(device)
 
 
 def _setups(hidden: int, x: torch.Tensor, y: torch.Tensor, device: torch.device
-            ) -> dict[str, tuple[Callable[[], None], torch.optim.Optimizer]]:
+            ) -> dict[str, tuple[Callable[[], object], torch.optim.Optimizer]]:
     """name -> (train on the batch once, the optimizer whose step closes an update)."""
     loader = [(x, y)]
-    setups: dict[str, tuple[Callable[[], None], torch.optim.Optimizer]] = {}
+    setups: dict[str, tuple[Callable[[], object], torch.optim.Optimizer]] = {}
     for name, fused in (("fptt", False), ("fptt_fused", True)):
         model = _lif(hidden, device)
         opt = FPTT(torch.optim.Adamax(model.parameters(), lr=LR, foreach=True), alpha=ALPHA, beta=BETA, fused=fused)
-        setups[name] = (lambda m=model, o=opt: train_epoch(m, loader, o, method="fptt", k=1), opt)
+        setups[name] = (partial(train_epoch, model, loader, opt, method="fptt", k=1), opt)
 
     model = _lif(hidden, device)
     inner = torch.optim.Adamax(model.parameters(), lr=LR, foreach=True)
@@ -143,7 +150,7 @@ def run_peer_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool =
             "saved_mib_per_update": meter.peak / 2**20,
             "peak_rss_growth_mib": (high_water / 1024.0 - before) if peak_reset and high_water and before else None,
         }
-    raw = interleaved({name: (lambda t=train: timed(dev, t) / steps) for name, (train, _) in setups.items()}, rounds)
+    raw = interleaved({name: partial(_per_step, dev, train, steps) for name, (train, _) in setups.items()}, rounds)
     finish_info(info)
     ms = {name: 1e3 * median(values) for name, values in raw.items()}
     vs_fptt = {name: median(a / b for a, b in zip(values, raw["fptt"])) for name, values in raw.items()}
@@ -180,7 +187,7 @@ def run_peer_benchmark(out_dir: str | Path = "benchmarks/results", quick: bool =
     ])
     write_outputs(out_dir, "peers_quick" if quick else "peers", payload, md, lambda png: bar_panels(png, [
         (ms, "ms per step (median)", "time per FPTT step (k=1)"),
-        ({n: memory[n]["saved_mib_per_update"] for n in ms}, "MiB saved for backward per update",
+        ({n: float(memory[n]["saved_mib_per_update"] or 0.0) for n in ms}, "MiB saved for backward per update",
          "activation memory per update")]))
     return payload
 

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..memory import SavedTensorMeter
 from ..models import SpikingRNN
+from ..models.state import detach_state
 from ..optim import FPTT
-from ..rules import FUSE_AFTER_STEPS
-from ..state import detach_state
+from ..spec.rules import FUSE_AFTER_STEPS
 from ..training.engine import loss_weights, train_epoch
 from .common import (
+    LEARNING_RATE,
     benchmark_parser,
     check_device,
     contention_note,
@@ -57,7 +58,7 @@ def _model(hidden: int, seed: int, device: torch.device, fused: bool = False) ->
 
 
 def _adamax(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)  # as fptt.run.trainer builds it
+    return torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True)  # as fptt.run.trainer builds it
 
 
 def naive_fptt_sequence(model: SpikingRNN, x: torch.Tensor, y: torch.Tensor, inner: torch.optim.Optimizer,
@@ -163,7 +164,7 @@ def _epoch_benchmark(device: torch.device, hidden: int, batch: int, steps: int, 
     """Seconds per batch of ``steps`` steps for FPTT k=1, FPTT with 28 windows, BPTT."""
     data = [(torch.rand(batch, steps, 1), torch.randint(0, 10, (batch,))) for _ in range(batches)]
     windows = 28 if steps >= 56 else max(1, steps // 4)
-    setups = {
+    setups: dict[str, dict[str, Any]] = {
         "fptt_k1": dict(method="fptt", k=1),
         "fptt_k1_fused": dict(method="fptt", k=1),
         "fptt_k1_captured": dict(method="fptt", k=1, capture=True),

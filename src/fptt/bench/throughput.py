@@ -28,6 +28,7 @@ does not show it: the allocator keeps the blocks of the warm-up batch.)
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -41,6 +42,7 @@ from ..run.build import build_model, build_optimizer
 from ..run.config import resolve_config
 from ..training.engine import loss_weights, train_epoch
 from .common import (
+    LEARNING_RATE,
     bar_panels,
     benchmark_parser,
     check_device,
@@ -65,15 +67,14 @@ def _task_default(method: str, fused: bool, batch: int, hidden: int, device: tor
                   data: list, capture: bool = False) -> tuple[Train, torch.optim.Optimizer, Any]:
     """What ``fptt train --task smnist --downsample 14`` trains, on ``data``."""
     config = resolve_config({}, {"task": "smnist", "downsample": 14, "method": method, "batch_size": batch,
-                                 "fused": fused, "hidden": [hidden], "capture": capture})
+                                 "fused": fused, "hidden_sizes": [hidden], "capture": capture})
     torch.manual_seed(0)
     model = build_model(config, 1, 10, seq_len=data[0][0].shape[1]).to(device)
     optimizer = build_optimizer(config, model)
-    windows = {"k": 1} if method == "fptt" else {}
-
     def train() -> None:
-        train_epoch(model, data, optimizer, method=method, weighting=config.weighting,
-                    clip_grad_norm=None if method == "fptt" else config.clip, capture=capture, **windows)
+        train_epoch(model, data, optimizer, method=method, weighting=config.weighting,  # type: ignore[arg-type]
+                    clip_grad_norm=None if method == "fptt" else config.clip_grad_norm,
+                    k=1 if method == "fptt" else None, capture=capture)
     return train, optimizer, config
 
 
@@ -93,7 +94,7 @@ def _snntorch_lif(hidden: int, batch_data: list, device: torch.device) -> Option
     lif = snn.RLeaky(beta=torch.full((hidden,), 0.9), learn_beta=True, linear_features=hidden, all_to_all=True,
                      reset_mechanism="subtract").to(device)
     params = [*encoder.parameters(), *lif.parameters(), *readout.parameters()]
-    optimizer = torch.optim.Adamax(params, lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(params, lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         for x, y in batch_data:
@@ -116,7 +117,7 @@ def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Op
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(1, hidden), sj["recurrent"](sj["neuron"].LIFNode(v_reset=None), hidden, hidden),
                         nn.Linear(hidden, 10)).to(device)
-    optimizer = torch.optim.Adamax(net.parameters(), lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(net.parameters(), lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         for x, y in batch_data:
@@ -131,7 +132,7 @@ def _spikingjelly_lif(hidden: int, batch_data: list, device: torch.device) -> Op
 def _fptt_lif(hidden: int, batch_data: list, device: torch.device) -> Setup:
     torch.manual_seed(0)
     model = SpikingRNN(1, hidden, 10, neuron="lif", readout="fixed").to(device)
-    optimizer = torch.optim.Adamax(model.parameters(), lr=3e-3, foreach=True)
+    optimizer = torch.optim.Adamax(model.parameters(), lr=LEARNING_RATE, foreach=True)
 
     def train() -> None:
         train_epoch(model, batch_data, optimizer, method="bptt", weighting="linear")
@@ -174,8 +175,8 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
                                          ("ltc_bptt", "bptt", True, False), ("ltc_bptt_exact", "bptt", False, False)):
         train, optimizer, config = _task_default(method, fused, batch, hidden, dev, data, capture)
         setups[name] = (train, optimizer)
-        configs[name] = {key: getattr(config, key) for key in ("model", "hidden", "optimizer", "lr", "clip",
-                                                               "weighting", "method", "fused", "capture",
+        configs[name] = {key: getattr(config, key) for key in ("neuron", "hidden_sizes", "optimizer", "lr",
+                                                               "clip_grad_norm", "weighting", "method", "fused", "capture",
                                                                "readout")}
     setups["lif_bptt"] = _fptt_lif(hidden, data, dev)
     missing = []
@@ -191,7 +192,7 @@ def run_throughput_benchmark(out_dir: str | Path = "benchmarks/results", quick: 
         memory[name] = _peak_memory_mib(dev, train, optimizer)
         print(f"  {name}: warmed up, peak {memory[name]:.1f} MiB", flush=True)
     runs = {name: train for name, (train, _) in setups.items()}
-    raw = interleaved({name: (lambda t=train: timed(dev, t)) for name, train in runs.items()}, rounds)
+    raw = interleaved({name: partial(timed, dev, train) for name, train in runs.items()}, rounds)
     finish_info(info)
     seconds = {name: median(values) for name, values in raw.items()}
     samples_per_second = {name: batch / value for name, value in seconds.items()}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..vocabulary import BENCHMARKS
+from ..spec.vocabulary import BENCHMARKS
 from .common import UsageError
 
 __all__ = ["register", "run"]

@@ -4,7 +4,7 @@ Two demos, each a pair of ``fptt train`` runs started in parallel (one thread ea
 hence the same initial weights), followed by a table of accuracy, memory and time:
 
 * ``--task add`` (default): the adding task at T = 200 with the authors' adding-task regime
-  (:data:`fptt.run.presets.ADD_REGIME`): a fresh batch per iteration, the held-out MSE of the current
+  (`fptt/run/regimes/tasks.json`, add): a fresh batch per iteration, the held-out MSE of the current
   weights every 25 iterations. FPTT updates at every time step (k = 1, the paper's online
   setting) and keeps one step of activations per update; BPTT updates once per sequence and
   keeps all T steps. The table says when each first remembered both numbers (MSE < 0.05).
@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from ..run.config import OptimSettings
 from ..run.records import CURVE, METRICS, SUMMARY
 from .argtypes import positive_float, positive_int
 from .common import add_common
@@ -37,7 +38,7 @@ DEMOS: dict[str, dict[str, Any]] = {
     "add": {"seq_len": 200, "iterations": 300, "eval_every": 25, "hidden": 128, "batch_size": 128,
             "test_samples": 512},
     "smnist": {"rounds": 5, "batches": 50, "hidden": 128, "batch_size": 64, "eval_batches": 4,
-               "eval_batch_size": 500, "lr": 3e-3, "norm": "layer", "readout_from": "spikes",
+               "eval_batch_size": 500, "lr": OptimSettings.lr, "norm": "layer", "readout_from": "spikes",
                "optimizer": "adamax"},
 }
 QUICK: dict[str, dict[str, Any]] = {
@@ -92,7 +93,7 @@ def train_command(task: str, method: str, settings: dict[str, Any], run_dir: Pat
                 "--epochs", "1", "--fresh-data", "--train-samples", str(iterations * settings["batch_size"]),
                 "--max-batches", str(iterations), "--eval-every", str(settings["eval_every"]),
                 "--test-samples", str(settings["test_samples"]), "--schedule", "none", *common]
-    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14", "--model", "ltc",
+    return [sys.executable, "-m", "fptt.cli", "train", "--task", "smnist", "--downsample", "14", "--neuron", "ltc",
             "--epochs", str(settings["rounds"]), "--max-batches", str(settings["batches"]),
             "--optimizer", settings["optimizer"], "--lr", str(settings["lr"]), "--norm", settings["norm"],
             "--readout-from", settings["readout_from"], "--clip", "1", "--schedule", "none",

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
+from ..spec.vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
 from .argtypes import positive_int
 from .common import UsageError, add_common
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"exported the {'averaged weights W̄' if used == 'average' else 'weights W'} to {args.export} "
                   f"(a plain state_dict; config in {args.export}.config.json)", file=sys.stderr)
     if args.data_dir:
-        config.data_dir = args.data_dir
+        config = config.updated(data_dir=args.data_dir)
     split = args.split or default_eval_split(config)
     dataset = build_dataset(config, split)
     size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..vocabulary import CHECKPOINTS, EVAL_WITH, EXPORT_FORMATS, NIR_DISCRETIZATIONS
+from ..spec.vocabulary import CHECKPOINTS, EVAL_WITH, EXPORT_FORMATS, NIR_DISCRETIZATIONS
 from .common import UsageError, add_common
 
 __all__ = ["register", "run"]
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_nir(model, output, args.discretization)
         except NIRExportError as error:
-            raise UsageError(f"cannot export {config.model} network to NIR: {error}") from None
+            raise UsageError(f"cannot export {config.neuron} network to NIR: {error}") from None
         except ImportError as error:
             raise UsageError(str(error)) from None
     else:

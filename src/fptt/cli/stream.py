@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..run.config import OptimSettings
 from ..run.presets import PRESET_NAMES
 from .argtypes import positive_float, positive_int
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError
@@ -50,7 +51,7 @@ def run_stream(
     streams: int = 8,
     hidden: int = 64,
     k: int = 1,
-    lr: float = 3e-3,
+    lr: float = OptimSettings.lr,
     alpha: float = 0.1,
     drift_at: float = 0.5,
     seed: int = 0,
@@ -62,7 +63,7 @@ def run_stream(
     checkpoint_every: Optional[int] = None,
     resume: bool = False,
     handle_signals: bool = False,
-) -> dict:
+) -> dict:  # noqa: C901 - the stream loop with its checkpoints and resume (split: a later change)
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
     The network and the inner optimizer are those of ``fptt train --task smnist`` (its task
@@ -77,12 +78,12 @@ def run_stream(
     from ..data import SequentialMNIST
     from ..files import write_text_atomic
     from ..memory import rss_mb
-    from ..rules import plans_to_fuse
     from ..run.build import build_model, build_optimizer
     from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
     from ..run.control import StopRequest, stop_on_signals
     from ..run.records import CONFIG, LAST, PREVIOUS
+    from ..spec.rules import plans_to_fuse
     from ..training.engine import step_weight
     from ..training.streaming import OnlineLearner
 
@@ -117,8 +118,8 @@ def run_stream(
     drift_permutation = torch.randperm(length, generator=generator)
     # the network and optimizer come from a TrainConfig through the library's builders, like every run
     # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized
-    # a stream of known length: the compiled kernels when it pays back their compile time (fptt.rules)
-    flags = {"task": "smnist", "hidden": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
+    # a stream of known length: the compiled kernels when it pays back their compile time (fptt.spec.rules)
+    flags = {"task": "smnist", "hidden_sizes": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
              "fused": plans_to_fuse(steps)}
     if preset is not None:
         flags["preset"] = preset
@@ -166,7 +167,7 @@ def run_stream(
             pixel_index = drift_permutation[position] if drifted else position
             x_t = pixels[order, pixel_index].unsqueeze(-1)
             y_t = labels[order]
-            output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # w_t of the batch engines
+            output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # type: ignore[arg-type]  # w_t of the batch engines
             if position == length - 1:
                 correct += int((output.argmax(-1) == y_t).sum())
                 seen += streams
@@ -200,7 +201,7 @@ def run_stream(
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
-                   "optimizer": config.optimizer, "clip": config.clip, "norm": config.norm,
+                   "optimizer": config.optimizer, "clip": config.clip_grad_norm, "norm": config.norm,
                    "checkpoint_every": checkpoint_every,
                    "data": "MNIST-10k train split, 14x14, pixel by pixel"},
         "steps_done": learner.steps,
@@ -212,7 +213,7 @@ def run_stream(
         "ms_per_step": 1000 * seconds / max(learner.steps, 1),
         "rss_mb_first": rss[0] if rss else None,
         "rss_mb_last": rss[-1] if rss else None,
-        "rss_mb_max": max(rss) if rss else None,
+        "rss_mb_max": max(rss) if rss else None,  # type: ignore[type-var]
         "curve": curve,
         "torch": torch.__version__,
         "machine": platform.platform(),
@@ -273,7 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=positive_int, default=8, help="parallel streams (batch size, default 8)")
     parser.add_argument("--hidden", type=positive_int, default=64, help="LTC neurons (default 64)")
     parser.add_argument("--k", type=positive_int, default=1, help="steps per update (default 1)")
-    parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--lr", type=positive_float, default=OptimSettings.lr, help="Adam learning rate (default %(default)s)")
     parser.add_argument("--alpha", type=positive_float, default=0.1, help="FPTT regularizer α (default 0.1)")
     parser.add_argument("--drift-at", type=float, default=0.5,
                         help="fraction of the stream after which the pixel permutation changes (default 0.5)")

@@ -65,7 +65,7 @@ def _load_files(root: Optional[Path], split: str) -> tuple[np.ndarray, np.ndarra
                 f"MNIST {split} split not found: missing {', '.join(missing)}[.gz] in "
                 f"{' or '.join(str(f) for f in folders)}; {_DOWNLOAD_HINT}"
             )
-        images, labels = read_idx(found[0]), read_idx(found[1])
+        images, labels = read_idx(found[0]), read_idx(found[1])  # type: ignore[arg-type]  # none missing
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(f"MNIST images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from ..vocabulary import SPLITS, TASKS, check_registry
+from ..spec.vocabulary import SPLITS, TASKS, check_registry
 
 __all__ = ["get_dataset", "DATASET_NAMES"]
 

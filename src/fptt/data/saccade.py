@@ -216,7 +216,7 @@ class SaccadeMNIST(Dataset):
         saccade_scene(np.zeros((28, 28)), self.offsets[:1], sensor)  # checks the sensor size once
         self._events: Optional[dict[int, np.ndarray]] = {} if cache else None
 
-    def rebinned(self, num_frames: int) -> "SaccadeMNIST":
+    def rebinned(self, num_frames: int) -> SaccadeMNIST:
         """The same recordings binned into ``num_frames`` frames (a copy sharing the event cache)."""
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")

@@ -22,6 +22,7 @@ is wrong, raises :class:`SHDFormatError` (a ``ValueError``) naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -109,10 +110,8 @@ def _gunzip_atomic(gz_path: Path, target: Path) -> Path:
             shutil.copyfileobj(source, out, length=1 << 20)
         os.replace(partial, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(partial)
-        except OSError:
-            pass
         raise
     return target
 
@@ -309,7 +308,5 @@ class SHD(Dataset):
         return state
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

@@ -61,7 +61,7 @@ from ..models import SpikingRNN
 from ..neurons.cells import LTC
 from ..neurons.functional import alif_decay
 from ..neurons.readout import FixedReadout, LinearReadout, LiquidReadout
-from ..vocabulary import NIR_DISCRETIZATIONS
+from ..spec.vocabulary import NIR_DISCRETIZATIONS
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRExportError", "NIRImportError"]
 
@@ -291,7 +291,7 @@ def from_nir(graph: Any) -> SpikingRNN:
     return model
 
 
-def write_nir(model: SpikingRNN, path: str | Path, discretization: str = "zoh") -> Path:
+def write_nir(model: nn.Module, path: str | Path, discretization: str = "zoh") -> Path:
     """Export ``model`` with :func:`to_nir` and write it with ``nir.write`` (HDF5) to ``path``."""
     nir = _nir()
     graph = to_nir(model, discretization)

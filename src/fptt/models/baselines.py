@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..vocabulary import BASELINE_CELLS as BASELINES
+from ..spec.vocabulary import BASELINE_CELLS as BASELINES
 from .protocol import check_sequence_input, unroll_steps
 
 __all__ = ["RecurrentBaseline", "BASELINES"]

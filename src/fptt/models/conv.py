@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from ..neurons.cells import LTC
 from ..neurons.conv import ConvLTC
 from ..neurons.readout import get_readout
+from ..neurons.surrogate import SurrogateSpec
 from ..neurons.types import NeuronState
-from ..surrogate import SurrogateSpec
 from .protocol import check_sequence_input, layer_widths, unroll_steps
 
 __all__ = ["ConvSNN", "ConvNetworkState", "REFERENCE_DVS_CONV", "SMALL_DVS_CONV"]

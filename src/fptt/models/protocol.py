@@ -10,7 +10,7 @@ Stateful-model protocol (what the training engines need, and all they need)::
     outputs = model(x)                                  # (B, T, C) -> (B, T, O)
 
 A state is a tensor or a nested tuple/NamedTuple of tensors; engines only map over it
-(:mod:`fptt.state`). Any ``nn.Module`` with these methods can be trained by every engine.
+(:mod:`fptt.models.state`). Any ``nn.Module`` with these methods can be trained by every engine.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from ..neurons.cells import check_step_input, get_neuron
 from ..neurons.readout import get_readout
+from ..neurons.surrogate import SurrogateSpec
 from ..neurons.types import NeuronState
-from ..surrogate import SurrogateSpec
 from .protocol import check_sequence_input, layer_widths, unroll_steps
 
 __all__ = ["SpikingRNN", "NetworkState"]
@@ -34,7 +34,7 @@ class SpikingRNN(nn.Module):
             (v_t = W_o x_t + c_o, no leak: with ``readout_from="membrane"`` the adding-task readout).
         readout_from: ``"spikes"`` (default, z_t = W_o s_t) or ``"membrane"`` (z_t = W_o u_t, what
             the authors' adding-task code reads out).
-        surrogate: spike function name, config dict or :class:`~fptt.surrogate.Surrogate`.
+        surrogate: spike function name, config dict or :class:`~fptt.neurons.surrogate.Surrogate`.
         **neuron_options: passed to every layer (``reset``, ``initial_membrane``, ``norm``,
             ``baseline_threshold``, ``adaptation_strength``, ...).
 

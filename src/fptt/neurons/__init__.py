@@ -1,5 +1,5 @@
 """Spiking neurons (LTC, ALIF, LIF) and leaky readouts: pure step functions and modules (THEORY.md §2)."""
-from .cells import ALIF, LIF, LTC, NEURONS, SpikingCell, get_neuron
+from .cells import ALIF, LIF, LTC, NEURON_CLASSES, SpikingCell, get_neuron
 from .conv import ConvLTC, ConvSpec, parse_conv_spec
 from .functional import (
     alif_step,
@@ -10,12 +10,12 @@ from .functional import (
     ltc_step,
     ltc_update,
 )
-from .readout import READOUTS, FixedReadout, LinearReadout, LiquidReadout, Readout, get_readout
+from .readout import READOUT_CLASSES, FixedReadout, LinearReadout, LiquidReadout, Readout, get_readout
 from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState
 
 __all__ = [
-    "LTC", "ALIF", "LIF", "SpikingCell", "NEURONS", "get_neuron", "ConvLTC", "ConvSpec", "parse_conv_spec",
+    "LTC", "ALIF", "LIF", "SpikingCell", "NEURON_CLASSES", "get_neuron", "ConvLTC", "ConvSpec", "parse_conv_spec",
     "NeuronState", "LTCParameters", "ALIFParameters", "ConvLTCParameters",
     "ltc_step", "ltc_update", "conv_ltc_step", "alif_step", "lif_step", "fixed_readout_step", "liquid_readout_step",
-    "Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout",
+    "Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUT_CLASSES", "get_readout",
 ]

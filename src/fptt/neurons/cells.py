@@ -14,14 +14,14 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..surrogate import SurrogateSpec, get_surrogate
-from ..vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
-from ..vocabulary import NEURONS as NEURON_NAMES
+from ..spec.vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
+from ..spec.vocabulary import NEURONS as NEURON_NAMES
 from .functional import alif_step, ltc_step
 from .kernels import FusedDynamics
+from .surrogate import SurrogateSpec, get_surrogate
 from .types import ALIFParameters, LTCParameters, NeuronState, Reset
 
-__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURONS", "get_neuron", "check_step_input", "initial_neuron_state"]
+__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURON_CLASSES", "get_neuron", "check_step_input", "initial_neuron_state"]
 
 InitialMembrane = Literal["random", "zero"]
 Norm = Literal["none", "layer"]
@@ -207,7 +207,7 @@ class LTC(SpikingCell):
     * ``fused``: the gate matmuls and everything after them (rates, threshold, membrane, spike,
       reset and their backward) as one autograd node around two compiled functions
       (:mod:`fptt.neurons.kernels`); same results to float rounding. ``"auto"`` (default): the
-      exact path for the first :data:`fptt.rules.FUSE_AFTER_STEPS` training steps, compiled
+      exact path for the first :data:`fptt.spec.rules.FUSE_AFTER_STEPS` training steps, compiled
       after (a run that short would not pay back the compile time); ``True``: compiled from the
       first step; ``False``: never. Where ``torch.compile`` cannot run, the exact path, with one
       logged line.
@@ -322,13 +322,13 @@ class LIF(ALIF):
         self.register_buffer("tau_adaptation", tau_adaptation)
 
 
-NEURONS: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
-check_registry("neuron", tuple(NEURONS), NEURON_NAMES)
+NEURON_CLASSES: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
+check_registry("neuron", tuple(NEURON_CLASSES), NEURON_NAMES)
 
 
 def get_neuron(name: str) -> type[SpikingCell]:
     """The cell class for ``"ltc"``, ``"alif"`` or ``"lif"``."""
     key = name.lower() if isinstance(name, str) else name
-    if key not in NEURONS:
-        raise ValueError(f"unknown neuron type {name!r}; choose one of {sorted(NEURONS)}")
-    return NEURONS[key]
+    if key not in NEURON_CLASSES:
+        raise ValueError(f"unknown neuron type {name!r}; choose one of {sorted(NEURON_CLASSES)}")
+    return NEURON_CLASSES[key]

@@ -21,11 +21,11 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from ..surrogate import SurrogateSpec, get_surrogate
-from ..vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
+from ..spec.vocabulary import CONV_GATES, CONV_LAYER_PATTERN, INITIAL_STATES, NORMS, RESETS
 from .cells import initial_neuron_state
 from .functional import _conv_preactivation, conv_ltc_step
 from .kernels import FusedDynamics
+from .surrogate import SurrogateSpec, get_surrogate
 from .types import ConvLTCParameters, NeuronState, Reset
 
 __all__ = ["ConvSpec", "parse_conv_spec", "ConvLTC"]
@@ -85,7 +85,7 @@ class ConvLTC(nn.Module):
         baseline_threshold / adaptation_strength / reset / initial_membrane: as the dense LTC.
         fused: as the dense LTC (:class:`fptt.neurons.kernels.FusedDynamics`): ``"auto"``
             (default) compiles the dynamics after the gate convolutions once the layer has run
-            :data:`fptt.rules.FUSE_AFTER_STEPS` training steps.
+            :data:`fptt.spec.rules.FUSE_AFTER_STEPS` training steps.
 
     Convolutions are Xavier-uniform with zero biases, as in the reference.
     """

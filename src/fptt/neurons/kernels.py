@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..compiled import FusedMode, FusePolicy, LazyCompiled, check_fused_mode
-from ..surrogate import Surrogate
+from .surrogate import Surrogate
 from .types import NeuronState
 
 __all__ = ["ltc_dynamics", "ltc_layer_dynamics", "LTCDynamicsKernels", "FusedDynamics"]
@@ -105,7 +105,7 @@ class FusedDynamics:
     ``mode`` is one of :data:`fptt.compiled.FUSED_MODES`: ``False`` never fuses, ``True``
     compiles at the first step, ``"eager"`` runs the fused equations uncompiled, ``"auto"``
     (the layers' default) switches to the compiled kernels after
-    :data:`fptt.rules.FUSE_AFTER_STEPS` training steps (steps with gradients enabled).
+    :data:`fptt.spec.rules.FUSE_AFTER_STEPS` training steps (steps with gradients enabled).
     After a failed compilation the exact path is used for good.
     """
 
@@ -116,7 +116,7 @@ class FusedDynamics:
 
     def kernels_now(self, spike_fn: object) -> Optional[LTCDynamicsKernels]:
         """The kernels this step runs with, or None for the exact path. The fused backward needs the
-        surrogate's derivative: with a spike function that is not a :class:`fptt.surrogate.Surrogate`
+        surrogate's derivative: with a spike function that is not a :class:`fptt.neurons.surrogate.Surrogate`
         ``"auto"`` keeps the exact path and ``True``/``"eager"`` refuse it."""
         kernels = self.kernels
         if kernels is None or kernels.failed or torch.compiler.is_compiling():
@@ -124,7 +124,7 @@ class FusedDynamics:
         if not isinstance(spike_fn, Surrogate):
             if self.mode == "auto":
                 return None
-            raise TypeError(f"the fused LTC kernels need a fptt.surrogate.Surrogate spike function (they use its "
+            raise TypeError(f"the fused LTC kernels need a fptt.neurons.surrogate.Surrogate spike function (they use its "
                             f"derivative), got {type(spike_fn).__name__}; build the layer with fused=False")
         return kernels if self.policy.use_fused(torch.is_grad_enabled()) else None
 

@@ -7,11 +7,11 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..vocabulary import READOUTS as READOUT_NAMES
-from ..vocabulary import check_registry
+from ..spec.vocabulary import READOUTS as READOUT_NAMES
+from ..spec.vocabulary import check_registry
 from .functional import fixed_readout_step, liquid_readout_step
 
-__all__ = ["Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUTS", "get_readout"]
+__all__ = ["Readout", "FixedReadout", "LiquidReadout", "LinearReadout", "READOUT_CLASSES", "get_readout"]
 
 
 class Readout(nn.Module):
@@ -96,11 +96,11 @@ class LinearReadout(Readout):
         return current, current
 
 
-READOUTS: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
-check_registry("readout", tuple(READOUTS), READOUT_NAMES)
+READOUT_CLASSES: dict[str, type[Readout]] = {"liquid": LiquidReadout, "fixed": FixedReadout, "linear": LinearReadout}
+check_registry("readout", tuple(READOUT_CLASSES), READOUT_NAMES)
 
 
 def get_readout(name: str) -> type[Readout]:
-    if name not in READOUTS:
-        raise ValueError(f"unknown readout {name!r}; choose one of {sorted(READOUTS)}")
-    return READOUTS[name]
+    if name not in READOUT_CLASSES:
+        raise ValueError(f"unknown readout {name!r}; choose one of {sorted(READOUT_CLASSES)}")
+    return READOUT_CLASSES[name]

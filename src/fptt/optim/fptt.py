@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..compiled import FusePolicy, check_fused_mode
-from ..rules import check_alpha, check_beta, check_clip
+from ..spec.rules import check_alpha, check_beta, check_clip
 from .regularizer import _difference
 
 __all__ = ["FPTT"]
@@ -57,7 +57,7 @@ _Bucket = tuple[list[Tensor], list[Tensor], list[Tensor], "list[Tensor] | None"]
 
 
 def _checked(check: Callable[[Any], Any], value: Any, where: str) -> Any:
-    """A rule of :mod:`fptt.rules` applied to an FPTT hyperparameter, its error prefixed with ``where``."""
+    """A rule of :mod:`fptt.spec.rules` applied to an FPTT hyperparameter, its error prefixed with ``where``."""
     try:
         return check(value)
     except ValueError as error:
@@ -111,7 +111,7 @@ class FPTT(Optimizer):
             compiled pass per parameter (:mod:`fptt.optim.fused_update`; Adam, Adamax and SGD
             only; the first update compiles: 2.5 s with a warm on-disk cache, 13.2 s cold, measured
             on 2 CPU cores by ``fptt bench compile``); ``"auto"`` (default) runs the exact path for the first
-            :data:`fptt.rules.FUSE_AFTER_STEPS` updates and the compiled one after, where
+            :data:`fptt.spec.rules.FUSE_AFTER_STEPS` updates and the compiled one after, where
             the inner optimizer has a fused kernel (otherwise always the exact path); ``"eager"``
             runs the fused equations without compiling (tests, debugging); ``False`` the exact
             multi-tensor path. Results agree to float rounding, and checkpoints are

@@ -8,7 +8,6 @@ in how a model is made.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -16,14 +15,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..files import write_text_atomic
 from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
-from ..rules import check_window
-from ..vocabulary import BASELINE_CELLS, EVENT_TASKS
+from ..spec.rules import check_window
+from ..spec.vocabulary import BASELINE_CELLS, EVENT_TASKS
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
+from .files import write_text_atomic
 
 __all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape",
            "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
@@ -88,8 +87,8 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
     from .. import data
 
     if config.validation_samples and split in ("train", "validation"):
-        full = build_dataset(replace(config, validation_samples=0), "train")
-        train_index, validation_index = validation_indices(len(full), config.validation_samples)
+        full = build_dataset(config.updated(validation_samples=0), "train")
+        train_index, validation_index = validation_indices(len(full), config.validation_samples)  # type: ignore[arg-type]
         part = Subset(full, train_index if split == "train" else validation_index)
         for name in ("num_classes", "input_size", "frame_shape"):  # what dataset_shape and the trainer read
             if hasattr(full, name):
@@ -108,8 +107,8 @@ def build_dataset(config: TrainConfig, split: str) -> Dataset:
     else:
         options = dict(root=config.data_dir)
     if config.task in EVENT_TASKS:
-        if config.frames is not None:
-            options["num_frames"] = config.frames
+        if config.num_frames is not None:
+            options["num_frames"] = config.num_frames
         if config.spatial_factor is not None:
             options["spatial_factor"] = config.spatial_factor
     if config.task == "saccade-mnist":  # generated from the bundled digits; the seed draws the sensor mismatch
@@ -169,69 +168,70 @@ def frame_shape(input_size: int, input_shape: Optional[Sequence[int]] = None) ->
     return (2, side, side)
 
 
-def _fused_mode(config: TrainConfig) -> bool | str:
-    """``config.fused``, or the library's ``"auto"`` where no run length resolved it (the Trainer
-    resolves it by the planned length: fptt.rules.plans_to_fuse)."""
-    return "auto" if config.fused is None else config.fused
+def _fused(config: TrainConfig) -> bool | str:
+    """``config.fused``: ``True``/``False`` once the trainer resolved it, else the library's ``"auto"``."""
+    return config.compute.fused
+
+
+def cell_options(config: TrainConfig, seq_len: Optional[int] = None) -> dict[str, Any]:
+    """The cells' keyword arguments of ``config.network`` for its neuron, under their own names: the
+    options every spiking cell takes, the LTC's own (``chrono_tau="seq_len"`` resolved to ``seq_len``,
+    else the configured ``seq_len``) or ALIF/LIF's time constants; LIF takes no adaptation."""
+    net = config.network
+    options: dict[str, Any] = {key: getattr(net, key) for key in _CELL_KEYS}
+    options["surrogate"] = {"name": "multi_gaussian", "sigma": float(net.surrogate_sigma)}
+    if net.neuron != "lif":
+        options["adaptation_strength"] = net.adaptation_strength
+    if net.neuron == "ltc":
+        chrono = net.chrono_tau
+        if chrono == "seq_len":  # the data's length when known, else the adding task's configured T
+            chrono = seq_len if seq_len is not None else config.data.seq_len
+        options.update(fixed_threshold=net.fixed_threshold, gate_slopes=net.gate_slopes,
+                       chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=_fused(config))
+        return options
+    for key in ("tau_membrane_init", "tau_adaptation_init"):  # ALIF / LIF: (mean, std) in steps
+        if getattr(net, key) is not None:
+            options[key] = getattr(net, key)
+    return options
+
+
+_CELL_KEYS = ("norm", "norm_scale", "baseline_threshold", "initial_membrane", "synapse_init", "recurrent")
 
 
 def build_model(config: TrainConfig, input_size: int, output_size: int,
                 seq_len: Optional[int] = None, input_shape: Optional[Sequence[int]] = None) -> nn.Module:
-    """The :class:`SpikingRNN` that ``config`` describes, or the :class:`ConvSNN` when
-    ``config.conv`` lists conv layers (``input_shape``: the frames' (P, H, W), see
-    :func:`frame_shape`); ``seq_len`` resolves ``chrono_tau="seq_len"``.
-
-    ``gate_slopes`` and ``chrono_tau`` are LTC options, refused for ALIF/LIF (``fused`` fuses the
-    LTC dynamics and the FPTT update, only the update for ALIF/LIF); ``fixed_threshold``
-    is what ALIF/LIF do anyway with ``adaptation=0``; LIF takes no ``adaptation``."""
-    if config.model in BASELINE_CELLS:  # the non-spiking ceiling: no neuron options apply
-        if config.conv:
-            raise ConfigError(f"conv layers are LTC layers; --model {config.model} takes none")
-        return RecurrentBaseline(input_size, list(config.hidden), output_size, cell=config.model)
-    options: dict[str, Any] = dict(
-        norm=config.norm, norm_scale=config.norm_scale, baseline_threshold=config.threshold,
-        initial_membrane=config.initial_state, synapse_init=config.synapse_init, recurrent=config.recurrent,
-        surrogate={"name": "multi_gaussian", "sigma": float(config.surrogate_sigma)},
-    )
-    if config.model != "lif":
-        options["adaptation_strength"] = config.adaptation
-    if config.model == "ltc":
-        chrono = config.chrono_tau
-        if chrono == "seq_len":  # the data's length when known, else the adding task's configured T
-            chrono = seq_len if seq_len is not None else config.seq_len
-        options.update(fixed_threshold=config.fixed_threshold, gate_slopes=config.gate_slopes,
-                       chrono_tau=None if chrono is None else float(max(chrono, 3)), fused=_fused_mode(config))
-    elif config.gate_slopes or config.chrono_tau is not None:
-        raise ConfigError(f"gate_slopes and chrono_tau are options of the LTC neuron, not of {config.model}")
-    else:  # ALIF / LIF: the initial time constants, (mean, std) in steps
-        if config.tau_membrane is not None:
-            options["tau_membrane_init"] = tuple(float(v) for v in config.tau_membrane)
-        if config.tau_adaptation is not None:
-            options["tau_adaptation_init"] = tuple(float(v) for v in config.tau_adaptation)
-    if config.conv:
-        return ConvSNN(frame_shape(input_size, input_shape), list(config.conv), list(config.hidden), output_size,
-                       readout=config.readout, gate_input=config.conv_gate, **options)
-    return SpikingRNN(input_size, list(config.hidden), output_size, neuron=config.model,
-                      readout=config.readout, readout_from=config.readout_from, **options)
+    """The :class:`SpikingRNN` that ``config.network`` describes, the :class:`ConvSNN` when it lists
+    conv layers (``input_shape``: the frames' (P, H, W), see :func:`frame_shape`), or the non-spiking
+    :class:`RecurrentBaseline` for ``neuron`` gru/lstm; ``seq_len`` resolves ``chrono_tau="seq_len"``.
+    The fields go to the library under their own names (:func:`cell_options`)."""
+    net = config.network
+    if net.neuron in BASELINE_CELLS:  # the non-spiking ceiling: no neuron options apply
+        return RecurrentBaseline(input_size, list(net.hidden_sizes), output_size, cell=net.neuron)
+    options = cell_options(config, seq_len)
+    if net.conv:
+        return ConvSNN(frame_shape(input_size, input_shape), list(net.conv), list(net.hidden_sizes), output_size,
+                       readout=net.readout, gate_input=net.gate_input, **options)
+    return SpikingRNN(input_size, list(net.hidden_sizes), output_size, neuron=net.neuron,
+                      readout=net.readout, readout_from=net.readout_from, **options)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam/Adamax/SGD (momentum 0.9); wrapped in :class:`FPTT` for ``method="fptt"``.
-
-    ``foreach=True`` on every device (PyTorch's default on CUDA; on CPU its default is the
-    per-parameter loop): one code path everywhere, identical results. On our shared 2-core CPU the
-    difference in step time was within the noise (−4 % to +7 % over three interleaved runs)."""
+    """Adam/Adamax/SGD (momentum 0.9); wrapped in :class:`FPTT` (``config.fptt``'s arguments and
+    ``clip_grad_norm``) for ``method="fptt"``. ``foreach=True`` on every device: one code path,
+    identical results (the CPU timing: docs/PERFORMANCE.md)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adam":
-        inner = torch.optim.Adam(parameters, lr=config.lr, foreach=True)
-    elif config.optimizer == "adamax":
-        inner = torch.optim.Adamax(parameters, lr=config.lr, foreach=True)
+    optim = config.optim
+    if optim.optimizer == "adam":
+        inner: torch.optim.Optimizer = torch.optim.Adam(parameters, lr=optim.lr, foreach=True)
+    elif optim.optimizer == "adamax":
+        inner = torch.optim.Adamax(parameters, lr=optim.lr, foreach=True)
     else:
-        inner = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, foreach=True)
-    if config.method != "fptt":
+        inner = torch.optim.SGD(parameters, lr=optim.lr, momentum=0.9, foreach=True)
+    if config.training.method != "fptt":
         return inner
-    return FPTT(inner, alpha=config.alpha, beta=config.beta, reset_lambda_on_average=config.reset_lambda,
-                clip_grad_norm=config.clip, fused=_fused_mode(config))
+    return FPTT(inner, alpha=config.fptt.alpha, beta=config.fptt.beta,
+                reset_lambda_on_average=config.fptt.reset_lambda_on_average,
+                clip_grad_norm=config.training.clip_grad_norm, fused=_fused(config))
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batches_per_epoch: int = 1):
@@ -249,7 +249,7 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batch
 
 
 def load_run(path: str | Path, device: str = "cpu",
-             which: str = "last") -> tuple[TrainConfig, SpikingRNN, torch.optim.Optimizer, dict]:
+             which: str = "last") -> tuple[TrainConfig, nn.Module, torch.optim.Optimizer, dict]:
     """Rebuild the model and optimizer of a saved run (folder or checkpoint file) for evaluation."""
     checkpoint_path = find_checkpoint(path, which)
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
@@ -264,7 +264,7 @@ def load_run(path: str | Path, device: str = "cpu",
 
 
 def load_model(path: str | Path, device: str = "cpu", which: str = "last",
-               weights: str = "average") -> tuple[TrainConfig, SpikingRNN, dict, str]:
+               weights: str = "average") -> tuple[TrainConfig, nn.Module, dict, str]:
     """The model of a saved run (folder or checkpoint file) with its running average W̄
     (``weights="average"``, FPTT runs) or its last weights W (``"weights"``), for inference.
 
@@ -278,6 +278,7 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
     if weights == "average" and config.method == "fptt" and payload.get("model_average") is None:
         config, model, optimizer, payload = load_run(path, device=device, which=which)
+        assert isinstance(optimizer, FPTT)  # method fptt
         model.load_state_dict(optimizer.averaged_state_dict(model))
         return config, model, payload, "average"
     shape = payload.get("model_shape") or {}

@@ -41,8 +41,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..files import atomic_write, write_text_atomic
 from ..optim import FPTT
+from .files import atomic_write, write_text_atomic
 from .records import BEST, LAST, PREVIOUS
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "find_checkpoint",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .config import flatten
 from .records import CONFIG, CURVE, METRICS, SUMMARY, read_json_lines
 
 __all__ = ["RunRecord", "load_run_record", "comparison_rows", "format_table", "plot_comparison"]
@@ -46,7 +47,7 @@ def load_run_record(run_dir: str | Path) -> RunRecord:
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a run folder of `fptt train` (no {CONFIG})")
     summary_file = path / SUMMARY
-    return RunRecord(path=path, config=json.loads(config_file.read_text()),
+    return RunRecord(path=path, config=flatten(json.loads(config_file.read_text()), str(config_file)),
                      history=read_json_lines(path / METRICS), curve=read_json_lines(path / CURVE),
                      summary=json.loads(summary_file.read_text()) if summary_file.is_file() else None)
 
@@ -66,12 +67,11 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         config, summary, history = record.config, record.summary or {}, record.history
         last = history[-1] if history else None
         metric, final = _score(last["eval"] if last else None)
-        scores = [_score(row["eval"])[1] for row in history]
-        scores = [s for s in scores if s is not None]
+        scores = [score for row in history if (score := _score(row["eval"])[1]) is not None]
         best = (max(scores) if metric == "accuracy" else min(scores)) if scores else None
         window = (config.get("k") or 1) if config.get("update_points") is None else f"K={config['update_points']}"
         rows.append({
-            "run": record.label, "task": config.get("task"), "neuron": config.get("model"),
+            "run": record.label, "task": config.get("task"), "neuron": config.get("neuron"),
             "method": config.get("method"), "k": window if config.get("method") in ("fptt", "tbptt") else
             (1 if config.get("method") == "online" else None),
             "epochs": len(history), "metric": metric, "final": final, "best": best,

@@ -72,7 +72,7 @@ def record_activity(model: torch.nn.Module, x: Tensor) -> dict[str, list[Tensor]
                 _, state = model.step(x[t].unsqueeze(0), state)
         return {
             "spikes": [torch.stack(layer) for layer in spikes],
-            "membrane_rate": [torch.stack(layer) if layer else None for layer in rates],
+            "membrane_rate": [torch.stack(layer) if layer else None for layer in rates],  # type: ignore[misc]
         }
     finally:
         for handle in handles:

@@ -12,7 +12,7 @@ What ``fptt train`` writes in a run folder::
     checkpoint_previous.pt  the checkpoint_last.pt that the latest one replaced (a fallback)
     plots/               figures (the ``plot`` extra)
 
-Every whole-file write is atomic (:func:`fptt.files.write_text_atomic`).
+Every whole-file write is atomic (:func:`fptt.run.files.write_text_atomic`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..files import write_text_atomic
+from .files import write_text_atomic
 
 __all__ = ["CONFIG", "METRICS", "CURVE", "SUMMARY", "LAST", "BEST", "PREVIOUS", "PLOTS", "write_json", "write_json_lines",
            "append_json_line", "read_json_lines"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ..vocabulary import LOGGERS
+from ..spec.vocabulary import LOGGERS
 
 __all__ = ["Tracker", "TensorBoardTracker", "open_tracker", "epoch_scalars", "curve_scalars"]
 
@@ -97,7 +97,7 @@ class TensorBoardTracker(Tracker):
 
 
 def open_tracker(kind: str, run_dir: str | Path, purge_step: Optional[int] = None) -> Tracker:
-    """The tracker named ``kind`` (one of :data:`fptt.vocabulary.LOGGERS`)."""
+    """The tracker named ``kind`` (one of :data:`fptt.spec.vocabulary.LOGGERS`)."""
     if kind not in LOGGERS:
         raise ValueError(f"log must be one of {', '.join(LOGGERS)}, got {kind!r}")
     if kind == "tensorboard":

@@ -6,7 +6,7 @@ together::
     from fptt.run.config import TrainConfig
     from fptt.run.trainer import Trainer
 
-    summary = Trainer(TrainConfig(task="add", seq_len=50, epochs=2), run_dir="runs/add").fit()
+    summary = Trainer(TrainConfig.from_dict(dict(task="add", seq_len=50, epochs=2)), run_dir="runs/add").fit()
 
 Per epoch: train (data order seeded with ``seed + epoch``; with ``eval_every`` a learning-curve
 point of W and W̄ every N batches in ``curve.jsonl``, and ``stop_at`` ending the run at a target),
@@ -47,9 +47,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
-from ..rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS, plans_to_capture, plans_to_fuse
+from ..spec.rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS, plans_to_capture, plans_to_fuse
+from ..spec.vocabulary import TRACE_METHODS
 from ..training.engine import EpochMetrics, evaluate, train_epoch
-from ..vocabulary import TRACE_METHODS
 from .build import (
     build_dataset,
     build_model,
@@ -76,7 +76,7 @@ from .control import EpochBatches, StopRequest, agree_to_stop, stop_on_signals
 from .records import BEST, CURVE, LAST, METRICS, PLOTS, SUMMARY, append_json_line, write_json, write_json_lines
 from .tracking import Tracker, open_tracker
 
-__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir"]
+__all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir", "resolve_automatic"]
 
 
 def seed_everything(seed: int) -> None:
@@ -117,6 +117,48 @@ def _stderr_is_tty() -> bool:
         return False
 
 
+# ---------------------------------------------------------------------------------- automatic choices
+def resolve_automatic(config: TrainConfig, run_dir: Optional[str | Path] = None, *, seq_len: Optional[int] = None,
+                      batches_per_epoch: Optional[int] = None,
+                      log: Optional[Callable[[str, str], None]] = None) -> TrainConfig:
+    """``config`` with its automatic choices made: ``run_dir`` (``run_dir``, the config's, or
+    :func:`default_run_dir`), and ``fused="auto"`` and ``capture="auto"`` by the planned number of
+    training steps (:func:`fptt.spec.rules.plans_to_fuse`, :func:`~fptt.spec.rules.plans_to_capture`;
+    the training data is built to count them when ``seq_len`` and ``batches_per_epoch`` are not
+    given). ``log(key, why)`` receives why each of the two is what it is. Where the data cannot be
+    read, they stay ``"auto"`` (the trainer resolves them)."""
+    folder = str(run_dir or config.run_dir or default_run_dir(config))
+    rules = {"fused": (plans_to_fuse, FUSE_AFTER_STEPS), "capture": (plans_to_capture, CAPTURE_AFTER_STEPS)}
+    automatic = [key for key in rules if getattr(config, key) == "auto"]
+    for key in rules:
+        if key not in automatic and log:
+            log(key, f"set by --{key} / --no-{key} or the run's config")
+    if not automatic:
+        return config.updated(run_dir=folder)
+    if seq_len is None or batches_per_epoch is None:
+        from ..data import DatasetNotFoundError
+
+        try:
+            train_set = build_dataset(config, "train")
+        except DatasetNotFoundError as error:
+            for key in automatic:
+                if log:
+                    log(key, f"stays auto (resolved by the run): {str(error).splitlines()[0]}")
+            return config.updated(run_dir=folder)
+        seq_len = int(train_set[0][0].shape[0])
+        batches = -(-len(train_set) // config.batch_size)  # type: ignore[arg-type]
+        batches_per_epoch = batches if config.max_batches is None else min(batches, config.max_batches)
+    planned = config.epochs * batches_per_epoch * seq_len
+    choices = {}
+    for key in automatic:
+        rule, threshold = rules[key]
+        choices[key] = rule(planned)
+        if log:
+            log(key, f"{planned:,} planned training steps {'>=' if choices[key] else '<'} {threshold:,}; "
+                     f"--{key} / --no-{key} to choose")
+    return config.updated(run_dir=folder, **choices)
+
+
 # ---------------------------------------------------------------------------------- trainer
 class Trainer:
     """Train ``config`` in ``run_dir``; :meth:`fit` runs the remaining epochs.
@@ -136,10 +178,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
                  progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
                  handle_sigint: bool = True, datasets: Optional[tuple[Dataset, Dataset]] = None) -> None:
-        config.validate()
+        if not isinstance(config, TrainConfig):  # the one guard: a TrainConfig is valid by construction
+            raise TypeError(f"Trainer takes a TrainConfig (fptt.run.config.resolve_config), got {type(config).__name__}")
         self.config = config
         self.run_dir = Path(run_dir or config.run_dir or default_run_dir(config))
-        self.config.run_dir = str(self.run_dir)
         self.progress = _stderr_is_tty() if progress is None else progress
         self.log = log or (lambda message: None)
         self.handle_sigint = handle_sigint
@@ -177,17 +219,12 @@ class Trainer:
         self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
         count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
         self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
-        self.fused_note = "set by --fused / --no-fused or the run's config"
-        planned = config.epochs * self.batches_per_epoch * seq_len
-        if config.fused is None:  # by the planned length of the run (fptt.compiled)
-            config.fused = plans_to_fuse(planned)
-            self.fused_note = (f"{planned:,} planned training steps {'>=' if config.fused else '<'} "
-                               f"{FUSE_AFTER_STEPS:,}; --fused / --no-fused to choose")
-        self.capture_note = "set by --capture / --no-capture or the run's config"
-        if config.capture is None:  # by the planned length of the run (fptt.training.captured)
-            config.capture = plans_to_capture(planned)
-            self.capture_note = (f"{planned:,} planned training steps {'>=' if config.capture else '<'} "
-                                 f"{CAPTURE_AFTER_STEPS:,}; --capture / --no-capture to choose")
+        # the automatic choices, resolved before config.json is written (fit)
+        self.notes: dict[str, str] = {}  # why fused and capture are what they are
+        config = self.config = resolve_automatic(self.config, self.run_dir, seq_len=seq_len,
+                                                 batches_per_epoch=self.batches_per_epoch, log=self.notes.__setitem__)
+        if self.is_main and not resume:  # every choice made: from here a killed run can be resumed (restarted)
+            save_config(config, self.run_dir)
         self.model = build_model(config, self.input_size, self.output_size, seq_len,
                                  input_shape=self.input_shape).to(self.device)
         self.train_model: nn.Module = self.model
@@ -207,7 +244,8 @@ class Trainer:
 
         if not (self.config.distributed or launched_by_torchrun()):
             return 0, 1
-        self.config.distributed = True
+        if not self.config.distributed:
+            self.config = self.config.updated(distributed=True)
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         rank, world = setup(backend)
         if self.device.type == "cuda":  # one GPU per process
@@ -300,7 +338,7 @@ class Trainer:
     def train_loader(self, epoch: int) -> DataLoader:
         """The shuffled training loader of ``epoch`` (order seeded with ``seed + epoch``)."""
         if self.world_size > 1:  # this rank's shard, reshuffled each epoch with the same seed on all ranks
-            sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
+            sampler: DistributedSampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
                                          shuffle=True, seed=self.config.seed)
             sampler.set_epoch(epoch)
             # a generator of its own: without one, every iterator draws its base seed from the global
@@ -318,7 +356,7 @@ class Trainer:
         """Evaluate on ``dataset`` (default the run's evaluation split) with W̄ or W."""
         with_ = with_ or self.config.eval_with
         averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
-        context = self.optimizer.averaged() if averaged else nullcontext()
+        context = self.optimizer.averaged() if isinstance(self.optimizer, FPTT) and averaged else nullcontext()
         with context, evaluation_rng(self.config.seed, self.device):
             return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
                             progress=self.progress, description="eval")
@@ -336,7 +374,7 @@ class Trainer:
         with per_update(self.optimizer) if config.measure_memory else nullcontext() as meter:
             metrics = train_epoch(
                 self.train_model, batches, self.optimizer, method=config.method, weighting=config.weighting,
-                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip,
+                loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip_grad_norm,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
                 on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed,
                 capture=bool(config.capture), **windows,
@@ -415,7 +453,7 @@ class Trainer:
         action = "free some space" if code in (errno.ENOSPC, errno.EDQUOT) else "fix the cause"
         return f"{action}, then resume with `fptt train --resume {self.run_dir}`"
 
-    def _fit(self) -> dict[str, Any]:
+    def _fit(self) -> dict[str, Any]:  # noqa: C901 - the epoch loop
         config = self.config
         metrics_path = self.run_dir / METRICS
         if self.is_main:
@@ -432,12 +470,12 @@ class Trainer:
             done = self.start_epoch * self.batches_per_epoch + self.skip_batches
             self.tracker = open_tracker(config.log, self.run_dir, purge_step=done + 1 if done else None)
         with stop_on_signals(self.stop, self.handle_sigint), self._closing(self.tracker):
-            self.log(f"fptt train: {config.task} {config.model} {config.method}, hidden {config.hidden}, "
+            self.log(f"fptt train: {config.task} {config.neuron} {config.method}, hidden {config.hidden_sizes}, "
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
-            self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.fused_note})")
+            self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.notes.get('fused', '')})")
             if config.method in ("fptt", "tbptt", "online"):
-                self.log(f"captured update {'on' if config.capture else 'off'} ({self.capture_note})")
+                self.log(f"captured update {'on' if config.capture else 'off'} ({self.notes.get('capture', '')})")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
                 self.epoch_started = time.perf_counter()
@@ -462,7 +500,7 @@ class Trainer:
                 if config.eval_every and not self.target_reached:  # the epoch's last point, before any W ← W̄
                     self._curve_point(epoch, resumed_at + batches.done)
                 self.train_seconds += train_metrics.seconds
-                if config.method == "fptt" and config.averaging:
+                if isinstance(self.optimizer, FPTT) and config.averaging:
                     self.optimizer.load_average()
                 lr = self.optimizer.param_groups[0]["lr"]
                 if self.scheduler is not None and config.schedule_unit == "epoch":
@@ -516,7 +554,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "task": self.config.task,
             "method": self.config.method,
-            "model": self.config.model,
+            "model": self.config.neuron,
             "epochs_completed": len(self.history),
             "interrupted": interrupted,
             "stop_signal": self.stop_signal if interrupted else None,
@@ -546,7 +584,7 @@ class Trainer:
                                                   title=f"{self.config.task} {self.config.method}")]
             x, _ = self.eval_set[0]
             written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
-            if self.config.model == "ltc":
+            if self.config.neuron == "ltc":
                 written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))
         except ImportError as error:  # matplotlib (the "plot" extra) is not installed
             self.log(f"plots skipped: {error.name or 'matplotlib'} is not installed (pip install 'fptt[plot]')")

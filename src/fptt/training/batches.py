@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..vocabulary import LOSSES
+from ..spec.vocabulary import LOSSES
 
 __all__ = ["LossFn", "StepInputs", "prepared_batches", "progress_bar", "loader_length"]
 
@@ -150,7 +150,7 @@ class StepInputs:
 
 def prepared_batches(batches: Iterable, model: nn.Module, loss: str, per_step_targets: bool,
                       max_batches: Optional[int], device: torch.device,
-                      dtype: torch.dtype) -> Iterator[tuple[int, "StepInputs", Tensor, "LossFn"]]:
+                      dtype: torch.dtype) -> Iterator[tuple[int, StepInputs, Tensor, LossFn]]:
     """``(batch_index, inputs, y, loss_fn)`` per batch, checked once per batch and moved to the
     model's device; the loss function is resolved from the first batch's targets."""
     loss_fn: Optional[LossFn] = None

@@ -50,10 +50,10 @@ import torch
 from torch import Tensor, nn
 
 from ..compiled import compile_cache_dir
+from ..models.state import detach_state, map_state
 from ..optim import FPTT
 from ..optim.fused_update import fused_unsupported_reason
-from ..rules import CAPTURE_AFTER_STEPS
-from ..state import detach_state, map_state
+from ..spec.rules import CAPTURE_AFTER_STEPS
 from .batches import LossFn
 from .metrics import firing_rate
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.protocol import check_first_step, check_stateful_model
-from ..state import map_state, select_batch, state_tensors
+from ..models.state import map_state, select_batch, state_tensors
 from .batches import LossFn
 from .window import WindowUpdate
 

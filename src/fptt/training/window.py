@@ -45,10 +45,10 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..models.state import detach_state
 from ..optim import FPTT
-from ..rules import check_clip
-from ..state import detach_state
-from ..vocabulary import ON_NONFINITE
+from ..spec.rules import check_clip
+from ..spec.vocabulary import ON_NONFINITE
 
 __all__ = ["WindowUpdate"]
 

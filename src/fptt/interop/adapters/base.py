@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ...models import unroll_steps
-from ...state import state_to
+from ...models.state import state_to
 
 __all__ = ["AdapterBase", "require"]
 

@@ -53,11 +53,11 @@ import torch
 from torch import Tensor, nn
 
 from ...models import NetworkState
-from ...neurons.cells import ALIF, NEURONS, check_step_input
+from ...neurons.cells import ALIF, NEURON_CLASSES, check_step_input
 from ...neurons.functional import alif_decay
-from ...neurons.readout import READOUTS, FixedReadout
-from ...rules import check_trace_settings
-from ...vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
+from ...neurons.readout import READOUT_CLASSES, FixedReadout
+from ...spec.rules import check_trace_settings
+from ...spec.vocabulary import FEEDBACKS, METHODS, TRACE_METHODS
 from .eligibility import ReadoutTraces, SpikingLayerTraces, leaky_filter_
 
 __all__ = ["TraceLearner", "check_trace_model"]
@@ -65,16 +65,16 @@ __all__ = ["TraceLearner", "check_trace_model"]
 
 def check_trace_model(model: Any, method: str, feedback: str = "symmetric") -> None:
     """Raise a one-line ``ValueError`` unless ``model`` is a network e-prop/OSTL can train (the
-    settings read off the network are checked by :func:`fptt.rules.check_trace_settings`, the same
+    settings read off the network are checked by :func:`fptt.spec.rules.check_trace_settings`, the same
     rule the run configuration applies)."""
     other = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
     layers = getattr(model, "layers", None)
     if layers is None or not hasattr(model, "readout") or not hasattr(model, "readout_from"):
         raise ValueError(f"method {method!r} trains a fptt.SpikingRNN of ALIF/LIF layers; for other models use {other}")
-    neurons = {_registered_name(NEURONS, layer) for layer in layers}
+    neurons = {_registered_name(NEURON_CLASSES, layer) for layer in layers}
     check_trace_settings(
         method, model=next(iter(neurons)) if len(neurons) == 1 else "/".join(sorted(neurons)),
-        readout=_registered_name(READOUTS, model.readout), readout_from=model.readout_from,
+        readout=_registered_name(READOUT_CLASSES, model.readout), readout_from=model.readout_from,
         norm="none" if all(isinstance(layer.input_norm, nn.Identity) for layer in layers) else "layer",
         layers=len(layers), feedback=feedback, distributed=getattr(model, "set_gradient_sync", None) is not None)
 

@@ -1,6 +1,7 @@
 """Crash-safe file writes (no torch import: the command line uses them before loading the library)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import BinaryIO, Callable
 __all__ = ["atomic_write", "write_text_atomic"]
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Temporary file in ``path``'s folder, ``write`` into it, flush, fsync, ``os.replace``, fsync
     the folder: a crash at any moment leaves either the old file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,10 +22,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        except FileNotFoundError:
-            pass
         raise
     try:  # make the rename itself durable
         directory = os.open(path.parent, os.O_RDONLY)

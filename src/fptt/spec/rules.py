@@ -76,7 +76,7 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
     if model not in TRACE_NEURONS:
         others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
         why = "is not a spiking network" if model in BASELINE_CELLS else f"neuron's liquid gates have no {method} derivation"
-        raise ValueError(f"method {method} needs ALIF or LIF layers (--model {' or '.join(TRACE_NEURONS)}): the {model} "
+        raise ValueError(f"method {method} needs ALIF or LIF layers (--neuron {' or '.join(TRACE_NEURONS)}): the {model} "
                          f"model {why}; a {model} model trains with {others}")
     if readout not in TRACE_READOUTS:
         raise ValueError(f"method {method} needs readout {' or '.join(repr(r) for r in TRACE_READOUTS)} "
@@ -94,10 +94,8 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
         raise ValueError(f"method {method} does not run distributed (its gradients bypass DDP's all-reduce)")
 
 
-#: Training steps after which ``fused="auto"`` switches to the compiled kernels
-#: (:mod:`fptt.compiled`): the warm-cache compile time (2.5–3.0 s for an LTC network and its FPTT
-#: update on 1–2 CPU threads) over the saving per step (0.9–1.3 ms at H = 256, B = 128), a payback
-#: of 2,300–2,900 steps, both measured in docs/PERFORMANCE.md ("Fast by default").
+#: Training steps after which ``fused="auto"`` switches to the compiled kernels (:mod:`fptt.compiled`):
+#: the warm-cache compile time over the saving per step (the measurement: docs/PERFORMANCE.md, "Fast by default").
 FUSE_AFTER_STEPS = 3000
 
 

@@ -54,7 +54,7 @@ class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, ``surrogate.derivative`` backward (one Function shared by all surrogates)."""
 
     @staticmethod
-    def forward(ctx, v: Tensor, surrogate: "Surrogate") -> Tensor:  # type: ignore[override]
+    def forward(ctx, v: Tensor, surrogate: Surrogate) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(v)
         ctx.surrogate = surrogate
         return heaviside(v)

@@ -2,7 +2,7 @@
 parser from these without loading the library).
 
 The registries that implement them are keyed by these names and check it at import:
-:data:`fptt.neurons.NEURONS` (``NEURONS``), :data:`fptt.neurons.READOUTS` (``READOUTS``),
+:data:`fptt.neurons.NEURON_CLASSES` (``NEURONS``), :data:`fptt.neurons.READOUT_CLASSES` (``READOUTS``),
 :func:`fptt.data.get_dataset` (``TASKS``); the engines and :class:`~fptt.run.config.TrainConfig`
 validate against the tuples here.
 """
@@ -20,7 +20,7 @@ TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10
 EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
 NEURONS = ("ltc", "alif", "lif")
 BASELINE_CELLS = ("gru", "lstm")  # non-spiking recurrent baselines (fptt.baselines)
-MODELS = NEURONS + BASELINE_CELLS  # what `fptt train --model` takes
+MODELS = NEURONS + BASELINE_CELLS  # what `fptt train --neuron` takes
 READOUTS = ("liquid", "fixed", "linear")
 READOUT_INPUTS = ("spikes", "membrane")
 NORMS = ("none", "layer")
@@ -58,4 +58,4 @@ CONV_LAYER_PATTERN = r"^([1-9][0-9]*)c([1-9][0-9]*)(?:p([1-9][0-9]*))?$"
 def check_registry(kind: str, registered: tuple[str, ...], names: tuple[str, ...]) -> None:
     """Raise ``RuntimeError`` if a registry's keys differ from its vocabulary (a library defect)."""
     if tuple(registered) != tuple(names):
-        raise RuntimeError(f"the {kind} registry {tuple(registered)} differs from fptt.vocabulary {tuple(names)}")
+        raise RuntimeError(f"the {kind} registry {tuple(registered)} differs from fptt.spec.vocabulary {tuple(names)}")
