@@ -46,7 +46,7 @@ _SETTINGS = ("steps", "streams", "hidden", "k", "lr", "alpha", "drift_at", "seed
              "preset", "checkpoint_every")
 
 
-def run_stream(
+def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume (to split later)
     steps: int = 1_000_000,
     streams: int = 8,
     hidden: int = 64,
@@ -63,7 +63,7 @@ def run_stream(
     checkpoint_every: Optional[int] = None,
     resume: bool = False,
     handle_signals: bool = False,
-) -> dict:  # noqa: C901 - the stream loop with its checkpoints and resume (split: a later change)
+) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
     The network and the inner optimizer are those of ``fptt train --task smnist`` (its task
