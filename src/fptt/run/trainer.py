@@ -49,6 +49,7 @@ from ..memory import peak_rss_mb, per_update
 from ..optim import FPTT
 from ..spec.rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS, plans_to_capture, plans_to_fuse
 from ..spec.vocabulary import TRACE_METHODS
+from ..training.captured import WINDOW_METHODS
 from ..training.engine import EpochMetrics, evaluate, train_epoch
 from .build import (
     build_dataset,
@@ -377,7 +378,7 @@ class Trainer:
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip_grad_norm,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
                 on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed,
-                capture=bool(config.capture), **windows,
+                capture=bool(config.capture) and config.method in WINDOW_METHODS, **windows,
             )
         self.trace_bytes = max(self.trace_bytes, int(metrics.extra.get("trace_bytes", 0)))
         if meter is not None:
@@ -474,7 +475,7 @@ class Trainer:
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
             self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.notes.get('fused', '')})")
-            if config.method in ("fptt", "tbptt", "online"):
+            if config.method in WINDOW_METHODS:
                 self.log(f"captured update {'on' if config.capture else 'off'} ({self.notes.get('capture', '')})")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches

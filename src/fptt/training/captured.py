@@ -57,13 +57,16 @@ from ..spec.rules import CAPTURE_AFTER_STEPS
 from .batches import LossFn
 from .metrics import firing_rate
 
-__all__ = ["CAPTURE_MODES", "CapturedUpdate", "capture_unsupported_reason", "captured_update_for"]
+__all__ = ["CAPTURE_MODES", "WINDOW_METHODS", "CapturedUpdate", "capture_unsupported_reason", "captured_update_for"]
 
 logger = logging.getLogger("fptt")
 
 #: ``False`` never; ``True`` from the first update; ``"auto"`` after :data:`fptt.rules.CAPTURE_AFTER_STEPS`
 #: training steps (the rent-then-buy rule of :mod:`fptt.compiled`).
 CAPTURE_MODES: tuple[Any, ...] = (False, True, "auto")
+
+#: the methods whose update a captured graph can run (one window of detached steps, autograd's gradient)
+WINDOW_METHODS: tuple[str, ...] = ("fptt", "tbptt", "online")
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
@@ -83,7 +86,7 @@ def check_capture_mode(value: Any, where: str) -> Any:
 def capture_unsupported_reason(model: nn.Module, optimizer: torch.optim.Optimizer, method: str) -> Optional[str]:
     """``None`` if :class:`CapturedUpdate` can run this model, optimizer and method, else why not
     (the checks that need no compilation; a model that does not compile is found at the first call)."""
-    if method not in ("fptt", "tbptt", "online"):
+    if method not in WINDOW_METHODS:
         return f"method={method!r} is not a window method with a captured update (fptt, tbptt, online)"
     if getattr(model, "set_gradient_sync", None) is not None:
         return "a data-parallel model all-reduces its gradients in autograd hooks, which a captured update bypasses"
