@@ -238,8 +238,8 @@ def test_fptt_train_resolves_and_records_the_captured_update(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "captured update on (set by --capture" in result.stdout + result.stderr
     assert "captured update is off" not in result.stdout + result.stderr  # it ran captured, no fallback
-    assert json.loads((captured_run / "config.json").read_text())["capture"] is True
+    assert json.loads((captured_run / "config.json").read_text())["compute"]["capture"] is True
     result = fptt("train", *TINY_ADD, "--run-dir", str(default_run))
     assert result.returncode == 0, result.stderr
     assert "captured update off (" in result.stdout + result.stderr
-    assert json.loads((default_run / "config.json").read_text())["capture"] is False
+    assert json.loads((default_run / "config.json").read_text())["compute"]["capture"] is False

@@ -152,7 +152,7 @@ def test_fptt_train_fuses_by_the_planned_length_of_the_run(tmp_path, max_batches
     trainer = Trainer(config, tmp_path / "run", log=None)
     assert trainer.config.fused is expected
     assert trainer.model.layers[0].fused is expected and trainer.optimizer.fused is expected
-    assert trainer.fused_note.startswith(f"{100 * max_batches:,} planned training steps")
+    assert trainer.notes["fused"].startswith(f"{100 * max_batches:,} planned training steps")
     chosen = Trainer(config.updated(fused=not expected), tmp_path / "flag", log=None)
     assert chosen.optimizer.fused is (not expected)
 

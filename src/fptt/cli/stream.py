@@ -76,12 +76,12 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     import torch
 
     from ..data import SequentialMNIST
-    from ..files import write_text_atomic
     from ..memory import rss_mb
     from ..run.build import build_model, build_optimizer
     from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
     from ..run.control import StopRequest, stop_on_signals
+    from ..run.files import write_text_atomic
     from ..run.records import CONFIG, LAST, PREVIOUS
     from ..spec.rules import plans_to_fuse
     from ..training.engine import step_weight

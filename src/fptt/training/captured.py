@@ -86,6 +86,8 @@ def check_capture_mode(value: Any, where: str) -> Any:
 def capture_unsupported_reason(model: nn.Module, optimizer: torch.optim.Optimizer, method: str) -> Optional[str]:
     """``None`` if :class:`CapturedUpdate` can run this model, optimizer and method, else why not
     (the checks that need no compilation; a model that does not compile is found at the first call)."""
+    if not hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        return f"torch {torch.__version__} cannot trace torch.autograd.grad into a graph (torch >= 2.11 can)"
     if method not in WINDOW_METHODS:
         return f"method={method!r} is not a window method with a captured update (fptt, tbptt, online)"
     if getattr(model, "set_gradient_sync", None) is not None:
