@@ -286,7 +286,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Optional[str | torch.
         raise CheckpointError(f"{path} was written by a newer fptt (format {version!r}); upgrade fptt")
     checksum = payload.get("checksum")
     if version >= 2 or checksum is not None:  # format 1 (fptt <= 0.3) has none and loads unverified
-        if not (isinstance(checksum, dict) and isinstance(checksum.get("digest"), str)):
+        if not (isinstance(checksum, dict) and set(checksum) == {"algorithm", "digest"}
+                and checksum["algorithm"] == "sha256" and isinstance(checksum["digest"], str)):
             raise CheckpointError(f"{path} is corrupt: its checksum entry is missing or damaged")
         try:
             digest = content_digest(payload)
