@@ -224,6 +224,12 @@ class Trainer:
         self.notes: dict[str, str] = {}  # why fused and capture are what they are
         config = self.config = resolve_automatic(self.config, self.run_dir, seq_len=seq_len,
                                                  batches_per_epoch=self.batches_per_epoch, log=self.notes.__setitem__)
+        # the captured update (fptt.training.captured) for the window methods; not while measuring memory:
+        # the activations it keeps live inside its compiled graph, where --measure-memory cannot count them
+        self.captures = bool(config.capture) and config.method in WINDOW_METHODS and not config.measure_memory
+        if config.capture is True and config.measure_memory:
+            self.notes["capture"] = ("off while --measure-memory counts the activations autograd keeps: a captured "
+                                     "update keeps them inside its compiled graph")
         if self.is_main and not resume:  # every choice made: from here a killed run can be resumed (restarted)
             save_config(config, self.run_dir)
         self.model = build_model(config, self.input_size, self.output_size, seq_len,
@@ -378,7 +384,7 @@ class Trainer:
                 loss_steps=config.loss_steps, clip_grad_norm=None if config.method == "fptt" else config.clip_grad_norm,
                 progress=self.progress, description=f"epoch {epoch + 1}/{config.epochs}",
                 on_nonfinite=config.on_nonfinite, feedback=config.feedback, feedback_seed=config.seed,
-                capture=bool(config.capture) and config.method in WINDOW_METHODS, **windows,
+                capture=self.captures, **windows,
             )
         self.trace_bytes = max(self.trace_bytes, int(metrics.extra.get("trace_bytes", 0)))
         if meter is not None:
@@ -476,7 +482,7 @@ class Trainer:
                      f"run dir {self.run_dir}")
             self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.notes.get('fused', '')})")
             if config.method in WINDOW_METHODS:
-                self.log(f"captured update {'on' if config.capture else 'off'} ({self.notes.get('capture', '')})")
+                self.log(f"captured update {'on' if self.captures else 'off'} ({self.notes.get('capture', '')})")
             for epoch in range(self.start_epoch, config.epochs):
                 resumed_at = self.skip_batches
                 self.epoch_started = time.perf_counter()
