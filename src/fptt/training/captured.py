@@ -286,7 +286,7 @@ class CapturedUpdate:
                     st["step"] = st["step"].to(p.device)
                 first.append(st["exp_avg"])
                 second.append(st["exp_inf" if kind is torch.optim.Adamax else "exp_avg_sq"])
-                steps.append(self._scalar_view(st["step"]))  # 1-element view (see above _CLIP_EPS)
+                steps.append(self._scalar_view(st["step"]))  # a 1-element view: see the note on scalars at the top
             groups.append([params, averages, lambdas, first, second, steps])
         return groups
 
