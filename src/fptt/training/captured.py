@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from ..compiled import compile_cache_dir
 from ..models.state import detach_state, map_state
 from ..optim import FPTT
-from ..optim.fused_update import fused_unsupported_reason
+from ..optim.fused_update import _scalar_dtype, fused_unsupported_reason
 from ..spec.rules import CAPTURE_AFTER_STEPS
 from .batches import LossFn
 from .metrics import firing_rate
@@ -278,7 +278,7 @@ class CapturedUpdate:
                         first.append(st["momentum_buffer"])
                     continue
                 if len(st) == 0:
-                    st["step"] = torch.tensor(0.0, dtype=_step_dtype())
+                    st["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_inf" if kind is torch.optim.Adamax else "exp_avg_sq"] = torch.zeros_like(
                         p, memory_format=torch.preserve_format)
@@ -456,7 +456,3 @@ def captured_update_for(model: nn.Module, optimizer: torch.optim.Optimizer, mode
     captured.clip_grad_norm = clip_grad_norm
     return None if captured.failed is not None else captured
 
-
-def _step_dtype() -> torch.dtype:
-    """The dtype torch.optim gives its step counts (float32, or float64 when that is the default)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
