@@ -185,6 +185,27 @@ define("ps196_gru_bptt", "psmnist196", ["--model", "gru", "--method", "bptt", "-
 define("s784_default_1ep", "smnist784", ["--epochs", "1"], _G)
 
 
+# ---- MNIST-1D, equal tuning (issue 31): every row of the headline comparison gets the same budget,
+# 12 validation runs (seed 0, the task default otherwise) over its own key settings. The LTC rows
+# (FPTT k = 1 and BPTT, the same network) search lr × loss weighting × what the readout integrates;
+# the GRU (BPTT) searches lr × loss weighting. The row's best last-epoch validation accuracy picks
+# its configuration; five seeds of it are then scored on test, once each (group seeds5-mnist1d).
+_TUNE = "tune-mnist1d"
+TUNING_GRIDS: dict[str, list[tuple[str, list[str]]]] = {
+    "t1d_ltc_fptt": [(f"lr{lr}_{weighting}_{source}", ["--lr", lr, "--weighting", weighting, "--readout-from", source])
+                     for lr in ("1e-3", "3e-3", "1e-2") for weighting in ("uniform", "linear")
+                     for source in ("spikes", "membrane")],
+    "t1d_gru_bptt": [(f"lr{lr}_{weighting}", ["--lr", lr, "--weighting", weighting])
+                     for lr in ("1e-3", "3e-3", "1e-2", "3e-2") for weighting in ("uniform", "linear", "last")],
+}
+TUNING_GRIDS["t1d_ltc_bptt"] = TUNING_GRIDS["t1d_ltc_fptt"]
+TUNING_ROWS = {"t1d_ltc_bptt": ["--method", "bptt"], "t1d_gru_bptt": ["--model", "gru", "--method", "bptt"],
+               "t1d_ltc_fptt": []}  # cheapest first
+for _row, _base in TUNING_ROWS.items():
+    for _suffix, _flags in TUNING_GRIDS[_row]:
+        define(f"{_row}_{_suffix}", "mnist1d", _base + _flags, _TUNE, _row)
+
+
 def run_dir(name: str) -> Path:
     return RUN_ROOT / name
 
