@@ -40,22 +40,33 @@ def test_train_on_the_adding_task_then_eval_it(tmp_path):
     run = tmp_path / "add"
     done = fptt("train", *TINY_ADD, "--run-dir", str(run), "--plots")
     assert done.returncode == 0, done.stderr
-    assert "epoch 1/1" in done.stdout and "test mse" in done.stdout
+    assert "epoch 1/1" in done.stdout and "validation mse" in done.stdout and "test mse" in done.stdout
     for name in ("config.json", "metrics.jsonl", "checkpoint_last.pt", "checkpoint_best.pt", "summary.json",
-                 "plots/learning_curves.png", "plots/spike_raster.png", "plots/time_constants.png"):
+                 "test_reads.json", "plots/learning_curves.png", "plots/spike_raster.png", "plots/time_constants.png"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert (config["task"], config["network"]["hidden_sizes"], config["training"]["method"],
             config["data"]["seq_len"]) == ("add", [16], "fptt", 12)
+    assert config["data"]["validation_samples"] == 6  # auto: 10 % of the 64 training sequences, recorded
     rows = _rows(run)
-    assert len(rows) == 1 and rows[0]["train"]["batches"] == 2
+    assert len(rows) == 1 and rows[0]["train"]["batches"] == 2 and rows[0]["eval_split"] == "validation"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["split"] == "test" and summary["test"]["samples"] == 32 and summary["test_reads"] == 1
 
     evaluated = fptt("eval", str(run), "--json", "--with", "weights", "--quiet")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
-    assert metrics["split"] == "test" and metrics["samples"] == 32 and metrics["mse"] is not None
+    assert metrics["split"] == "validation" and metrics["samples"] == 6 and "test_reads" not in metrics
     # the checkpoint was written after W ← W̄, so both evaluations see the same weights
     assert metrics["mse"] == pytest.approx(rows[0]["eval"]["mse"], rel=1e-5)
+
+    tested = fptt("eval", str(run), "--json", "--split", "test", "--quiet")  # a second read of test: counted
+    assert tested.returncode == 0, tested.stderr
+    metrics = json.loads(tested.stdout)
+    assert metrics["samples"] == 32 and metrics["test_reads"] == 2
+    assert metrics["mse"] == pytest.approx(summary["test"]["mse"], rel=1e-5)
+    reads = json.loads((run / "test_reads.json").read_text())
+    assert reads["count"] == 2 and [read["by"] for read in reads["reads"]] == ["fptt train", "fptt eval"]
 
 
 def test_train_on_mnist10k_tiny(tmp_path):
@@ -66,7 +77,8 @@ def test_train_on_mnist10k_tiny(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # --quiet
     row = _rows(run)[0]
-    assert row["eval_split"] == "heldout" and row["eval"]["samples"] == 32 and row["train"]["samples"] == 32
+    assert row["eval_split"] == "validation" and row["eval"]["samples"] == 32 and row["train"]["samples"] == 32
+    assert json.loads((run / "summary.json").read_text())["test"]["split"] == "heldout"  # MNIST-10k's final split
     assert 0.0 <= row["eval"]["accuracy"] <= 1.0
 
 

@@ -153,6 +153,8 @@ def test_a_v03_run_folder_resumes_evaluates_and_is_saved_in_sections(tmp_path):
     assert summary["epochs_completed"] == 2
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and json.loads(rows[0]) == json.loads((V03_RUN / "metrics.jsonl").read_text())
+    # v0.3 evaluated on test every epoch; resumed now, it selects on nothing and reads test once, at the end
+    assert "eval" not in json.loads(rows[1]) and summary["test"]["split"] == "test" and summary["test_reads"] == 1
     saved = json.loads((run / "config.json").read_text())
     assert saved["network"]["baseline_threshold"] == old["threshold"] and saved["optim"]["epochs"] == 2
     evaluated = subprocess.run([sys.executable, "-m", "fptt.cli", "eval", str(run)], capture_output=True, text=True,

@@ -1,9 +1,14 @@
-"""``fptt eval``: rebuild a saved model from its config and evaluate it."""
+"""``fptt eval``: rebuild a saved model from its config and evaluate it.
+
+Every evaluation on the run's test split (``test``, or ``heldout`` where that is the final split)
+is counted in the run folder's ``test_reads.json`` (:func:`fptt.run.records.record_test_read`), so
+that "the test split was read once" is a fact a reader can check."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..spec.vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
@@ -18,7 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                    description="Rebuild a saved model from its config and evaluate it.")
     evaluate.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     evaluate.add_argument("--split", choices=EVAL_SPLITS,
-                          help="split to evaluate (default the run's evaluation split)")
+                          help="split to evaluate (default: the run's validation split; the test split when it "
+                               "holds none). Each read of the test split is counted in the run's test_reads.json")
     evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH, default="average",
                           help="FPTT runs: the running average W̄ (default) or the weights W")
     evaluate.add_argument("--which", choices=CHECKPOINTS, default="last", help="checkpoint of a run folder")
@@ -36,7 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from ..run.build import build_dataset, default_eval_split, export_state_dict, load_model
+    from ..run.build import build_dataset, default_eval_split, export_state_dict, is_final_split, load_model
+    from ..run.records import record_test_read
     from ..run.trainer import evaluation_rng
     from ..training.engine import evaluate
 
@@ -64,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
                            progress=(not args.quiet) and sys.stderr.isatty())
     result = {"checkpoint_epoch": payload["epoch"], "split": split, "with": used, **metrics.to_dict()}
     result.pop("extra", None)
+    if is_final_split(config, split):
+        run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
+        checkpoint = f"checkpoint_{args.which}.pt" if Path(args.path).is_dir() else Path(args.path).name
+        scores = {key: result[key] for key in ("loss", "accuracy", "mse", "samples") if key in result}
+        result["test_reads"] = record_test_read(run_dir, {
+            "by": "fptt eval", "split": split, "checkpoint": checkpoint, "epoch": payload["epoch"], "with": used,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": scores})
+        if not args.quiet:
+            print(f"note: read {result['test_reads']} of this run's {split} split (counted in {run_dir}/test_reads.json)",
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -172,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if summary["interrupted"]:
         return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED
     if log and summary["last"] and trainer.is_main:
-        last = summary["last"]["eval"]
-        score = f"accuracy {last['accuracy']:.4f}" if last.get("accuracy") is not None else f"mse {last['mse']:.4f}"
-        log(f"done: {summary['epochs_completed']} epochs, {summary['last']['eval_split']} {score}, "
+        scored = summary["test"] or {**summary["last"].get("eval", {}), "split": summary["last"].get("eval_split")}
+        score = (f"accuracy {scored['accuracy']:.4f}" if scored.get("accuracy") is not None
+                 else f"mse {scored['mse']:.4f}" if scored.get("mse") is not None else "not evaluated")
+        log(f"done: {summary['epochs_completed']} epochs, {scored['split'] or 'no'} {score}, "
             f"{summary['wall_seconds']:.1f}s; results in {trainer.run_dir}")
     return 0

@@ -18,13 +18,14 @@ from torch.utils.data import Dataset
 from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
-from ..spec.rules import check_window
+from ..spec.rules import check_window, validation_count
 from ..spec.vocabulary import BASELINE_CELLS, EVENT_TASKS
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .files import write_text_atomic
 
-__all__ = ["resolve_device", "default_eval_split", "final_split", "validation_indices", "build_dataset", "dataset_shape",
+__all__ = ["resolve_device", "default_eval_split", "final_split", "is_final_split", "validation_indices",
+           "resolve_validation", "split_validation", "build_dataset", "dataset_shape",
            "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
            "export_state_dict"]
 
@@ -51,15 +52,21 @@ def _uses_bundled_mnist(config: TrainConfig) -> bool:
 
 
 def default_eval_split(config: TrainConfig) -> str:
-    """``validation`` when the config carves one from the training data (``validation_samples``);
-    else ``heldout`` for the bundled MNIST-10k (and saccade-mnist, made from it), ``test`` otherwise."""
-    return "validation" if config.validation_samples else final_split(config)
+    """``validation`` unless the config holds nothing out (``validation_samples=0``); then the
+    final split (:func:`final_split`), whose every read is counted (:mod:`fptt.run.records`)."""
+    return final_split(config) if config.validation_samples == 0 else "validation"
 
 
 def final_split(config: TrainConfig) -> str:
-    """The split a run is finally scored on: ``heldout`` for the bundled MNIST-10k and saccade-mnist,
-    ``test`` otherwise (whether or not a validation split is carved from the training data)."""
+    """The split a run is finally scored on, once: ``heldout`` for the bundled MNIST-10k and
+    saccade-mnist, ``test`` otherwise (the validation split is carved from the training data)."""
     return "heldout" if _uses_bundled_mnist(config) or config.task == "saccade-mnist" else "test"
+
+
+def is_final_split(config: TrainConfig, split: str) -> bool:
+    """``split`` is the run's test data (its reads are counted): ``test``, or ``heldout`` where
+    that is the final split."""
+    return split in ("test", final_split(config))
 
 
 VALIDATION_SEED = 20_231_129  # one fixed draw: every run of a task holds out the same samples
@@ -76,26 +83,48 @@ def validation_indices(size: int, count: int) -> tuple[list[int], list[int]]:
     return sorted(order[count:]), sorted(order[:count])
 
 
-def build_dataset(config: TrainConfig, split: str) -> Dataset:
-    """The dataset of ``config.task`` for ``split`` (``train``, ``test``, ``heldout`` or
-    ``validation``), through the registry :func:`fptt.data.get_dataset` (which fixes, e.g., the
-    adding task's test seed). With ``config.validation_samples = n``, ``validation`` is a fixed
-    draw of n samples of the task's training data (:func:`validation_indices`) and ``train`` is the
-    rest; the test split is untouched."""
+def resolve_validation(config: TrainConfig, train_size: Optional[int] = None) -> TrainConfig:
+    """``config`` with ``validation_samples="auto"`` made a number
+    (:func:`fptt.spec.rules.validation_count` of the full training set, built to count it when
+    ``train_size`` is not given); a number stays as it is."""
+    if config.validation_samples != "auto":
+        return config
+    if train_size is None:
+        train_size = len(build_dataset(config.updated(validation_samples=0), "train"))  # type: ignore[arg-type]
+    return config.updated(validation_samples=validation_count("auto", train_size))
+
+
+def split_validation(full: Dataset, count: int) -> tuple[Dataset, Dataset]:
+    """``(train, validation)`` subsets of a training set with ``count`` samples held out
+    (:func:`validation_indices`); both keep the attributes the trainer reads of a dataset."""
     from torch.utils.data import Subset
 
-    from .. import data
-
-    if config.validation_samples and split in ("train", "validation"):
-        full = build_dataset(config.updated(validation_samples=0), "train")
-        train_index, validation_index = validation_indices(len(full), config.validation_samples)  # type: ignore[arg-type]
-        part = Subset(full, train_index if split == "train" else validation_index)
+    train_index, validation_index = validation_indices(len(full), count)  # type: ignore[arg-type]
+    parts = Subset(full, train_index), Subset(full, validation_index)
+    for part in parts:
         for name in ("num_classes", "input_size", "frame_shape"):  # what dataset_shape and the trainer read
             if hasattr(full, name):
                 setattr(part, name, getattr(full, name))
-        return part
+    return parts
+
+
+def build_dataset(config: TrainConfig, split: str) -> Dataset:
+    """The dataset of ``config.task`` for ``split`` (``train``, ``test``, ``heldout`` or
+    ``validation``), through the registry :func:`fptt.data.get_dataset` (which fixes, e.g., the
+    adding task's test seed). With ``validation_samples = n`` (``"auto"``: resolved by
+    :func:`resolve_validation`), ``validation`` is a fixed draw of n samples of the task's training
+    data (:func:`validation_indices`) and ``train`` is the rest; the test split is untouched."""
+    from .. import data
+
+    if config.validation_samples != 0 and split in ("train", "validation"):
+        full = build_dataset(config.updated(validation_samples=0), "train")
+        count = validation_count(config.validation_samples, len(full))  # type: ignore[arg-type]
+        if count:
+            return split_validation(full, count)[0 if split == "train" else 1]
+        if split == "train":
+            return full
     if split == "validation":
-        raise ConfigError("the validation split needs validation_samples > 0 (--validation-samples N)")
+        raise ConfigError("the validation split needs validation_samples > 0 (--validation-samples N or auto)")
 
     if config.task == "add":
         train = split == "train"

@@ -66,8 +66,8 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for record in records:
         config, summary, history = record.config, record.summary or {}, record.history
         last = history[-1] if history else None
-        metric, final = _score(last["eval"] if last else None)
-        scores = [score for row in history if (score := _score(row["eval"])[1]) is not None]
+        metric, final = _score(last.get("eval") if last else None)
+        scores = [score for row in history if (score := _score(row.get("eval"))[1]) is not None]
         best = (max(scores) if metric == "accuracy" else min(scores)) if scores else None
         window = (config.get("k") or 1) if config.get("update_points") is None else f"K={config['update_points']}"
         rows.append({

@@ -233,9 +233,11 @@ class DataSettings(Section):
     duration_ms: float = setting(300.0, "saccade-mnist: recording length in ms", check=positive)
     train_samples: int = setting(10_000, "adding task, saccade-mnist: training sequences", check=_positive_int)
     test_samples: int = setting(1_000, "adding task, saccade-mnist: test (held-out) sequences", check=_positive_int)
-    validation_samples: int = setting(0, "hold N training samples out (a fixed draw) and evaluate on them after each "
-                                      "epoch, leaving the test split for one final `fptt eval --split test` (0: none)",
-                                      check=_non_negative_int, metavar="N")
+    validation_samples: int | str = setting("auto", "training samples held out (a fixed draw) to evaluate on after "
+                                            "each epoch and to choose checkpoint_best by; the test split is read "
+                                            "once, after the last epoch (auto: 10 % of the training data, at most "
+                                            "1,000; 0: none, no per-epoch evaluation)",
+                                            kind="int", words=("auto",), check=_non_negative_int, metavar="N")
     data_dir: Optional[str] = setting(None, "dataset root (unset: $FPTT_DATA; MNIST tasks fall back to the bundled "
                                       "MNIST-10k)", kind="str")
     fresh_data: bool = setting(False, "adding task: draw every training sequence anew (constant memory)")

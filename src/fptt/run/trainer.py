@@ -11,9 +11,12 @@ together::
 Per epoch: train (data order seeded with ``seed + epoch``; with ``eval_every`` a learning-curve
 point of W and W̄ every N batches in ``curve.jsonl``, and ``stop_at`` ending the run at a target),
 FPTT's end-of-epoch ``W ← W̄`` (``load_average_each_epoch``, default on for FPTT), one scheduler
-step (or one per batch with ``schedule_unit="batch"``), evaluation with W̄ or W,
-one JSON line in ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the
-evaluation improved). ``summary.json`` is written at the end. With ``checkpoint_every=N``,
+step (or one per batch with ``schedule_unit="batch"``), evaluation with W̄ or W on the validation
+split (``validation_samples`` held out of the training data; ``auto`` by default), one JSON line in
+``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the validation score
+improved). After the last epoch the final weights are scored on the test split, once; the read is
+counted in ``test_reads.json`` and the score is in ``summary.json``. Nothing is chosen on the test
+split. With ``checkpoint_every=N``,
 ``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
 at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
 state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
@@ -58,8 +61,10 @@ from .build import (
     build_scheduler,
     check_datasets,
     dataset_shape,
-    default_eval_split,
+    final_split,
     resolve_device,
+    resolve_validation,
+    split_validation,
 )
 from .checkpoint import (
     CheckpointWriteError,
@@ -72,9 +77,21 @@ from .checkpoint import (
     save_generation,
     training_payload,
 )
-from .config import TrainConfig, default_run_dir, save_config
+from .config import ConfigError, TrainConfig, default_run_dir, save_config
 from .control import EpochBatches, StopRequest, agree_to_stop, stop_on_signals
-from .records import BEST, CURVE, LAST, METRICS, PLOTS, SUMMARY, append_json_line, write_json, write_json_lines
+from .records import (
+    BEST,
+    CURVE,
+    LAST,
+    METRICS,
+    PLOTS,
+    SUMMARY,
+    append_json_line,
+    read_test_reads,
+    record_test_read,
+    write_json,
+    write_json_lines,
+)
 from .tracking import Tracker, open_tracker
 
 __all__ = ["Trainer", "PoisonedCheckpointError", "fit", "evaluation_rng", "default_run_dir", "resolve_automatic"]
@@ -172,13 +189,15 @@ class Trainer:
             W̄ and λ, scheduler, RNG states, data order, interrupted epoch's position).
         progress: tqdm bars per epoch (default: when stderr is a terminal).
         log: where the per-epoch lines go (default ``print``); ``None`` silences them.
-        datasets: ``(train, evaluation)`` datasets to use instead of building them from the config
-            (they must be what the config describes; e.g. one cached dataset shared by several runs).
+        datasets: ``(train, validation)`` or ``(train, validation, test)`` datasets to use instead of
+            building them from the config (they must be what the config describes; e.g. one cached
+            dataset shared by several runs). ``validation`` may be ``None``: no per-epoch evaluation.
+            Without ``test``, the test split is built from the config when it is read.
     """
 
     def __init__(self, config: TrainConfig, run_dir: Optional[str | Path] = None, *, resume: bool = False,
                  progress: Optional[bool] = None, log: Optional[Callable[[str], None]] = print,
-                 handle_sigint: bool = True, datasets: Optional[tuple[Dataset, Dataset]] = None) -> None:
+                 handle_sigint: bool = True, datasets: Optional[tuple[Optional[Dataset], ...]] = None) -> None:
         if not isinstance(config, TrainConfig):  # the one guard: a TrainConfig is valid by construction
             raise TypeError(f"Trainer takes a TrainConfig (fptt.run.config.resolve_config), got {type(config).__name__}")
         self.config = config
@@ -208,20 +227,40 @@ class Trainer:
         self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
         self.trace_bytes = 0  # e-prop/OSTL: the eligibility traces' memory (largest batch)
         seed_everything(config.seed)
-        self.eval_split = default_eval_split(config)
+        self.test_set: Optional[Dataset] = None  # built when it is read, once, after the last epoch
+        self.test_result: Optional[dict[str, Any]] = None
+        self.eval_set: Optional[Dataset]
         if datasets is not None:
-            self.train_set, self.eval_set = datasets
+            if len(datasets) not in (2, 3) or datasets[0] is None:
+                raise TypeError("datasets must be (train, validation) or (train, validation, test)")
+            self.train_set, self.eval_set = datasets[0], datasets[1]
+            self.test_set = datasets[2] if len(datasets) == 3 else None
+            held_out = 0 if self.eval_set is None else len(self.eval_set)  # type: ignore[arg-type]
+            config = self.config = config.updated(validation_samples=held_out)
         else:
-            self.train_set = build_dataset(config, "train")
-            self.eval_set = build_dataset(config, self.eval_split)
-        check_datasets(config, {"train": self.train_set, self.eval_split: self.eval_set})
+            full = build_dataset(config.updated(validation_samples=0), "train")
+            config = self.config = resolve_validation(config, len(full))  # type: ignore[arg-type]
+            self.train_set, self.eval_set = (split_validation(full, config.validation_samples)  # type: ignore[arg-type]
+                                             if config.validation_samples else (full, None))
+        self.eval_split: Optional[str] = None if self.eval_set is None else "validation"
+        check_datasets(config, {"train": self.train_set, **({"validation": self.eval_set} if self.eval_set else {})})
+        self.notes: dict[str, str] = {}  # why the automatic choices (fused, capture) are what they are
+        if self.eval_set is None and (config.eval_every or config.stop_at is not None):
+            if not resume:
+                raise ConfigError("--eval-every and --stop-at evaluate on the validation split, and this run holds "
+                                  "none (validation_samples 0): hold some training samples out (--validation-samples "
+                                  "N or auto); the test split is only read once, after the last epoch")
+            # a run folder of fptt 0.3, which evaluated on its test split: it goes on without doing so
+            config = self.config = config.updated(eval_every=None, stop_at=None)
+            self.notes["validation"] = ("this run holds no validation split (a run folder of fptt 0.3?): its "
+                                        "learning-curve points and stop_at are off, so that nothing is chosen on the "
+                                        "test split, which is read once after the last epoch")
         self.input_size, self.output_size = dataset_shape(self.train_set)
         seq_len = int(self.train_set[0][0].shape[0])
         self.input_shape = getattr(self.train_set, "frame_shape", None) if config.conv else None
         count = len(self.train_loader(0))  # training batches of one epoch (max_batches caps it)
         self.batches_per_epoch = count if config.max_batches is None else min(count, config.max_batches)
         # the automatic choices, resolved before config.json is written (fit)
-        self.notes: dict[str, str] = {}  # why fused and capture are what they are
         config = self.config = resolve_automatic(self.config, self.run_dir, seq_len=seq_len,
                                                  batches_per_epoch=self.batches_per_epoch, log=self.notes.__setitem__)
         # the captured update (fptt.training.captured) for the window methods; not while measuring memory:
@@ -355,12 +394,15 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator)
 
-    def eval_loader(self, dataset: Optional[Dataset] = None) -> DataLoader:
+    def eval_loader(self, dataset: Dataset) -> DataLoader:
         size = self.config.eval_batch_size or max(self.config.batch_size, 256)
-        return DataLoader(dataset if dataset is not None else self.eval_set, batch_size=size, shuffle=False)
+        return DataLoader(dataset, batch_size=size, shuffle=False)
 
     def evaluate(self, dataset: Optional[Dataset] = None, with_: Optional[str] = None) -> EpochMetrics:
-        """Evaluate on ``dataset`` (default the run's evaluation split) with W̄ or W."""
+        """Evaluate on ``dataset`` (default the run's validation split) with W̄ or W."""
+        dataset = dataset if dataset is not None else self.eval_set
+        if dataset is None:
+            raise ValueError("this run holds no validation split (validation_samples 0): pass the dataset to evaluate")
         with_ = with_ or self.config.eval_with
         averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
         context = self.optimizer.averaged() if isinstance(self.optimizer, FPTT) and averaged else nullcontext()
@@ -481,6 +523,8 @@ class Trainer:
                      f"{sum(p.numel() for p in self.model.parameters())} parameters, device {self.device}, "
                      f"run dir {self.run_dir}")
             self.log(f"fused kernels {'on' if config.fused else 'off'} ({self.notes.get('fused', '')})")
+            if "validation" in self.notes:
+                self.log(self.notes["validation"])
             if config.method in WINDOW_METHODS:
                 self.log(f"captured update {'on' if self.captures else 'off'} ({self.notes.get('capture', '')})")
             for epoch in range(self.start_epoch, config.epochs):
@@ -512,10 +556,10 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 if self.scheduler is not None and config.schedule_unit == "epoch":
                     self.scheduler.step()
-                eval_metrics = self.evaluate()
-                row = {"epoch": epoch + 1, "lr": lr, "train": _metrics_dict(train_metrics),
-                       "eval": _metrics_dict(eval_metrics), "eval_split": self.eval_split,
-                       "eval_with": config.eval_with if config.method == "fptt" else "weights"}
+                row = {"epoch": epoch + 1, "lr": lr, "train": _metrics_dict(train_metrics)}
+                if self.eval_set is not None:  # the validation split: all a run selects on
+                    row.update({"eval": _metrics_dict(self.evaluate()), "eval_split": self.eval_split,
+                                "eval_with": self._evaluated_with()})
                 if resumed_at:
                     row["resumed_at_batch"] = resumed_at
                 self.history.append(row)
@@ -523,10 +567,9 @@ class Trainer:
                     append_json_line(metrics_path, row)
                     self.tracker.epoch(row, epoch * self.batches_per_epoch + resumed_at + batches.done,
                                        self.saved_tensor_peak if config.measure_memory else None)
-                score = _score(row["eval"])
-                improved = self.best is None or score > self.best
+                improved = "eval" in row and (self.best is None or _score(row["eval"]) > self.best)
                 if improved:
-                    self.best = score
+                    self.best = _score(row["eval"])
                 payload = self.state(epoch + 1)
                 self._save(self.run_dir / LAST, payload)
                 if improved:
@@ -538,6 +581,8 @@ class Trainer:
                 if self._should_stop():  # Ctrl-C during evaluation: the epoch is complete and saved
                     interrupted = epoch + 1 < config.epochs
                     break
+        if not interrupted and self.history and (len(self.history) == config.epochs or self.target_reached):
+            self.test_result = self._read_test_once()
         summary = self._summary(time.perf_counter() - started, interrupted)
         if self.is_main:
             write_json(self.run_dir / SUMMARY, summary)
@@ -545,9 +590,36 @@ class Trainer:
                 self.make_plots()
         return summary
 
+    def _evaluated_with(self) -> str:
+        """What an evaluation scores: ``average`` (W̄) for FPTT evaluated with it, else ``weights``."""
+        return "average" if isinstance(self.optimizer, FPTT) and self.config.eval_with == "average" else "weights"
+
+    def _read_test_once(self) -> dict[str, Any]:
+        """Score the run's final weights (W̄ for FPTT evaluated with it) on the test split, and count
+        the read in ``test_reads.json``; a run resumed after it finished reuses its recorded read."""
+        split = final_split(self.config)
+        done = len(self.history)
+        earlier = [read for read in read_test_reads(self.run_dir) if read.get("by") == "fptt train"
+                   and read.get("epoch") == done and "metrics" in read]
+        if earlier:
+            return {"split": split, "epoch": done, "with": earlier[-1]["with"], "reads": earlier[-1]["read"],
+                    **earlier[-1]["metrics"]}
+        dataset = self.test_set if self.test_set is not None else build_dataset(self.config, split)
+        metrics = _metrics_dict(self.evaluate(dataset))
+        read = {"by": "fptt train", "split": split, "checkpoint": LAST, "epoch": done, "with": self._evaluated_with(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": metrics}
+        reads = record_test_read(self.run_dir, read) if self.is_main else 1
+        metric = "accuracy" if metrics.get("accuracy") is not None else "mse"
+        self.log(f"{split} {metric} {metrics[metric]:.4f} (the final weights, epoch {done}; read {reads} of this "
+                 f"run's {split} split, counted in test_reads.json)")
+        return {"split": split, "epoch": done, "with": read["with"], "reads": reads, **metrics}
+
     def _epoch_line(self, row: dict[str, Any]) -> str:
-        train, evaluation = row["train"], row["eval"]
-        if evaluation.get("accuracy") is not None:
+        train, evaluation = row["train"], row.get("eval")
+        if evaluation is None:
+            scores = (f"train acc {train['accuracy']:.4f}" if train.get("accuracy") is not None
+                      else f"train mse {train['mse']:.4f}")
+        elif evaluation.get("accuracy") is not None:
             scores = f"train acc {train['accuracy']:.4f}  {row['eval_split']} acc {evaluation['accuracy']:.4f}"
         else:
             scores = f"train mse {train['mse']:.4f}  {row['eval_split']} mse {evaluation['mse']:.4f}"
@@ -567,7 +639,10 @@ class Trainer:
             "stop_signal": self.stop_signal if interrupted else None,
             "last": last,
             "best_score": self.best,
-            "best_metric": "accuracy" if last and last["eval"].get("accuracy") is not None else "-mse",
+            "best_metric": "accuracy" if last and last["train"].get("accuracy") is not None else "-mse",
+            "best_split": self.eval_split,
+            "test": self.test_result,
+            "test_reads": len(read_test_reads(self.run_dir)) if self.is_main else None,
             "wall_seconds": seconds,
             "train_seconds": sum(row["train"]["seconds"] for row in self.history),
             "peak_rss_mb": peak_rss_mb(),
@@ -589,7 +664,7 @@ class Trainer:
         try:
             written = [plots.plot_learning_curves(self.history, folder / "learning_curves.png",
                                                   title=f"{self.config.task} {self.config.method}")]
-            x, _ = self.eval_set[0]
+            x, _ = (self.eval_set if self.eval_set is not None else self.train_set)[0]
             written.append(plots.plot_spike_raster(self.model, x, folder / "spike_raster.png"))
             if self.config.neuron == "ltc":
                 written.append(plots.plot_time_constants(self.model, x, folder / "time_constants.png"))

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .vocabulary import BASELINE_CELLS, METHODS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS
 
 __all__ = ["is_number", "check_alpha", "check_beta", "check_clip", "check_window", "TRACE_REQUIREMENTS",
-           "check_trace_settings"]
+           "check_trace_settings", "VALIDATION_FRACTION", "VALIDATION_MAX", "validation_count"]
 
 
 def is_number(value: Any) -> bool:
@@ -115,3 +115,23 @@ def plans_to_capture(planned_steps: int) -> bool:
     """The rule of ``capture="auto"`` for a run of known length: capture when it has at least
     :data:`CAPTURE_AFTER_STEPS` training steps."""
     return planned_steps >= CAPTURE_AFTER_STEPS
+
+
+# the validation split (docs/USAGE.md "Validation and test"): what a run selects on is carved from its
+# training data; the test split is read once, after the last epoch
+VALIDATION_FRACTION = 0.1
+VALIDATION_MAX = 1000
+VALIDATION_MIN_TRAIN = 10  # smaller training sets hold nothing out
+
+
+def validation_count(setting: Any, train_size: int) -> int:
+    """The number of training samples held out for validation: ``setting`` itself when it is an int
+    (0: none), and for ``"auto"`` ``min(VALIDATION_MAX, max(1, round(VALIDATION_FRACTION · n)))``
+    of a training set of ``n`` samples (none below :data:`VALIDATION_MIN_TRAIN` samples)."""
+    if setting == "auto":
+        if train_size < VALIDATION_MIN_TRAIN:
+            return 0
+        return min(VALIDATION_MAX, max(1, round(VALIDATION_FRACTION * train_size)))
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 0:
+        raise ValueError(f"validation_samples must be 'auto' or an int >= 0, got {setting!r}")
+    return setting
