@@ -5,6 +5,7 @@
     python experiments/classification.py test NAME [NAME ...]              # score finished runs on test, once
     python experiments/classification.py report [--group G]                # Markdown table of the results
     python experiments/classification.py compare STEM [STEM ...]           # seeds aggregated, equal epochs and time
+    python experiments/classification.py pairs STEM_A STEM_B [--metric test|val]  # paired t-test over shared seeds
 
 The protocol (one script, reused for every task):
 
@@ -32,6 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # the statistics of this checkout
+from fptt.run import statistics  # noqa: E402  (no torch import: fptt.run imports nothing)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "classification"
@@ -321,13 +325,20 @@ def _at_time(rows: list[dict[str, Any]], budget: float) -> Optional[float]:
 
 
 def _mean_std(values: list[float]) -> str:
+    """``mean ± std %`` over the seeds (the sample standard deviation, n - 1), the mean alone for one seed."""
     if not values:
         return "—"
-    mean = sum(values) / len(values)
     if len(values) == 1:
-        return f"{mean * 100:.1f} %"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean * 100:.1f} ± {std * 100:.1f} %"
+        return f"{values[0] * 100:.1f} %"
+    return f"{statistics.mean(values) * 100:.1f} ± {statistics.sample_std(values) * 100:.1f} %"
+
+
+def _interval(values: list[float]) -> str:
+    """The 95 % Student-t interval of the mean over the seeds (``—`` for fewer than two seeds)."""
+    if len(values) < 2:
+        return "—"
+    low, high = statistics.confidence_interval(values, 0.95)
+    return f"[{low * 100:.1f}, {high * 100:.1f}] %"
 
 
 def compare(stems: list[str], epochs: Optional[int] = None) -> str:
@@ -344,7 +355,7 @@ def compare(stems: list[str], epochs: Optional[int] = None) -> str:
               for stem, runs in families.items() if runs}
     budget = min(values[len(values) // 2] for values in clocks.values()) if clocks else 0.0
     lines = [f"| run | seeds | val. at epoch {common} | val. at {budget:.0f} s of training | val. last | test (last) | "
-             "firing rate | train s (median) |", "|" + " --- |" * 8]
+             "test, 95 % interval of the mean | firing rate | train s (median) |", "|" + " --- |" * 9]
     for stem, runs in families.items():
         if not runs:
             continue
@@ -355,17 +366,66 @@ def compare(stems: list[str], epochs: Optional[int] = None) -> str:
         rates = [r["rows"][-1]["train"]["firing_rate"] for _, r in runs if r["rows"][-1]["train"]["firing_rate"] is not None]
         rate = f"{sum(rates) / len(rates):.3f}" if rates else "—"
         lines.append(f"| {stem} | {len(runs)} | {_mean_std(at_epoch)} | {_mean_std(at_time)} | {_mean_std(last)} | "
-                     f"{_mean_std(test)} | {rate} | {clocks[stem][len(clocks[stem]) // 2]:.0f} |")
+                     f"{_mean_std(test)} | {_interval(test)} | {rate} | {clocks[stem][len(clocks[stem]) // 2]:.0f} |")
+    lines.append("")
+    lines.append("± is the sample standard deviation over the seeds; the interval is the Student-t 95 % confidence "
+                 "interval of the mean test accuracy (fptt.run.statistics).")
+    return "\n".join(lines)
+
+
+def _seed_values(stem: str, metric: str) -> dict[int, float]:
+    """seed -> the metric of each finished run ``<stem>_s<seed>``: ``test`` (test.json's accuracy, the
+    split read once) or ``val`` (the last epoch's validation accuracy)."""
+    values = {}
+    for name in RUNS:
+        match = re.fullmatch(re.escape(stem) + r"_s(\d+)", name)
+        result = load(name) if match else None
+        if not match or not result or not result["rows"]:
+            continue
+        if metric == "test":
+            if result["test"]:
+                values[int(match[1])] = float(result["test"]["accuracy"])
+        else:
+            values[int(match[1])] = float(result["rows"][-1]["eval"]["accuracy"])
+    return values
+
+
+def pairs(stem_a: str, stem_b: str, metric: str = "test") -> str:
+    """The paired t-test of family A against family B over the seeds both have (matched by the
+    ``_s<seed>`` suffix), and the verdict on "A beats B": held (p < 0.05, A ahead), tie (p ≥ 0.05)
+    or reversed (p < 0.05, B ahead)."""
+    a, b = _seed_values(stem_a, metric), _seed_values(stem_b, metric)
+    shared = sorted(set(a) & set(b))
+    label = "test accuracy" if metric == "test" else "validation accuracy (last epoch)"
+    lines = [f"{stem_a} against {stem_b}, {label}, paired over the seeds both have: {shared}"]
+    only = sorted(set(a) ^ set(b))
+    if only:
+        lines.append(f"  seeds in one family only (left out): {only}")
+    for seed in shared:
+        lines.append(f"  seed {seed}: {a[seed] * 100:.1f} % against {b[seed] * 100:.1f} % "
+                     f"(difference {(a[seed] - b[seed]) * 100:+.1f} points)")
+    if len(shared) < 2:
+        lines.append(f"  a paired test needs at least 2 shared seeds, found {len(shared)}")
+        return "\n".join(lines)
+    first, second = [a[seed] for seed in shared], [b[seed] for seed in shared]
+    test = statistics.paired_t_test(first, second)
+    lines.append(f"  mean difference {test.mean_difference * 100:+.2f} points (sample std of the differences "
+                 f"{test.std_difference * 100:.2f}), t = {test.t:.3f} with {test.n - 1} degrees of freedom, "
+                 f"two-sided p = {test.p_value:.4f}")
+    lines.append(f"  verdict on \"{stem_a} beats {stem_b}\" (paired t-test, p < 0.05): "
+                 f"{statistics.verdict(first, second)}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("run", "test", "report", "compare", "list"))
+    parser.add_argument("action", choices=("run", "test", "report", "compare", "pairs", "list"))
     parser.add_argument("names", nargs="*")
     parser.add_argument("--group")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--epochs", type=int, help="compare: the epoch to compare at (default: the fewest run)")
+    parser.add_argument("--metric", choices=("test", "val"), default="test",
+                        help="pairs: the test accuracy (default) or the last validation accuracy")
     args = parser.parse_args()
     if args.action == "list":
         for name, (task, flags, groups) in RUNS.items():
@@ -373,6 +433,11 @@ def main() -> None:
         return
     if args.action == "compare":
         print(compare(args.names, args.epochs))
+        return
+    if args.action == "pairs":
+        if len(args.names) != 2:
+            parser.error("pairs takes two run families: STEM_A STEM_B")
+        print(pairs(args.names[0], args.names[1], args.metric))
         return
     names = names_of(args)
     if args.action == "report":
