@@ -6,14 +6,17 @@
     python experiments/classification.py report [--group G]                # Markdown table of the results
     python experiments/classification.py compare STEM [STEM ...]           # seeds aggregated, equal epochs and time
     python experiments/classification.py pairs STEM_A STEM_B [--metric test|val]  # paired t-test over shared seeds
+    python experiments/classification.py select [ROW ...]                  # a tuning row's choice and its budget
 
 The protocol (one script, reused for every task):
 
 * Every run is one ``fptt train`` command with ``--validation-samples``: the per-epoch evaluation
   is on a fixed draw of the *training* data (500 of MNIST-1D's 4,000; 1,000 of MNIST-10k's 8,000
   training images), so that all selection (lr, α, ablations) happens there.
-* The test split (MNIST-1D's test, MNIST-10k's held-out 2,000) is read once per run, by ``test``,
-  after the choice was made (``fptt eval --split test``, the last checkpoint, W̄ for FPTT).
+* The test split (MNIST-1D's test, MNIST-10k's held-out 2,000) is read once per run: since v0.4 by
+  ``fptt train`` itself after the last epoch (the final weights, W̄ for FPTT; counted in the run's
+  ``test_reads.json``), which ``test`` copies to ``test.json``; runs of earlier versions were scored
+  by ``test`` with one ``fptt eval --split test`` of the last checkpoint, after the choice was made.
 * Each result records its exact command, the git commit, the validation curve, the firing rate of
   the hidden layers and the training clock (for comparisons at equal wall time).
 
@@ -239,17 +242,27 @@ def run_one(name: str) -> str:
     if process.returncode != 0:
         (target / "error.txt").write_text(process.stdout[-4000:] + process.stderr[-4000:])
         return f"{name}: FAILED ({process.stderr.strip().splitlines()[-1] if process.stderr.strip() else '?'})"
-    for file in ("config.json", "summary.json", "metrics.jsonl"):
+    for file in ("config.json", "summary.json", "metrics.jsonl", "test_reads.json"):
         if (run_dir(name) / file).exists():
             shutil.copy(run_dir(name) / file, target / file)
     return f"{name}: {summary_line(name)}"
 
 
 def test_one(name: str) -> str:
-    """Score a finished run's last checkpoint (W̄ for FPTT) on the test split, once."""
+    """Score a finished run's last checkpoint (W̄ for FPTT) on the test split, once: the score
+    ``fptt train`` read itself after the last epoch (v0.4 on, counted in ``test_reads.json``),
+    else one ``fptt eval --split test`` (runs of earlier versions, which did not read it)."""
     target = RESULTS / name
     if (target / "test.json").exists():
         return f"{name}: tested before"
+    summary_path = target / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if summary.get("test"):
+        test = summary["test"]
+        record = {"checkpoint_epoch": test["epoch"], "split": test["split"], "with": test["with"],
+                  "test_reads": test["reads"], **{key: test[key] for key in ("loss", "accuracy", "samples")}}
+        (target / "test.json").write_text(json.dumps(record, indent=2) + "\n")
+        return f"{name}: test {test['accuracy']:.4f} (read by fptt train, read {test['reads']} of the run)"
     task = RUNS[name][0]
     split = "test" if task == "mnist1d" else "heldout"
     args = [FPTT, "eval", str(run_dir(name)), "--split", split, "--json", "--quiet"]
@@ -417,9 +430,28 @@ def pairs(stem_a: str, stem_b: str, metric: str = "test") -> str:
     return "\n".join(lines)
 
 
+def select(row: str) -> str:
+    """The configuration of tuning row ``row`` (group tune-mnist1d) with the best last-epoch
+    validation accuracy, and every run of the row behind the choice (the budget)."""
+    names = [name for name, (_, _, groups) in RUNS.items() if row in groups]
+    if not names:
+        raise SystemExit(f"no tuning row {row!r}; rows: {', '.join(TUNING_ROWS)}")
+    scored = []
+    for name in names:
+        result = load(name)
+        if result and result["rows"]:
+            scored.append((result["rows"][-1]["eval"]["accuracy"], name))
+    lines = [f"{row}: {len(scored)} of {len(names)} validation runs done (budget {len(names)})"]
+    for accuracy, name in sorted(scored, reverse=True):
+        lines.append(f"  {accuracy * 100:5.1f} %  {name}  `{' '.join(RUNS[name][1])}`")
+    if scored:
+        lines.append(f"  chosen: {max(scored)[1]}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("run", "test", "report", "compare", "pairs", "list"))
+    parser.add_argument("action", choices=("run", "test", "report", "compare", "pairs", "select", "list"))
     parser.add_argument("names", nargs="*")
     parser.add_argument("--group")
     parser.add_argument("--jobs", type=int, default=2)
@@ -433,6 +465,9 @@ def main() -> None:
         return
     if args.action == "compare":
         print(compare(args.names, args.epochs))
+        return
+    if args.action == "select":
+        print("\n\n".join(select(row) for row in (args.names or list(TUNING_ROWS))))
         return
     if args.action == "pairs":
         if len(args.names) != 2:

@@ -7,7 +7,14 @@ from torch import nn
 
 from fptt import FPTT, evaluate, train_epoch
 from fptt.models.baselines import RecurrentBaseline
-from fptt.run.build import build_dataset, build_model, default_eval_split, final_split, validation_indices
+from fptt.run.build import (
+    build_dataset,
+    build_model,
+    default_eval_split,
+    final_split,
+    resolve_validation,
+    validation_indices,
+)
 from fptt.run.config import ConfigError, TrainConfig
 
 
@@ -88,7 +95,11 @@ def test_validation_split_of_a_task():
     _, held = validation_indices(40, 10)
     torch.testing.assert_close(validation[0][0], full[held[0]][0])
     with pytest.raises(ConfigError, match="validation_samples"):
-        build_dataset(TrainConfig.from_dict(dict(task="add", seq_len=5)), "validation")
+        build_dataset(TrainConfig.from_dict(dict(task="add", seq_len=5, validation_samples=0)), "validation")
+    # auto (the default): 10 % of the training set, the same fixed draw
+    auto = TrainConfig.from_dict(dict(task="add", seq_len=5, train_samples=40, test_samples=8))
+    assert auto.validation_samples == "auto" and len(build_dataset(auto, "validation")) == 4
+    assert resolve_validation(auto).validation_samples == 4 and len(build_dataset(auto, "train")) == 36
     with pytest.raises(ConfigError, match="validation_samples must be an int"):
         TrainConfig.from_dict(dict(validation_samples=-1))
 

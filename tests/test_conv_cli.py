@@ -26,12 +26,15 @@ def test_saccade_mnist_trains_then_evaluates_from_its_checkpoint(tmp_path):
     assert config["network"]["conv"] == ["8c3", "16c3"] and config["data"]["num_frames"] == 4
     assert config["data"]["spatial_factor"] == 0.5
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert row["train"]["samples"] == 16 and row["eval"]["samples"] == 8
+    # validation "auto": 2 of the 16 recordings held out; the 8 held-out ones are read once, at the end
+    assert row["train"]["samples"] == 14 and row["eval"]["samples"] == 2 and row["eval_split"] == "validation"
     assert row["train"]["updates"] == 2 * 4  # FPTT k = 1: one update per frame
+    test = json.loads((run / "summary.json").read_text())["test"]
+    assert test["split"] == "heldout" and test["samples"] == 8
     evaluated = fptt("eval", str(run), "--json", "--quiet")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
-    assert metrics["split"] == "heldout" and metrics["samples"] == 8
+    assert metrics["split"] == "validation" and metrics["samples"] == 2
     assert metrics["accuracy"] == pytest.approx(row["eval"]["accuracy"])
 
 

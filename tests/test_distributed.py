@@ -238,7 +238,8 @@ def _rank_processes(launcher: int) -> dict[int, int]:
     return ranks
 
 
-TORCHRUN_RUN = ["--task", "add", "--seq-len", "12", "--train-samples", "128", "--test-samples", "32",
+TORCHRUN_RUN = ["--task", "add", "--seq-len", "12", "--train-samples", "144", "--validation-samples", "16",
+                "--test-samples", "32",
                 "--batch-size", "16", "--hidden", "6", "--epochs", "2", "--k", "1", "--threads", "1", "--seed", "2",
                 "--checkpoint-every", "1", "--no-plots"]
 
@@ -287,9 +288,12 @@ def test_a_torchrun_rank_killed_at_a_random_moment_then_resume_equals_an_uninter
     assert first.count("epoch 1/2") == 1 and first.count("epoch 2/2") == 1  # only rank 0 logs
     assert second.count("resuming") == 1 and second.count("epoch 2/2") == 1
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    # 128 samples, 2 ranks, 16 per rank and batch: 4 batches per rank, each with an FPTT update per step
+    # 128 training samples (16 of 144 held out), 2 ranks, 16 per rank and batch: 4 batches per rank, each
+    # with an FPTT update per step
     assert rows[0]["train"]["samples"] == 128 // WORLD and rows[0]["train"]["updates"] == 4 * 12
-    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == WORLD
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == WORLD and summary["test_reads"] == 1  # rank 0 counted the one read
+    assert summary["test"]["mse"] == json.loads((straight / "summary.json").read_text())["test"]["mse"]
     resumed_rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["eval"] for row in _without_timing(resumed_rows)] == [row["eval"] for row in _without_timing(rows)]
     a, b = load_checkpoint(straight / "checkpoint_last.pt"), load_checkpoint(run_dir / "checkpoint_last.pt")

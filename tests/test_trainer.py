@@ -319,3 +319,57 @@ def test_the_averaged_model_loads_into_a_fresh_model_without_the_optimizer(tmp_p
     assert used == "average" and all(torch.equal(v, average[n]) for n, v in old_model.state_dict().items())
     fresh = build_model(config, 2, 1)
     fresh.load_state_dict(average)  # a plain state_dict, no optimizer involved
+
+
+# ---------------------------------------------------------------------------------- the protocol
+def test_validation_count_rule():
+    from fptt.spec.rules import validation_count
+
+    assert [validation_count("auto", n) for n in (9, 10, 64, 4000, 60_000)] == [0, 1, 6, 400, 1000]
+    assert validation_count(0, 100) == 0 and validation_count(7, 100) == 7
+    for bad in (-1, 2.5, True, "some"):
+        with pytest.raises(ValueError, match="validation_samples"):
+            validation_count(bad, 100)
+
+
+def test_selection_is_on_validation_and_test_is_read_once_at_the_end(tmp_path):
+    from fptt.run.records import read_test_reads
+
+    trainer = Trainer(_tiny(eval_every=None), tmp_path / "run", log=None)
+    assert trainer.config.validation_samples == 6 and len(trainer.eval_set) == 6 and len(trainer.train_set) == 58
+    held_out = set(trainer.eval_set.indices)
+    assert held_out.isdisjoint(trainer.train_set.indices)  # nothing trained on is validated on
+    reads: list[str] = []
+    original = trainer.evaluate
+
+    def counting(dataset=None, with_=None):
+        reads.append("validation" if dataset is None else "test")
+        return original(dataset, with_)
+
+    trainer.evaluate = counting
+    summary = trainer.fit()
+    assert reads == ["validation", "validation", "test"]  # one per epoch, then test once
+    assert [row["eval_split"] for row in trainer.history] == ["validation"] * 2
+    assert summary["best_split"] == "validation" and summary["test"]["split"] == "test"
+    assert summary["test"]["samples"] == 32 and summary["test_reads"] == 1
+    assert [read["by"] for read in read_test_reads(tmp_path / "run")] == ["fptt train"]
+    # resuming the finished run trains nothing and does not read test again
+    again = Trainer(trainer.config, tmp_path / "run", resume=True, log=None).fit()
+    assert again["test"] == summary["test"] and len(read_test_reads(tmp_path / "run")) == 1
+
+
+def test_an_interrupted_run_reads_no_test_and_no_validation_means_no_per_epoch_evaluation(tmp_path):
+    from fptt.run.records import read_test_reads
+
+    trainer = Trainer(_tiny(epochs=3), tmp_path / "stopped", log=None)
+    trainer.stop_requested = True  # as if Ctrl-C came before the first batch ended
+    summary = trainer.fit()
+    assert summary["interrupted"] and summary["test"] is None and read_test_reads(tmp_path / "stopped") == []
+
+    plain = Trainer(_tiny(validation_samples=0, eval_every=None), tmp_path / "plain", log=None)
+    assert plain.eval_set is None and len(plain.train_set) == 64
+    summary = plain.fit()
+    assert all("eval" not in row for row in plain.history) and summary["best_score"] is None
+    assert not (tmp_path / "plain" / BEST).exists() and summary["test_reads"] == 1
+    with pytest.raises(ConfigError, match="validation split"):
+        Trainer(_tiny(validation_samples=0, eval_every=1), tmp_path / "curve", log=None)

@@ -227,6 +227,7 @@ class Trainer:
         self.tracker: Tracker = Tracker()  # --log: opened by fit() on the main process
         self.trace_bytes = 0  # e-prop/OSTL: the eligibility traces' memory (largest batch)
         seed_everything(config.seed)
+        config = self.config  # _setup_distributed may have set distributed
         self.test_set: Optional[Dataset] = None  # built when it is read, once, after the last epoch
         self.test_result: Optional[dict[str, Any]] = None
         self.eval_set: Optional[Dataset]
@@ -236,10 +237,10 @@ class Trainer:
             self.train_set, self.eval_set = datasets[0], datasets[1]
             self.test_set = datasets[2] if len(datasets) == 3 else None
             held_out = 0 if self.eval_set is None else len(self.eval_set)  # type: ignore[arg-type]
-            config = self.config = config.updated(validation_samples=held_out)
+            config = self.config = self.config.updated(validation_samples=held_out)
         else:
             full = build_dataset(config.updated(validation_samples=0), "train")
-            config = self.config = resolve_validation(config, len(full))  # type: ignore[arg-type]
+            config = self.config = resolve_validation(self.config, len(full))  # type: ignore[arg-type]
             self.train_set, self.eval_set = (split_validation(full, config.validation_samples)  # type: ignore[arg-type]
                                              if config.validation_samples else (full, None))
         self.eval_split: Optional[str] = None if self.eval_set is None else "validation"
