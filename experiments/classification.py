@@ -213,6 +213,17 @@ for _row, _base in TUNING_ROWS.items():
         define(f"{_row}_{_suffix}", "mnist1d", _base + _flags, _TUNE, _row)
 
 
+# ---- MNIST-1D, the headline comparison under the v0.4 protocol (issue 31): each row at the configuration
+# its tuning row chose on validation (`classification.py select`), five seeds, the test split read once
+# by fptt train itself (test_reads.json). Naive online runs FPTT's configuration without the regulariser.
+_SEEDS5 = "seeds5-mnist1d"
+FIVE = (0, 1, 2, 3, 4)
+define_seeds("e1d_ltc_bptt", "mnist1d", ["--method", "bptt", "--lr", "1e-2", "--weighting", "uniform", "--readout-from",
+                                         "membrane"], _SEEDS5, seeds=FIVE)
+define_seeds("e1d_gru_bptt", "mnist1d", ["--model", "gru", "--method", "bptt", "--lr", "1e-2", "--weighting", "last"],
+             _SEEDS5, seeds=FIVE)
+
+
 def run_dir(name: str) -> Path:
     return RUN_ROOT / name
 
