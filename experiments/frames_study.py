@@ -125,6 +125,8 @@ def run_accuracy(args: argparse.Namespace) -> None:
                 (run_dir / "command.txt").write_text(command(values) + f" --run-dir {run_dir}\n")
                 started = time.perf_counter()
                 try:
+                    # (the recorded runs are v0.3's: the held-out recordings scored after each epoch, the last
+                    # epoch reported, nothing selected; since v0.4 the second dataset is the validation split)
                     summary = Trainer(config, run_dir, log=None, progress=False, handle_sigint=False,
                                       datasets=(train.rebinned(frames), heldout.rebinned(frames))).fit()
                     accuracy = summary["last"]["eval"]["accuracy"]
