@@ -12,7 +12,8 @@ rest of the path applies to every item. A ``.jsonl`` file is the list of its lin
 at the end of the path gives its items; ``null`` values (a diverged seed's score) are left out.
 
 Reductions: ``value`` (exactly one value), ``mean``, ``mean_std`` (mean and sample standard
-deviation, ``{mean}`` and ``{std}``), ``median``, ``min``, ``max``, ``sum``, ``last_mean:N`` (the
+deviation, ``{mean}`` and ``{std}``), ``ci95`` (the Student-t 95 % interval of the mean,
+``{low}`` and ``{high}``), ``median``, ``min``, ``max``, ``sum``, ``last_mean:N`` (the
 mean of the last N values of each file, then over the files), ``ratio`` and ``difference`` (the
 value over, or minus, the ``against`` group's value) and ``paired_p`` (the two-sided paired t-test p-value against the
 ``against`` group, paired by the ``_s<seed>`` in the paths, ``{p}``). A claim with ``parts``
@@ -130,6 +131,9 @@ def _fields(claim: dict[str, Any]) -> dict[str, float]:
         fields = {"value": float(function(values))}
     elif reduce == "mean_std":
         fields = {"mean": statistics.mean(values), "std": statistics.sample_std(values)}
+    elif reduce == "ci95":
+        low, high = statistics.confidence_interval(values)
+        fields = {"low": low, "high": high}
     elif reduce.startswith("last_mean:"):
         last = int(reduce.split(":")[1])
         fields = {"value": statistics.mean([statistics.mean([v * scale for v in file_values[-last:]])
