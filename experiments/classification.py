@@ -255,7 +255,7 @@ for _method in ("eprop", "ostl", "fptt"):
 
 # each method's choice on validation (`classification.py select g5_alif_<method>`), five seeds
 _ALIF_SEEDS = "alif-seeds5-mnist1d"
-ALIF_CHOICES = {"fptt": (("3", "1"), "3e-3"), "ostl": (("3", "1"), "1e-3")}
+ALIF_CHOICES = {"fptt": (("3", "1"), "3e-3"), "ostl": (("3", "1"), "1e-3"), "eprop": (("3", "1"), "1e-3")}
 for _method, (_tau, _lr) in ALIF_CHOICES.items():
     define_seeds(f"s5_alif_{_method}", "mnist1d", ["--model", "alif", "--readout", "fixed", "--method", _method,
                                                    "--tau-membrane", *_tau, "--lr", _lr, "--epochs", "5"],
