@@ -233,3 +233,26 @@ def test_key_paths() -> None:
     assert _walk([{"v": 1}, {"v": 2}], _parse("[-1].v")) == [2]
     with pytest.raises(KeyError):
         _walk(tree, _parse("rows[m=c].v"))
+
+
+def test_every_recorded_v04_run_read_its_test_split_once_or_never() -> None:
+    """The run folders recorded with configs in sections (v0.3's config work on) either read their
+    test split exactly once, by fptt train after the last epoch (the v0.4 protocol: ``summary.json``
+    has ``test`` and ``test_reads.json`` one read, which ``test.json`` copies), or never (the MNIST-1D
+    tuning runs, which ran before fptt train read test and were scored on validation only)."""
+    folders = [path.parent for path in (ROOT / "experiments" / "results").rglob("config.json")
+               if "network" in json.loads(path.read_text()) and (path.parent / "summary.json").is_file()]
+    read_once = [folder for folder in folders if "test" in json.loads((folder / "summary.json").read_text())]
+    assert len(read_once) >= 40 and len(folders) - len(read_once) >= 36, "the v0.4 records are missing"
+    for folder in folders:
+        reads_file = folder / "test_reads.json"
+        if folder not in read_once:
+            assert not reads_file.exists() and not (folder / "test.json").exists(), f"{folder.name} read test"
+            continue
+        reads = json.loads(reads_file.read_text())
+        assert reads["count"] == 1 and len(reads["reads"]) == 1, f"{folder.name}: test read {reads['count']} times"
+        read = reads["reads"][0]
+        epochs = len((folder / "metrics.jsonl").read_text().splitlines())
+        assert read["by"] == "fptt train" and read["epoch"] == epochs, folder.name
+        if (folder / "test.json").is_file():
+            assert json.loads((folder / "test.json").read_text())["accuracy"] == read["metrics"]["accuracy"]
