@@ -54,6 +54,8 @@ TASKS: dict[str, list[str]] = {
     # the standard MNIST (60,000 + 10,000 IDX files; $FPTT_MNIST, else the workspace's shared copy)
     "smnist196full": ["--task", "smnist", "--downsample", "14", "--validation-samples", "1000", "--data-dir",
                       os.environ.get("FPTT_MNIST", str(ROOT.parent / "shared" / "data" / "mnist"))],
+    "psmnist196full": ["--task", "psmnist", "--downsample", "14", "--validation-samples", "1000", "--data-dir",
+                       os.environ.get("FPTT_MNIST", str(ROOT.parent / "shared" / "data" / "mnist"))],
 }
 
 # name -> (task, flags, groups). The names say what differs from the task's default.
@@ -239,6 +241,10 @@ define("fs196_ltc_fptt_1ep", "smnist196full", ["--epochs", "1"], _FULL)
 define("fs196_ltc_bptt_1ep", "smnist196full", ["--method", "bptt", "--epochs", "1"], _FULL)
 define("fs196_gru_bptt_1ep", "smnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr", "1e-2",
                                               "--epochs", "1"], _FULL)
+define("fps196_ltc_fptt_1ep", "psmnist196full", ["--epochs", "1"], _FULL)
+define("fps196_ltc_bptt_1ep", "psmnist196full", ["--method", "bptt", "--epochs", "1"], _FULL)
+define("fps196_gru_bptt_1ep", "psmnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr",
+                                                "1e-2", "--epochs", "1"], _FULL)
 
 
 # ---- e-prop and OSTL at their own regime (issue 31): the ALIF network with the fixed readout they need,
