@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from ..spec.vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         scores = {key: result[key] for key in ("loss", "accuracy", "mse", "samples") if key in result}
         result["test_reads"] = record_test_read(run_dir, {
             "by": "fptt eval", "split": split, "checkpoint": checkpoint, "epoch": payload["epoch"], "with": used,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": scores})
+            "metrics": scores})
         if not args.quiet:
             print(f"note: read {result['test_reads']} of this run's {split} split (counted in {run_dir}/test_reads.json)",
                   file=sys.stderr)

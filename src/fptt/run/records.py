@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -80,9 +81,9 @@ def read_test_reads(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def record_test_read(run_dir: str | os.PathLike, read: dict[str, Any]) -> int:
-    """Append one read of the test split (who read it, which weights, the score) to
-    ``test_reads.json``, atomically, and return how many reads the run has had."""
+    """Append one read of the test split (who read it, which weights, the score), numbered and
+    time-stamped, to ``test_reads.json``, atomically, and return how many reads the run has had."""
     earlier = read_test_reads(run_dir)
-    reads = [*earlier, {"read": len(earlier) + 1, **read}]
+    reads = [*earlier, {"read": len(earlier) + 1, **read, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
     write_json(Path(run_dir) / TEST_READS, {"count": len(reads), "reads": reads})
     return len(reads)

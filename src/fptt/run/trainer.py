@@ -598,22 +598,22 @@ class Trainer:
     def _read_test_once(self) -> dict[str, Any]:
         """Score the run's final weights (W̄ for FPTT evaluated with it) on the test split, and count
         the read in ``test_reads.json``; a run resumed after it finished reuses its recorded read."""
-        split = final_split(self.config)
         done = len(self.history)
         earlier = [read for read in read_test_reads(self.run_dir) if read.get("by") == "fptt train"
                    and read.get("epoch") == done and "metrics" in read]
         if earlier:
-            return {"split": split, "epoch": done, "with": earlier[-1]["with"], "reads": earlier[-1]["read"],
-                    **earlier[-1]["metrics"]}
-        dataset = self.test_set if self.test_set is not None else build_dataset(self.config, split)
-        metrics = _metrics_dict(self.evaluate(dataset))
-        read = {"by": "fptt train", "split": split, "checkpoint": LAST, "epoch": done, "with": self._evaluated_with(),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": metrics}
-        reads = record_test_read(self.run_dir, read) if self.is_main else 1
-        metric = "accuracy" if metrics.get("accuracy") is not None else "mse"
-        self.log(f"{split} {metric} {metrics[metric]:.4f} (the final weights, epoch {done}; read {reads} of this "
-                 f"run's {split} split, counted in test_reads.json)")
-        return {"split": split, "epoch": done, "with": read["with"], "reads": reads, **metrics}
+            read = earlier[-1]
+        else:
+            split = final_split(self.config)
+            dataset = self.test_set if self.test_set is not None else build_dataset(self.config, split)
+            metrics = _metrics_dict(self.evaluate(dataset))
+            read = {"by": "fptt train", "split": split, "checkpoint": LAST, "epoch": done,
+                    "with": self._evaluated_with(), "metrics": metrics}
+            read["read"] = record_test_read(self.run_dir, read) if self.is_main else 1
+            metric = "accuracy" if metrics.get("accuracy") is not None else "mse"
+            self.log(f"{split} {metric} {metrics[metric]:.4f} (the final weights, epoch {done}; read {read['read']} "
+                     f"of this run's {split} split, counted in test_reads.json)")
+        return {"split": read["split"], "epoch": done, "with": read["with"], "reads": read["read"], **read["metrics"]}
 
     def _epoch_line(self, row: dict[str, Any]) -> str:
         train, evaluation = row["train"], row.get("eval")
