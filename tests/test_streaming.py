@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import math
+
 import pytest
 import torch
 
@@ -129,6 +131,75 @@ def test_the_drifting_mnist_stream_runs_and_writes_its_figures(tmp_path):
     assert (tmp_path / "stream.json").is_file() and (tmp_path / "stream.png").is_file()
     with pytest.raises(ValueError, match="drift_at"):
         run_stream(steps=392, drift_at=2.0, progress=False)
+
+
+def test_the_stream_holds_out_the_validation_digits_of_fptt_train_and_scores_them(tmp_path):
+    """The stream's digits are `fptt train --task smnist --downsample 14 --validation-samples N`'s
+    training part, its validation draw is never streamed, and the held-out score is the trainer's
+    evaluation of W̄ on that draw (fresh state per digit) after the stream's updates."""
+    from torch.utils.data import DataLoader
+
+    from fptt.cli.stream import run_stream, stream_digits
+    from fptt.run.build import build_dataset
+    from fptt.run.config import resolve_config
+    from fptt.run.trainer import evaluation_rng
+    from fptt.training.engine import evaluate
+
+    config = resolve_config({}, {"task": "smnist", "downsample": 14, "validation_samples": 0})
+    pixels, labels, held_out = stream_digits(config, 40)
+    train = build_dataset(config.updated(validation_samples=40), "train")
+    validation = build_dataset(config.updated(validation_samples=40), "validation")
+    assert len(pixels) == len(train) == len(build_dataset(config, "train")) - 40 and len(held_out) == 40
+    assert torch.equal(pixels, torch.stack([train[i][0][:, 0] for i in range(len(train))]))
+    assert torch.equal(labels, torch.tensor([train[i][1] for i in range(len(train))]))
+    assert [int(held_out[i][1]) for i in range(40)] == [int(validation[i][1]) for i in range(40)]
+    assert stream_digits(config, 0)[2] is None and len(stream_digits(config, 0)[0]) == len(train) + 40
+
+    result = run_stream(steps=392, streams=2, hidden=8, log_every_digits=1, progress=False, out=tmp_path,
+                        validation_samples=40, eval_every=196, schedule="cosine", checkpoint_every=392)
+    assert [point["step"] for point in result["held_out"]] == [196, 392]
+    assert [point["digits"] for point in result["held_out"]] == [2, 4]
+    assert result["held_out_accuracy"] == result["held_out"][-1]["accuracy"]
+    assert result["config"]["validation_samples"] == 40
+    # the end of the stream rescored from its checkpoint: W̄ on the held-out digits, as the stream scored it
+    from fptt.run.build import build_model, build_optimizer
+    from fptt.run.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert saved["steps"] == 392
+    model_config = resolve_config({}, {"task": "smnist", "hidden_sizes": [8], "method": "fptt", "fused": False})
+    model = build_model(model_config, 1, 10)
+    optimizer = build_optimizer(model_config, model)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    with optimizer.averaged(), evaluation_rng(0, torch.device("cpu")):
+        again = evaluate(model, DataLoader(held_out, batch_size=256))
+    assert again.accuracy == result["held_out_accuracy"] and again.loss == pytest.approx(result["held_out"][-1]["loss"])
+
+
+def test_the_stream_schedule_anneals_the_lr_once_per_update_and_reset_restarts_every_digit(monkeypatch):
+    from fptt.cli.stream import run_stream
+    from fptt.training.streaming import OnlineLearner
+
+    resets, lrs = [], []
+    reset = OnlineLearner.reset_streams
+
+    def counted(self, mask):
+        resets.append((self.steps, int(mask.sum())))
+        lrs.append(self.optimizer.param_groups[0]["lr"])
+        return reset(self, mask)
+
+    monkeypatch.setattr(OnlineLearner, "reset_streams", counted)
+    run_stream(steps=588, streams=2, hidden=8, k=2, progress=False, validation_samples=0, schedule="cosine",
+               reset_each_digit=True, lr=1e-2)
+    assert [steps for steps, _ in resets] == [196, 392] and all(count == 2 for _, count in resets)
+    # cosine over ceil(588 / 2) = 294 updates: update n uses lr · (1 + cos(π (n - 1) / 294)) / 2; at each
+    # digit boundary the lr is the one its last update (n = 98, 196) used
+    assert lrs == pytest.approx([1e-2 * (1 + math.cos(math.pi * (n - 1) / 294)) / 2 for n in (98, 196)])
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        run_stream(steps=196, schedule="linear", progress=False)
+    with pytest.raises(ValueError, match="eval_every must be a positive int"):
+        run_stream(steps=196, eval_every=0, progress=False)
 
 
 def test_the_stream_runs_with_the_smnist_preset_regime():

@@ -8,6 +8,13 @@ changes: the learner must re-adapt online. Accuracy is *prequential* (test-then-
 prediction at the last pixel of each digit, made before that step's update. Process memory
 (RSS) is sampled along the way to show that nothing grows with the stream.
 
+The stream leaves out the validation digits of ``fptt train --task smnist --downsample 14`` with
+the same ``--validation-samples`` (the same fixed draw, :func:`fptt.run.build.validation_indices`)
+and scores the network on them every ``eval_every`` steps and at the end, as ``fptt train`` scores
+its epochs: each digit from a fresh state, FPTT's running average W̄, the prediction at the last
+pixel (:func:`fptt.training.engine.evaluate`). So the stream and epoch training are compared on the
+same held-out digits after the same number of training digits.
+
     fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.cli.stream ...)
     fptt stream --resume benchmarks/results/stream                 (continue a killed stream)
 
@@ -30,20 +37,26 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from ..run.config import OptimSettings
+from ..run.config import DataSettings, OptimSettings
 from ..run.presets import PRESET_NAMES
 from .argtypes import positive_float, positive_int
 from .common import EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError
+from .train import setting_value_type
 
 # torch and the library are imported inside the functions: `fptt --help` builds this module's
 # parser without paying for them
 
-__all__ = ["run_stream", "resume_stream", "main", "register", "run", "DEFAULT_CHECKPOINT_EVERY"]
+__all__ = ["run_stream", "resume_stream", "stream_digits", "main", "register", "run", "DEFAULT_CHECKPOINT_EVERY"]
 
 DEFAULT_CHECKPOINT_EVERY = 10_000  # stream steps between checkpoints (about 30 s at the default size)
 # the settings of a stream, saved in config.json and in every checkpoint; --resume takes them from there
 _SETTINGS = ("steps", "streams", "hidden", "k", "lr", "alpha", "drift_at", "seed", "log_every_digits", "weighting",
-             "preset", "checkpoint_every")
+             "preset", "checkpoint_every", "validation_samples", "eval_every", "schedule", "reset_each_digit",
+             "data_dir")
+# the settings a stream folder of v0.3 (before held-out scoring, schedules and resets) ran with
+_V03_SETTINGS = {"validation_samples": 0, "eval_every": None, "schedule": "none", "reset_each_digit": False,
+                 "data_dir": None}
+STREAM_SCHEDULES = ("none", "step", "cosine")
 
 
 def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume (to split later)
@@ -63,6 +76,11 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     checkpoint_every: Optional[int] = None,
     resume: bool = False,
     handle_signals: bool = False,
+    validation_samples: int | str = "auto",
+    eval_every: Optional[int] = None,
+    schedule: str = "none",
+    reset_each_digit: bool = False,
+    data_dir: Optional[str] = None,
 ) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
@@ -72,12 +90,20 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     learnable gate slopes). With ``out`` and ``checkpoint_every`` (steps), ``out`` is a run folder
     with checkpoints; ``resume=True`` continues the stream saved there (use :func:`resume_stream`,
     which reads its settings). ``handle_signals``: SIGINT/SIGTERM save a checkpoint at the next
-    window boundary and return with ``interrupted`` set."""
+    window boundary and return with ``interrupted`` set.
+
+    ``validation_samples`` (``"auto"`` as in ``fptt train``, or a number; 0: stream every digit and
+    score none) digits of the training split are held out of the stream and scored every
+    ``eval_every`` steps and at the end (``result["held_out"]``). ``schedule`` anneals the lr over
+    the stream's updates (``"step"``: ×0.1 at half and three quarters, ``"cosine"``: to 0 at the
+    end), as ``fptt train --schedule-unit batch`` does over a run. ``reset_each_digit`` restarts the
+    network state at every digit boundary, as epoch training does for every sequence.
+    ``data_dir``: the standard MNIST IDX files (``--data-dir`` of ``fptt train``) instead of the
+    bundled MNIST-10k."""
     import torch
 
-    from ..data import SequentialMNIST
     from ..memory import rss_mb
-    from ..run.build import build_model, build_optimizer
+    from ..run.build import build_model, build_optimizer, build_scheduler
     from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
     from ..run.control import StopRequest, stop_on_signals
@@ -97,9 +123,15 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     if (checkpoint_every or resume) and out is None:
         raise ValueError("checkpoints need an output folder (out)")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every <= 0):
+        raise ValueError(f"eval_every must be a positive int, got {eval_every!r}")
+    if schedule not in STREAM_SCHEDULES:
+        raise ValueError(f"schedule must be one of {STREAM_SCHEDULES}, got {schedule!r}")
     settings = {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                 "drift_at": drift_at, "seed": seed, "log_every_digits": log_every_digits, "weighting": weighting,
-                "preset": preset, "checkpoint_every": checkpoint_every}
+                "preset": preset, "checkpoint_every": checkpoint_every, "validation_samples": validation_samples,
+                "eval_every": eval_every, "schedule": schedule, "reset_each_digit": reset_each_digit,
+                "data_dir": data_dir}
     found = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -111,22 +143,39 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         else:  # first, atomically: a stream killed at any later moment can be resumed
             write_text_atomic(out / CONFIG, json.dumps({"command": "stream", **settings}, indent=2) + "\n")
     torch.manual_seed(seed)
-    digits = SequentialMNIST("train", downsample=14)
-    pixels, labels = digits.inputs[:, :, 0], digits.targets  # (N, 196), (N,)
-    length = pixels.shape[1]
-    generator = torch.Generator().manual_seed(seed)
-    drift_permutation = torch.randperm(length, generator=generator)
-    # the network and optimizer come from a TrainConfig through the library's builders, like every run
-    # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized
+    # the network and optimizer of `fptt train --task smnist` (its task defaults, or the preset's), resized;
     # a stream of known length: the compiled kernels when it pays back their compile time (fptt.spec.rules)
-    flags = {"task": "smnist", "hidden_sizes": [hidden], "lr": lr, "alpha": alpha, "method": "fptt",
-             "fused": plans_to_fuse(steps)}
+    flags = {"task": "smnist", "downsample": 14, "hidden_sizes": [hidden], "lr": lr, "alpha": alpha,
+             "method": "fptt", "fused": plans_to_fuse(steps), "data_dir": data_dir, "validation_samples": 0,
+             "schedule": schedule, "schedule_unit": "batch", "epochs": 1}
     if preset is not None:
         flags["preset"] = preset
     config = resolve_config({}, flags)
+    pixels, labels, held_out = stream_digits(config, validation_samples)
+    held_out_count = len(held_out) if held_out is not None else 0  # type: ignore[arg-type]
+    length = pixels.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    drift_permutation = torch.randperm(length, generator=generator)
     model = build_model(config, 1, 10)
     optimizer = build_optimizer(config, model)
     learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
+    scheduler = build_scheduler(config, optimizer, batches_per_epoch=-(-steps // k))  # one lr step per update
+    held_out_curve: list[dict[str, Any]] = []
+
+    def score_held_out(step: int) -> None:
+        """The held-out digits' accuracy after ``step`` stream steps (W̄, fresh state per digit)."""
+        from torch.utils.data import DataLoader
+
+        from ..run.trainer import evaluation_rng
+        from ..training.engine import evaluate
+
+        assert held_out is not None
+        with optimizer.averaged(), evaluation_rng(seed, learner.device):  # type: ignore[attr-defined]
+            metrics = evaluate(model, DataLoader(held_out, batch_size=256))
+        held_out_curve.append({"step": step, "digits": (step // length) * streams, "accuracy": metrics.accuracy,
+                               "loss": metrics.loss, "firing_rate": metrics.firing_rate})
+        if bar is not None:
+            bar.write(f"step {step:,}: held-out accuracy {metrics.accuracy:.3f}")
     order = torch.randint(0, len(pixels), (streams,), generator=generator)
     drift_step = int(drift_at * steps)
     curve: list[dict[str, Any]] = []
@@ -139,6 +188,9 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         curve = list(position_state["curve"])
         correct, seen = int(position_state["correct"]), int(position_state["seen"])
         digit_count, seconds_before = int(position_state["digit_count"]), float(position_state["seconds"])
+        held_out_curve = list(position_state.get("held_out", []))
+        if scheduler is not None:
+            scheduler.load_state_dict(position_state["scheduler"])
     first_step = saved_at = learner.steps
     next_checkpoint = (first_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
     started = time.perf_counter()
@@ -149,7 +201,9 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         payload = {**learner.state_dict(), "kind": "stream", "config": settings,
                    "stream": {"generator": generator.get_state(), "order": order, "curve": curve,
                               "correct": correct, "seen": seen, "digit_count": digit_count,
-                              "seconds": seconds_before + time.perf_counter() - started}}
+                              "seconds": seconds_before + time.perf_counter() - started,
+                              "held_out": held_out_curve,
+                              "scheduler": scheduler.state_dict() if scheduler is not None else None}}
         save_generation(out / LAST, payload)
 
     bar = None
@@ -183,6 +237,14 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                         bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
             if (step + 1) % length == 0 and step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
                 order = torch.randint(0, len(pixels), (streams,), generator=generator)
+                if reset_each_digit:
+                    learner.reset_streams(torch.ones(streams, dtype=torch.bool))
+            if scheduler is not None and learner.at_window_boundary:
+                scheduler.step()
+            last_scored = held_out_curve[-1]["step"] if held_out_curve else 0
+            if held_out is not None and eval_every and learner.at_window_boundary and (
+                    learner.steps // eval_every > last_scored // eval_every):
+                score_held_out(learner.steps)
             last_window = steps - learner.steps < k  # no complete window left: this is the final state
             if next_checkpoint is not None and learner.at_window_boundary and learner.steps != saved_at and (
                     learner.steps >= next_checkpoint or last_window):
@@ -196,14 +258,18 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     interrupted = learner.steps < steps
     if out is not None and interrupted and learner.steps != saved_at:
         save()  # where a signal stopped it (the end of the stream, or its last window boundary, is saved above)
+    if held_out is not None and not interrupted and (not held_out_curve or held_out_curve[-1]["step"] != learner.steps):
+        score_held_out(learner.steps)  # the end of the stream is always scored
     seconds = seconds_before + time.perf_counter() - started
     rss = [point["rss_mb"] for point in curve]
     result = {
         "config": {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
                    "optimizer": config.optimizer, "clip": config.clip_grad_norm, "norm": config.norm,
-                   "checkpoint_every": checkpoint_every,
-                   "data": "MNIST-10k train split, 14x14, pixel by pixel"},
+                   "checkpoint_every": checkpoint_every, "schedule": schedule, "reset_each_digit": reset_each_digit,
+                   "validation_samples": held_out_count, "eval_every": eval_every,
+                   "data": f"{'MNIST (IDX files)' if data_dir else 'MNIST-10k'} train split less the "
+                           f"{held_out_count} held-out digits, 14x14, pixel by pixel"},
         "steps_done": learner.steps,
         "interrupted": interrupted,
         "stop_signal": stop.signal if interrupted else None,
@@ -215,6 +281,8 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         "rss_mb_last": rss[-1] if rss else None,
         "rss_mb_max": max(rss) if rss else None,  # type: ignore[type-var]
         "curve": curve,
+        "held_out": held_out_curve,
+        "held_out_accuracy": held_out_curve[-1]["accuracy"] if held_out_curve else None,
         "torch": torch.__version__,
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
@@ -224,6 +292,25 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         if curve:
             _plot(result, drift_step, out / "stream.png")
     return result
+
+
+def stream_digits(config: Any, validation_samples: int | str) -> tuple[Any, Any, Any]:
+    """``(pixels (N, 196), labels (N,), held_out)``: the training digits of ``config`` (an S-MNIST
+    ``TrainConfig`` without a validation split) less the validation draw that ``fptt train`` holds out
+    with ``validation_samples`` (``"auto"`` or a count; 0: none, ``held_out`` None), and that draw as a
+    dataset for :func:`fptt.training.engine.evaluate`."""
+    import torch
+
+    from ..run.build import build_dataset, split_validation
+    from ..spec.rules import validation_count
+
+    digits = build_dataset(config, "train")
+    count = validation_count(validation_samples, len(digits))  # type: ignore[arg-type]
+    if not count:
+        return digits.inputs[:, :, 0], digits.targets, None  # type: ignore[attr-defined]
+    streamed, held_out = split_validation(digits, count)
+    index = torch.as_tensor(streamed.indices)  # type: ignore[attr-defined]
+    return digits.inputs[index, :, 0], digits.targets[index], held_out  # type: ignore[attr-defined]
 
 
 def resume_stream(out: Path, progress: bool = True, handle_signals: bool = False) -> dict:
@@ -237,8 +324,8 @@ def resume_stream(out: Path, progress: bool = True, handle_signals: bool = False
     saved = json.loads(path.read_text())
     if saved.get("command") != "stream":
         raise ValueError(f"{path} is not the config of `fptt stream`")
-    return run_stream(**{key: saved[key] for key in _SETTINGS}, out=Path(out), progress=progress, resume=True,
-                      handle_signals=handle_signals)
+    settings = {key: saved.get(key, _V03_SETTINGS.get(key)) for key in _SETTINGS}
+    return run_stream(**settings, out=Path(out), progress=progress, resume=True, handle_signals=handle_signals)
 
 
 def _plot(result: dict, drift_step: int, path: Path) -> None:
@@ -249,10 +336,13 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
 
     steps = [point["step"] for point in result["curve"]]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    top.plot(steps, [100 * point["accuracy"] for point in result["curve"]])
+    top.plot(steps, [100 * point["accuracy"] for point in result["curve"]], label="online (prequential)")
+    if result.get("held_out"):
+        top.plot([point["step"] for point in result["held_out"]], [100 * point["accuracy"] for point in result["held_out"]],
+                 "o-", color="black", label=f"{result['config']['validation_samples']} held-out digits")
     if drift_step < result["config"]["steps"]:  # --drift-at 1: no drift, no line
         top.axvline(drift_step, color="red", linestyle="--", linewidth=1, label="permutation changes")
-        top.legend(loc="lower right")
+    top.legend(loc="lower right", fontsize=8)
     top.set_ylabel("online accuracy (%)")
     bottom.plot(steps, [point["rss_mb"] for point in result["curve"]], color="tab:green")
     bottom.set_ylabel("process RSS (MB)")
@@ -283,6 +373,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="loss weight of pixel p of a digit: 1 (default) or (p+1)/196 as in the paper's S-MNIST")
     parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
                         help="the S-MNIST regime of fptt.run.presets (normalised currents, gate slopes, Adamax, clip 1)")
+    parser.add_argument("--validation-samples", type=setting_value_type(DataSettings.settings()["validation_samples"],
+                                                                 "validation_samples"), default="auto", metavar="N",
+                        help="training digits held out of the stream and scored on (the validation draw of `fptt train "
+                             "--task smnist --downsample 14` with the same N; auto: its rule, 0: none; default auto)")
+    parser.add_argument("--eval-every", type=positive_int, default=None, metavar="STEPS",
+                        help="score the held-out digits every STEPS stream steps (W̄, a fresh state per digit; "
+                             "default: at the end only)")
+    parser.add_argument("--schedule", choices=STREAM_SCHEDULES, default="none",
+                        help="lr over the stream's updates: none (default), step (×0.1 at 1/2 and 3/4) or cosine (to 0)")
+    parser.add_argument("--reset-each-digit", action="store_true",
+                        help="restart the network state at every digit boundary (default: never, an endless stream)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder of the standard MNIST IDX files (default: the bundled MNIST-10k)")
     parser.add_argument("--log-every", type=positive_int, default=20,
                         help="digit rounds per point of the accuracy/memory curve (default 20)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
@@ -311,7 +414,8 @@ def run_from_args(args: argparse.Namespace) -> dict:
             steps=args.steps, streams=args.streams, hidden=args.hidden, k=args.k, lr=args.lr, alpha=args.alpha,
             drift_at=args.drift_at, seed=args.seed, log_every_digits=args.log_every, weighting=args.weighting,
             progress=not args.quiet, out=args.out, preset=args.preset, checkpoint_every=args.checkpoint_every,
-            handle_signals=True,
+            handle_signals=True, validation_samples=args.validation_samples, eval_every=args.eval_every,
+            schedule=args.schedule, reset_each_digit=args.reset_each_digit, data_dir=args.data_dir,
         )
         out = args.out
     if result["interrupted"]:

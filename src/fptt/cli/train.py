@@ -16,7 +16,7 @@ __all__ = ["register", "run", "add_train_arguments", "add_setting_flag"]
 _NOT_CONFIG = {"command", "config", "resume", "quiet", "debug", "handler", "print_config"}
 
 
-def _value_type(setting: Any, name: str) -> Callable[[str], Any]:
+def setting_value_type(setting: Any, name: str) -> Callable[[str], Any]:
     """The argparse type of a setting's flag: its kind's parser, its words as they are, and
     ``none`` for an optional setting (unset)."""
     convert: Callable[[str], Any] = {"int": int, "ints": int, "float": float, "floats": float}.get(setting.kind, str)
@@ -87,7 +87,7 @@ def add_setting_flag(group: Any, name: str, setting: Any, default: Any) -> None:
     if setting.kind == "bool":
         options.update(action=argparse.BooleanOptionalAction)
     else:
-        options.update(type=_value_type(setting, name), metavar=setting.metavar)
+        options.update(type=setting_value_type(setting, name), metavar=setting.metavar)
         if setting.choices:
             options.update(choices=setting.choices, metavar=None)
         if setting.nargs is not None:
