@@ -81,7 +81,7 @@ def test_conv_ltc_step_matches_the_literal_equations(gate_input, reset):
     d, state, params = random_conv_case(gate_input, seed=3)
     spikes, new = conv_ltc_step(d, state, params, get_surrogate("multi_gaussian"), baseline_threshold=0.3,
                                 adaptation_strength=1.8, reset=reset)
-    u, b, s = reference_conv_ltc(d, *state, params, 0.3, 1.8, reset)
+    u, b, s = reference_conv_ltc(d, state.membrane, state.adaptation, state.spikes, params, 0.3, 1.8, reset)
     assert 0 < float(s.mean()) < 1  # the case has spiking and silent neurons
     torch.testing.assert_close(new.spikes, s, rtol=0, atol=0)
     torch.testing.assert_close(spikes, s, rtol=0, atol=0)
@@ -92,8 +92,8 @@ def test_conv_ltc_step_matches_the_literal_equations(gate_input, reset):
 @pytest.mark.parametrize("gate_input", ["sum", "concat"])
 def test_conv_ltc_step_gradients_match_finite_differences(gate_input):
     d, state, params = random_conv_case(gate_input, seed=5, side=3)
-    inputs = [d, *state, params.membrane_weight, params.membrane_bias, params.adaptation_weight,
-              params.adaptation_bias]
+    inputs = [d, state.membrane, state.adaptation, state.spikes, params.membrane_weight, params.membrane_bias,
+              params.adaptation_weight, params.adaptation_bias]
     inputs = [tensor.clone().requires_grad_(True) for tensor in inputs]
 
     def step(d, u, b, s, wm, cm, wa, ca):

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fptt.models.state import state_tensors
 from fptt.neurons import (
     ALIF,
     LIF,
@@ -84,7 +85,7 @@ def run_against_reference(cell, *, seed: int = 1, steps: int = STEPS, input_scal
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     state = cell.init_state(BATCH)
-    u, b, s = (tensor.tolist() for tensor in state)
+    u, b, s = (tensor.tolist() for tensor in (state.membrane, state.adaptation, state.spikes))
     spikes_seen = []
     with torch.no_grad():
         for t in range(steps):
@@ -149,7 +150,7 @@ def test_ltc_matches_the_reference_for_other_random_weights_and_inputs(seed):
 def _ltc_step_threshold_before_adaptation(current, state, params, spike_fn, *, baseline_threshold=0.1,
                                           adaptation_strength=1.8, reset="zero", kernels=None):
     """Mutant: θ computed from b_{t-1} (adaptation updated after the threshold)."""
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     alpha = torch.sigmoid(torch.nn.functional.linear(torch.cat((current, membrane), -1),
                                                      params.membrane_weight, params.membrane_bias))
     rho = torch.sigmoid(torch.nn.functional.linear(torch.cat((current, adaptation), -1),
@@ -165,7 +166,7 @@ def _ltc_step_threshold_before_adaptation(current, state, params, spike_fn, *, b
 def _ltc_step_reset_deferred_to_next_step(current, state, params, spike_fn, *, baseline_threshold=0.1,
                                           adaptation_strength=1.8, reset="zero", kernels=None):
     """Mutant: the LTC reset acts on u_{t-1} through s_{t-1} (the ALIF convention), not on u_t."""
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     membrane = membrane * (1 - spikes)
     alpha = torch.sigmoid(torch.nn.functional.linear(torch.cat((current, membrane), -1),
                                                      params.membrane_weight, params.membrane_bias))
@@ -180,7 +181,7 @@ def _ltc_step_reset_deferred_to_next_step(current, state, params, spike_fn, *, b
 
 def _alif_step_threshold_before_adaptation(current, state, params, spike_fn, *, baseline_threshold=0.1,
                                            adaptation_strength=1.8, reset="subtract", dt=1.0):
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     alpha = torch.exp(-dt / params.tau_membrane)
     rho = torch.exp(-dt / params.tau_adaptation)
     threshold = baseline_threshold + adaptation_strength * adaptation
@@ -302,17 +303,17 @@ def test_pure_steps_give_binary_spikes_keep_shapes_and_never_mutate_their_inputs
 ):
     current, state, params = random_neuron_inputs(kind, batch, hidden, seed)
     params_given = [t for t in params if t is not None]  # LTC's optional gate slopes are None here
-    before = (current.clone(), [t.clone() for t in state], [t.clone() for t in params_given])
+    before = (current.clone(), [t.clone() for t in state_tensors(state)], [t.clone() for t in params_given])
     spikes, new_state = STEP_FUNCTIONS[kind](current, state, params, get_surrogate(surrogate), reset=reset)
     assert isinstance(new_state, NeuronState)
     assert spikes.shape == (batch, hidden)
     assert spikes.dtype == current.dtype
-    for tensor in new_state:
+    for tensor in state_tensors(new_state):
         assert tensor.shape == (batch, hidden)
     assert torch.equal(spikes, new_state.spikes)
     assert ((spikes == 0) | (spikes == 1)).all()
     assert torch.equal(current, before[0])
-    for old, kept in zip(state, before[1]):
+    for old, kept in zip(state_tensors(state), before[1]):
         assert torch.equal(old, kept)
     for old, kept in zip(params_given, before[2]):
         assert torch.equal(old, kept)
@@ -352,13 +353,13 @@ def test_cells_keep_shapes_and_emit_binary_spikes(neuron, batch, inputs, hidden,
     state = cell.init_state(batch)
     for _ in range(3):
         x = torch.randn(batch, inputs) * 3
-        before = [t.clone() for t in state]
+        before = [t.clone() for t in state_tensors(state)]
         spikes, new_state = cell(x, state)
-        for old, kept in zip(state, before):
+        for old, kept in zip(state_tensors(state), before):
             assert torch.equal(old, kept)
         assert spikes.shape == (batch, hidden)
         assert ((spikes == 0) | (spikes == 1)).all()
-        assert all(tensor.shape == (batch, hidden) for tensor in new_state)
+        assert all(tensor.shape == (batch, hidden) for tensor in state_tensors(new_state))
         state = new_state
 
 
@@ -451,7 +452,8 @@ def test_cells_reject_wrongly_shaped_or_integer_step_inputs(cls):
 def test_initial_state_follows_the_spec(cls):
     torch.manual_seed(0)
     cell = cls(3, 50, baseline_threshold=0.2) if cls is not LIF else cls(3, 50, baseline_threshold=0.2)
-    membrane, adaptation, spikes = cell.init_state(4)
+    membrane, adaptation, spikes, oscillation = cell.init_state(4)
+    assert oscillation is None
     assert membrane.shape == adaptation.shape == spikes.shape == (4, 50)
     assert (membrane >= 0).all() and (membrane < 1).all() and membrane.std() > 0.1  # u ~ U(0, 1)
     assert torch.equal(adaptation, torch.full((4, 50), 0.2))  # b = b_0
@@ -463,10 +465,10 @@ def test_initial_state_follows_the_spec(cls):
 def test_init_state_honours_device_and_dtype_and_rejects_empty_batches():
     cell = LTC(3, 4)
     state = cell.init_state(2, dtype=torch.float64)
-    assert all(t.dtype == torch.float64 for t in state)
+    assert all(t.dtype == torch.float64 for t in state_tensors(state))
     meta = cell.init_state(2, device="meta")
-    assert all(t.device.type == "meta" for t in meta)
-    assert all(t.dtype == torch.float64 for t in cell.double().init_state(1))
+    assert all(t.device.type == "meta" for t in state_tensors(meta))
+    assert all(t.dtype == torch.float64 for t in state_tensors(cell.double().init_state(1)))
     with pytest.raises(ValueError):
         cell.init_state(0)
 

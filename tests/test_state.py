@@ -52,6 +52,33 @@ def test_map_state_handles_lists_dicts_plain_tuples_none_and_scalars():
     assert torch.equal(t, torch.ones(2)), "the input state must not be modified"
 
 
+def test_neuron_states_with_and_without_the_oscillation_go_through_every_utility():
+    """A NeuronState's fourth field (BRF's v) is None for the other neurons: every utility keeps the
+    None where it is and works on the tensors of both kinds of layer state side by side."""
+    generator = torch.Generator().manual_seed(1)
+
+    def leaf():
+        return torch.randn(3, 2, generator=generator, requires_grad=True)
+
+    three = NeuronState(leaf(), leaf(), leaf())
+    four = NeuronState(leaf(), leaf(), leaf(), leaf())
+    state = NetworkState((three, four), leaf())
+    assert three.oscillation is None and len(list(state_tensors(state))) == 3 + 4 + 1
+    doubled = map_state(lambda t: t * 2, state)
+    assert type(doubled.layers[0]) is NeuronState and doubled.layers[0].oscillation is None
+    torch.testing.assert_close(doubled.layers[1].oscillation, four.oscillation * 2)
+    detached = detach_state(state)
+    assert detached.layers[0].oscillation is None
+    assert not any(t.requires_grad for t in state_tensors(detached))
+    moved = state_to(state, dtype=torch.float64)
+    assert moved.layers[0].oscillation is None and moved.layers[1].oscillation.dtype == torch.float64
+    fresh = map_state(torch.zeros_like, detached)
+    picked = select_batch(torch.tensor([True, False, True]), fresh, detached)
+    assert picked.layers[0].oscillation is None
+    for chosen, old in zip(state_tensors(picked), state_tensors(detached)):
+        assert not chosen[0].any() and not chosen[2].any() and torch.equal(chosen[1], old[1])
+
+
 def test_map_state_on_a_bare_tensor_applies_the_function():
     assert torch.equal(map_state(torch.neg, torch.ones(3)), -torch.ones(3))
 
@@ -95,7 +122,7 @@ def test_state_to_changes_the_dtype_of_floating_tensors_only():
     )
     moved = state_to(state, dtype=torch.float64)
     assert type(moved) is Pair and type(moved.first) is NeuronState
-    assert all(t.dtype == torch.float64 for t in moved.first)
+    assert all(t.dtype == torch.float64 for t in state_tensors(moved.first))
     assert moved.second["steps"].dtype == torch.int64
     assert moved.second["mask"].dtype == torch.bool
     assert moved.second["none"] is None

@@ -121,7 +121,7 @@ def ltc_update(
     rounding). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
     _check_ltc_options(reset, adaptation_gate is not None, adaptation_strength)
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     if kernels is not None:
         # the fused kernels need the surrogate object itself (its derivative), as the cells pass it
         return ltc_dynamics(membrane_gate, adaptation_gate, current, state, spike_fn, kernels,  # type: ignore[arg-type]
@@ -171,7 +171,7 @@ def ltc_step(
                                   params.adaptation_weight, params.adaptation_bias, spike_fn,  # type: ignore[arg-type]
                                   kernels, baseline_threshold=baseline_threshold,
                                   adaptation_strength=adaptation_strength, subtract=reset == "subtract")
-    membrane, adaptation, _ = state
+    membrane, adaptation = state.membrane, state.adaptation
     membrane_gate = _preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                    params.membrane_slope)
     adaptation_gate = None if params.adaptation_weight is None else _preactivation(
@@ -214,7 +214,7 @@ def conv_ltc_step(
     channel concatenation (``"concat"``); then the elementwise update of :func:`ltc_update`
     (fused with ``kernels``). Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
-    membrane, adaptation, _ = state
+    membrane, adaptation = state.membrane, state.adaptation
     membrane_gate = _conv_preactivation(current, membrane, params.membrane_weight, params.membrane_bias,
                                         params.gate_input, params.padding)
     adaptation_gate = None if params.adaptation_weight is None else _conv_preactivation(
@@ -265,7 +265,7 @@ def alif_step(
     Returns ``(s_t, NeuronState(u_t, b_t, s_t))``.
     """
     _check_reset(reset)
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     membrane_decay = alif_decay(params.tau_membrane, dt)
     adaptation_decay = alif_decay(params.tau_adaptation, dt)
     adaptation = adaptation_decay * adaptation + (1.0 - adaptation_decay) * spikes

@@ -210,7 +210,7 @@ def ltc_layer_dynamics(current: Tensor, state: NeuronState, membrane_weight: Ten
     docstring's dynamics) as one autograd node, :class:`_LTCLayerStep`. ``adaptation_weight`` None:
     no ρ gate, b = b₀ passes through. Returns ``(s, NeuronState(u, b, s))``; equals
     :func:`fptt.neurons.functional.ltc_step`'s values and gradients to float rounding."""
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     inputs = (current, membrane, adaptation, spikes, membrane_weight, membrane_bias, adaptation_weight,
               adaptation_bias)
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)):
@@ -253,7 +253,7 @@ def ltc_dynamics(z_m: Tensor, z_a: Optional[Tensor], current: Tensor, state: Neu
     """The LTC step after its gate matmuls (module docstring), fused. ``z_m``/``z_a`` are the gate
     pre-activations (slopes applied; ``z_a`` None without adaptation, when b = b₀ passes through).
     Returns ``(s, NeuronState(u, b, s))``."""
-    membrane, adaptation, spikes = state
+    membrane, adaptation, spikes = state.membrane, state.adaptation, state.spikes
     inputs = (z_m, z_a, current, membrane, adaptation, spikes)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
         outputs = _LTCDynamics.apply(*inputs, baseline_threshold, adaptation_strength, subtract, surrogate, kernels)

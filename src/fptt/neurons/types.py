@@ -14,16 +14,22 @@ SpikeFn = Callable[[Tensor], Tensor]
 
 
 class NeuronState(NamedTuple):
-    """State of a spiking layer (LTC, ALIF and LIF share it).
+    """State of a spiking layer (LTC, ALIF, LIF and BRF share it).
 
-    membrane:   u_t, membrane potential (after reset)
-    adaptation: b_t, threshold adaptation variable (stays at its initial value when β = 0)
-    spikes:     s_t ∈ {0, 1}
+    membrane:    u_t, membrane potential (after reset; BRF: the real part of its complex membrane)
+    adaptation:  b_t, threshold adaptation variable (stays at its initial value when β = 0;
+                 BRF: the refractory variable q_t)
+    spikes:      s_t ∈ {0, 1}
+    oscillation: v_t, the imaginary part of the BRF membrane u_t + i v_t; ``None`` for the other
+                 neurons (the state utilities of :mod:`fptt.models.state` skip ``None`` leaves)
+
+    Read the fields by name: a BRF state has four, the others three and a ``None``.
     """
 
     membrane: Tensor
     adaptation: Tensor
     spikes: Tensor
+    oscillation: Optional[Tensor] = None
 
 
 class LTCParameters(NamedTuple):
