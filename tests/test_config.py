@@ -63,13 +63,13 @@ def test_field_names_are_unique_and_the_library_takes_the_network_fields_by_name
     import inspect
 
     from fptt.models import ConvSNN, SpikingRNN
-    from fptt.neurons import ALIF, LTC
+    from fptt.neurons import ALIF, BRF, LTC
     from fptt.optim import FPTT
 
     names = [name for section in SECTIONS for name in section.settings()]
     assert len(names) == len(set(names))
     taken = set()
-    for library in (SpikingRNN, ConvSNN, LTC, ALIF, FPTT, *LTC.__mro__[1:2]):
+    for library in (SpikingRNN, ConvSNN, LTC, ALIF, BRF, FPTT, *LTC.__mro__[1:2]):
         taken |= set(inspect.signature(library.__init__).parameters)
     own = {"surrogate_sigma", "neuron"}  # surrogate={"sigma": ...}; RecurrentBaseline calls it cell
     network = set(SECTIONS[0].settings()) - own

@@ -6,9 +6,9 @@ import torch
 
 from fptt import NetworkState, SpikingRNN
 from fptt.models.state import state_tensors
-from fptt.neurons import ALIF, LIF, LTC, FixedReadout, LiquidReadout, NeuronState
+from fptt.neurons import ALIF, BRF, LIF, LTC, FixedReadout, LiquidReadout, NeuronState
 
-NEURONS = ["ltc", "alif", "lif"]
+NEURONS = ["ltc", "alif", "lif", "brf"]
 
 
 def list_tensors(state):
@@ -27,12 +27,15 @@ def make_model(neuron="ltc", readout="liquid", hidden=(6,), seed=0, **options):
 
 
 def fast_time_constants(model: SpikingRNN) -> None:
-    """ALIF/LIF start with τ_m ≈ 20 steps; shorten them so that 30 steps show plenty of spikes."""
+    """ALIF/LIF start with τ_m ≈ 20 steps; shorten them so that 30 steps show plenty of spikes. A BRF
+    layer integrates δ d_t per step (δ = 0.01, θ = 1): scale its input synapses up instead."""
     with torch.no_grad():
         for layer in model.layers:
             if isinstance(layer, ALIF):
                 layer.tau_membrane.uniform_(2.0, 5.0)
                 layer.tau_adaptation.uniform_(5.0, 20.0)
+            if isinstance(layer, BRF):
+                layer.input_weight.weight.mul_(300.0)
 
 
 # --------------------------------------------------------------------------- protocol
@@ -89,7 +92,7 @@ def test_initial_state_is_a_network_state_of_neuron_states():
 # --------------------------------------------------------------------------- structure
 
 
-@pytest.mark.parametrize("neuron, cls", [("ltc", LTC), ("alif", ALIF), ("lif", LIF)])
+@pytest.mark.parametrize("neuron, cls", [("ltc", LTC), ("alif", ALIF), ("lif", LIF), ("brf", BRF)])
 def test_multi_layer_networks_chain_layer_sizes(neuron, cls):
     model = SpikingRNN(3, [7, 5, 4], 2, neuron=neuron)
     assert model.hidden_sizes == (7, 5, 4)
@@ -172,17 +175,20 @@ def test_lif_keeps_its_unused_adaptation_time_constant_out_of_the_parameters():
 
 @pytest.mark.parametrize("neuron", NEURONS)
 def test_runs_are_deterministic_under_a_fixed_seed(neuron):
-    def run():
-        torch.manual_seed(123)
+    def model_and_input(seed):
+        torch.manual_seed(seed)
         model = SpikingRNN(3, [5, 4], 2, neuron=neuron)
-        x = torch.rand(2, 8, 3) * 2
+        fast_time_constants(model)  # a silent network's scores are all zero, whatever the seed
+        return model, torch.rand(2, 8, 3) * 2
+
+    def run():
+        model, x = model_and_input(123)
         return model(x)
 
     first, second = run(), run()
     assert torch.equal(first, second)
-    torch.manual_seed(124)
-    other = SpikingRNN(3, [5, 4], 2, neuron=neuron)(torch.rand(2, 8, 3) * 2)
-    assert not torch.equal(first, other)
+    model, x = model_and_input(124)
+    assert not torch.equal(first, model(x))
 
 
 @pytest.mark.parametrize("neuron", NEURONS)

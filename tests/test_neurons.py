@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fptt.models.state import state_tensors
 from fptt.neurons import (
     ALIF,
+    BRF,
     LIF,
     LTC,
     NEURON_CLASSES,
@@ -345,7 +346,7 @@ def test_pure_readout_steps_keep_shapes_and_never_mutate_their_inputs(kind, batc
 
 
 @settings(max_examples=20, deadline=None)
-@given(neuron=st.sampled_from(["ltc", "alif", "lif"]), batch=st.integers(1, 3), inputs=st.integers(1, 4),
+@given(neuron=st.sampled_from(["ltc", "alif", "lif", "brf"]), batch=st.integers(1, 3), inputs=st.integers(1, 4),
        hidden=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_cells_keep_shapes_and_emit_binary_spikes(neuron, batch, inputs, hidden, seed):
     torch.manual_seed(seed)
@@ -396,7 +397,7 @@ def test_pure_steps_reject_an_unknown_reset(kind):
 
 
 def test_neuron_registry_and_unknown_name():
-    assert NEURON_CLASSES == {"ltc": LTC, "alif": ALIF, "lif": LIF}
+    assert NEURON_CLASSES == {"ltc": LTC, "alif": ALIF, "lif": LIF, "brf": BRF}
     assert get_neuron("LTC") is LTC
     with pytest.raises(ValueError) as info:
         get_neuron("gru")
@@ -453,7 +454,7 @@ def test_initial_state_follows_the_spec(cls):
     torch.manual_seed(0)
     cell = cls(3, 50, baseline_threshold=0.2) if cls is not LIF else cls(3, 50, baseline_threshold=0.2)
     membrane, adaptation, spikes, oscillation = cell.init_state(4)
-    assert oscillation is None
+    assert oscillation is None  # the BRF neuron's v only
     assert membrane.shape == adaptation.shape == spikes.shape == (4, 50)
     assert (membrane >= 0).all() and (membrane < 1).all() and membrane.std() > 0.1  # u ~ U(0, 1)
     assert torch.equal(adaptation, torch.full((4, 50), 0.2))  # b = b_0

@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 from ..models import SpikingRNN
-from ..neurons.cells import LTC
+from ..neurons.cells import BRF, LTC
 from ..neurons.functional import alif_decay
 from ..neurons.readout import FixedReadout, LinearReadout, LiquidReadout
 from ..spec.vocabulary import NIR_DISCRETIZATIONS
@@ -98,6 +98,11 @@ def _check_exportable(model: nn.Module) -> None:
                 "+ c_m) and ρ_t are computed at every step from the input and the state, while every NIR neuron "
                 "primitive (LIF, CubaLIF, LI, IF) has fixed time constants; export a LIF or ALIF network, or share "
                 "the fptt checkpoint (fptt eval --export)")
+        if isinstance(layer, BRF):
+            raise NIRExportError(
+                "a BRF network has no NIR encoding: its neurons are damped oscillators (a complex membrane "
+                "u + i v with a learned frequency ω and a refractory threshold), and NIR has no resonator primitive; "
+                "share the fptt checkpoint (fptt eval --export)")
         if not isinstance(layer.input_norm, nn.Identity):
             raise NIRExportError(f"layer {index} normalises its input currents (norm='layer'); NIR has no "
                                  "normalisation primitive: export a network trained with norm='none'")

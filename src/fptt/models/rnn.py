@@ -1,4 +1,4 @@
-"""A recurrent spiking network: stacked spiking layers (LTC, ALIF or LIF) and a leaky readout."""
+"""A recurrent spiking network: stacked spiking layers (LTC, ALIF, LIF or BRF) and a leaky readout."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence
@@ -29,7 +29,7 @@ class SpikingRNN(nn.Module):
         input_size: features per time step.
         hidden_sizes: one int per recurrent spiking layer (an int means one layer).
         output_size: readout units (classes, or regression outputs).
-        neuron: ``"ltc"`` (default), ``"alif"`` or ``"lif"``.
+        neuron: ``"ltc"`` (default), ``"alif"``, ``"lif"`` or ``"brf"``.
         readout: ``"liquid"`` (default, the paper's S-MNIST readout), ``"fixed"`` or ``"linear"``
             (v_t = W_o x_t + c_o, no leak: with ``readout_from="membrane"`` the adding-task readout).
         readout_from: ``"spikes"`` (default, z_t = W_o s_t) or ``"membrane"`` (z_t = W_o u_t, what

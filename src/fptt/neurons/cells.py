@@ -14,14 +14,16 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from ..spec.rules import BRF_B_OFFSET_INIT, BRF_DT, BRF_OMEGA_INIT, check_brf_b_offset_init, check_brf_dt, check_brf_omega_init
 from ..spec.vocabulary import INITIAL_STATES, NORMS, RESETS, SYNAPSE_INITS, check_registry
 from ..spec.vocabulary import NEURONS as NEURON_NAMES
-from .functional import alif_step, ltc_step
+from .functional import alif_step, brf_step, ltc_step
 from .kernels import FusedDynamics
 from .surrogate import SurrogateSpec, get_surrogate
-from .types import ALIFParameters, LTCParameters, NeuronState, Reset
+from .types import ALIFParameters, BRFParameters, LTCParameters, NeuronState, Reset
 
-__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "NEURON_CLASSES", "get_neuron", "check_step_input", "initial_neuron_state"]
+__all__ = ["SpikingCell", "LTC", "ALIF", "LIF", "BRF", "NEURON_CLASSES", "get_neuron", "check_step_input",
+           "initial_neuron_state"]
 
 InitialMembrane = Literal["random", "zero"]
 Norm = Literal["none", "layer"]
@@ -322,12 +324,96 @@ class LIF(ALIF):
         self.register_buffer("tau_adaptation", tau_adaptation)
 
 
-NEURON_CLASSES: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF}
+class BRF(SpikingCell):
+    r"""Balanced resonate-and-fire layer (:func:`~fptt.neurons.functional.brf_step`, THEORY §2.8;
+    Higuchi, Kairat, Bohté and Otte, "Balanced Resonate-and-Fire Neurons", ICML 2024).
+
+    Each neuron is a damped oscillator u + i v driven by the input current d_t, Euler-integrated
+    with step :math:`\delta` (``dt``):
+
+    .. math::
+        b_t &= p(\omega) - b_{off} - q_{t-1}, \qquad
+        p(\omega) = ig(-1 + \sqrt{1 - (\delta\omega)^2}ig) / \delta\
+        u_t &= u_{t-1} + \delta (b_t u_{t-1} - \omega v_{t-1} + d_t), \qquad
+        v_t = v_{t-1} + \delta (\omega u_{t-1} + b_t v_{t-1})\
+        z_t &= H(u_t - 	heta - q_{t-1}), \qquad q_t = \gamma q_{t-1} + z_t
+
+    with learnable per-neuron :math:`\omega = |\hat\omega|` (``omega``) and
+    :math:`b_{off} = |\hat b|` (``b_offset``), initialised :math:`\hat\omega \sim U` (``omega_init``,
+    default 15 50) and :math:`\hat b \sim U` (``b_offset_init``, default 0.1 1), the paper's S-MNIST
+    ranges; :math:`\delta = 0.01`, :math:`	heta = 1` (``baseline_threshold``), :math:`\gamma = 0.9`
+    (``refractory_decay``). The refractory variable q (the state's ``adaptation``) is the neuron's
+    smooth reset: it raises the threshold and damps the oscillation after a spike; there is no other
+    reset, so ``reset`` and ``adaptation_strength`` are not options. The state starts at rest,
+    u = v = q = z = 0, as in the reference (``initial_membrane="random"`` is refused); v is the
+    state's ``oscillation``. The paper trained BRF networks with Adam at lr 0.1 (S-MNIST).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        omega_init: tuple[float, float] = BRF_OMEGA_INIT,
+        b_offset_init: tuple[float, float] = BRF_B_OFFSET_INIT,
+        dt: float = BRF_DT,
+        refractory_decay: float = 0.9,
+        **options,
+    ) -> None:
+        if options.get("reset") is not None:
+            raise ValueError("BRF has no reset option: its refractory variable q (threshold θ + q, damping "
+                             f"p(ω) − b_off − q) is its smooth reset; got reset={options['reset']!r}")
+        if options.get("adaptation_strength", 0.0) != 0.0:
+            raise ValueError("BRF has no adaptation strength β: its threshold θ + q_{t-1} adds the refractory "
+                             f"variable with weight 1; got adaptation_strength={options['adaptation_strength']}")
+        if options.get("initial_membrane", "zero") != "zero":
+            raise ValueError("BRF starts at rest (u = v = q = 0, the reference's initial state): "
+                             f"initial_membrane must be 'zero', got {options['initial_membrane']!r}")
+        options.update(adaptation_strength=0.0, initial_membrane="zero")
+        options.setdefault("baseline_threshold", 1.0)
+        super().__init__(input_size, hidden_size, **options)
+        self.dt = check_brf_dt(dt)
+        self.omega_init = check_brf_omega_init(omega_init, self.dt)
+        self.b_offset_init = check_brf_b_offset_init(b_offset_init)
+        if not 0.0 <= refractory_decay < 1.0:
+            raise ValueError(f"refractory_decay (γ) must lie in [0, 1), got {refractory_decay}")
+        self.refractory_decay = float(refractory_decay)
+        self.omega = nn.Parameter(torch.empty(hidden_size).uniform_(*self.omega_init))
+        self.b_offset = nn.Parameter(torch.empty(hidden_size).uniform_(*self.b_offset_init))
+
+    def init_state(
+        self,
+        batch_size: int,
+        device: Optional[torch.device | str] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> NeuronState:
+        """At rest: u_0 = v_0 = q_0 = z_0 = 0 (``membrane``, ``oscillation``, ``adaptation``, ``spikes``)."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        reference = self.input_weight.weight
+        zeros = torch.zeros((batch_size, self.hidden_size), device=reference.device if device is None else device,
+                            dtype=reference.dtype if dtype is None else dtype)
+        return NeuronState(zeros, zeros.clone(), zeros.clone(), zeros.clone())
+
+    def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
+        return brf_step(
+            current, state, BRFParameters(self.omega, self.b_offset), self.spike_fn,
+            baseline_threshold=self.baseline_threshold, dt=self.dt, refractory_decay=self.refractory_decay,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, recurrent={self.recurrent}, theta={self.baseline_threshold}, "
+            f"dt={self.dt}, gamma={self.refractory_decay}, surrogate={self.spike_fn}"
+        )
+
+
+NEURON_CLASSES: dict[str, type[SpikingCell]] = {"ltc": LTC, "alif": ALIF, "lif": LIF, "brf": BRF}
 check_registry("neuron", tuple(NEURON_CLASSES), NEURON_NAMES)
 
 
 def get_neuron(name: str) -> type[SpikingCell]:
-    """The cell class for ``"ltc"``, ``"alif"`` or ``"lif"``."""
+    """The cell class for ``"ltc"``, ``"alif"``, ``"lif"`` or ``"brf"``."""
     key = name.lower() if isinstance(name, str) else name
     if key not in NEURON_CLASSES:
         raise ValueError(f"unknown neuron type {name!r}; choose one of {sorted(NEURON_CLASSES)}")

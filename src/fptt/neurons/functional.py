@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .kernels import LTCDynamicsKernels, gate_forward, gate_weight_grad, ltc_dynamics, ltc_layer_dynamics
-from .types import ALIFParameters, ConvLTCParameters, LTCParameters, NeuronState, Reset, SpikeFn
+from .types import ALIFParameters, BRFParameters, ConvLTCParameters, LTCParameters, NeuronState, Reset, SpikeFn
 
 __all__ = [
     "NeuronState",
     "LTCParameters",
     "ALIFParameters",
+    "BRFParameters",
     "ConvLTCParameters",
     "ltc_update",
     "ltc_step",
@@ -27,6 +28,8 @@ __all__ = [
     "alif_decay",
     "alif_min_tau",
     "lif_step",
+    "brf_step",
+    "brf_divergence_boundary",
     "fixed_readout_step",
     "liquid_readout_step",
     "Reset",
@@ -293,6 +296,73 @@ def lif_step(
         current, state, params, spike_fn,
         baseline_threshold=baseline_threshold, adaptation_strength=0.0, reset=reset, dt=dt,
     )
+
+
+def brf_divergence_boundary(omega: Tensor, dt: float = 0.01) -> Tensor:
+    """The divergence boundary p(ω) of the BRF neuron (THEORY.md §2.8): the damping at which the
+    undamped Euler step of the oscillator u + i v neither grows nor decays,
+
+    .. math:: p(ω) = \\frac{-1 + \\sqrt{\\max(1 - (δω)^2,\\ ε)}}{δ},\\qquad |1 + δ (p(ω) + iω)| = 1
+
+    with δ = ``dt`` and ω ≥ 0 the angular frequency. The radicand is clamped at the dtype's machine
+    epsilon ε so that an ω the optimizer pushed to 1/δ or beyond gives a finite p ≈ −1/δ and a zero
+    gradient, not NaN (the square root's derivative is infinite at 0, and 0 · ∞ = NaN); there the
+    boundary no longer exists (|1 + δ(p + iω)| ≈ δω ≥ 1) and the neuron is not stable. The clamp is
+    inactive wherever 1 − (δω)² > ε, i.e. for all but the last sliver of ω below 1/δ (the initial
+    ω lie below 1/δ: :func:`fptt.spec.rules.check_brf_omega_init`)."""
+    radicand = (1.0 - (dt * omega) ** 2).clamp(min=torch.finfo(omega.dtype).eps)
+    return (torch.sqrt(radicand) - 1.0) / dt
+
+
+def _check_brf_options(state: NeuronState, dt: float, refractory_decay: float) -> Tensor:
+    if state.oscillation is None:
+        raise ValueError("a BRF state carries the oscillation v (NeuronState.oscillation), got None; "
+                         "start from BRF.init_state(batch)")
+    if not dt > 0:
+        raise ValueError(f"dt (δ) must be positive, got {dt}")
+    if not 0.0 <= refractory_decay < 1.0:
+        raise ValueError(f"refractory_decay (γ) must lie in [0, 1), got {refractory_decay}")
+    return state.oscillation
+
+
+def brf_step(
+    current: Tensor,
+    state: NeuronState,
+    params: BRFParameters,
+    spike_fn: SpikeFn,
+    *,
+    baseline_threshold: float = 1.0,
+    dt: float = 0.01,
+    refractory_decay: float = 0.9,
+) -> tuple[Tensor, NeuronState]:
+    """One step of the balanced resonate-and-fire (BRF) neuron (THEORY.md §2.8; Higuchi, Kairat,
+    Bohté and Otte, ICML 2024): a damped oscillator u + i v integrated by an Euler step of ``dt``,
+
+    .. math::
+        ω &= |\\hat ω|,\\qquad b_{off} = |\\hat b|\\\\
+        b_t &= p(ω) - b_{off} - q_{t-1}\\\\
+        u_t &= u_{t-1} + δ\\,(b_t u_{t-1} - ω v_{t-1} + d_t)\\\\
+        v_t &= v_{t-1} + δ\\,(ω u_{t-1} + b_t v_{t-1})\\\\
+        z_t &= H(u_t - θ - q_{t-1})\\\\
+        q_t &= γ\\, q_{t-1} + z_t
+
+    i.e. u_t + i v_t = (1 + δ (b_t + iω)) (u_{t-1} + i v_{t-1}) + δ d_t. p(ω) is the divergence
+    boundary (:func:`brf_divergence_boundary`): with b_off = q = 0 the free oscillation keeps its
+    amplitude, b_off > 0 damps it. The refractory variable q raises the threshold and the damping
+    after each spike (the "smooth reset"; there is no other reset). ``baseline_threshold`` is θ
+    (the paper's 1), ``refractory_decay`` is γ (0.9). The state maps u → ``membrane``,
+    q → ``adaptation``, z → ``spikes``, v → ``oscillation``; the parameters are the raw ω̂ and b̂.
+    Returns ``(z_t, NeuronState(u_t, q_t, z_t, v_t))``.
+    """
+    oscillation = _check_brf_options(state, dt, refractory_decay)
+    membrane, refractory = state.membrane, state.adaptation
+    omega = params.omega.abs()
+    damping = brf_divergence_boundary(omega, dt) - params.b_offset.abs() - refractory
+    new_membrane = membrane + dt * (damping * membrane - omega * oscillation + current)
+    new_oscillation = oscillation + dt * (omega * membrane + damping * oscillation)
+    spikes = spike_fn(new_membrane - baseline_threshold - refractory)
+    refractory = refractory_decay * refractory + spikes
+    return spikes, NeuronState(new_membrane, refractory, spikes, new_oscillation)
 
 
 def fixed_readout_step(current: Tensor, membrane: Tensor, decay: Tensor) -> tuple[Tensor, Tensor]:

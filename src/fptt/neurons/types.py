@@ -7,7 +7,7 @@ from typing import Callable, Literal, NamedTuple, Optional
 
 from torch import Tensor
 
-__all__ = ["NeuronState", "LTCParameters", "ALIFParameters", "ConvLTCParameters", "Reset", "SpikeFn"]
+__all__ = ["NeuronState", "LTCParameters", "ALIFParameters", "BRFParameters", "ConvLTCParameters", "Reset", "SpikeFn"]
 
 Reset = Literal["zero", "subtract"]
 SpikeFn = Callable[[Tensor], Tensor]
@@ -54,6 +54,14 @@ class ALIFParameters(NamedTuple):
 
     tau_membrane: Tensor
     tau_adaptation: Tensor
+
+
+class BRFParameters(NamedTuple):
+    """Raw per-neuron parameters of the balanced resonate-and-fire neuron, both shape (H,): ω̂ and
+    b̂, of which the step uses the angular frequency ω = |ω̂| and the damping offset b_off = |b̂|."""
+
+    omega: Tensor
+    b_offset: Tensor
 
 
 class ConvLTCParameters(NamedTuple):

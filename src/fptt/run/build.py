@@ -205,10 +205,17 @@ def _fused(config: TrainConfig) -> bool | str:
 def cell_options(config: TrainConfig, seq_len: Optional[int] = None) -> dict[str, Any]:
     """The cells' keyword arguments of ``config.network`` for its neuron, under their own names: the
     options every spiking cell takes, the LTC's own (``chrono_tau="seq_len"`` resolved to ``seq_len``,
-    else the configured ``seq_len``) or ALIF/LIF's time constants; LIF takes no adaptation."""
+    else the configured ``seq_len``), ALIF/LIF's time constants or BRF's initial ranges; LIF takes no
+    adaptation, BRF neither a threshold, an adaptation nor an initial membrane (θ = 1, at rest)."""
     net = config.network
     options: dict[str, Any] = {key: getattr(net, key) for key in _CELL_KEYS}
     options["surrogate"] = {"name": "multi_gaussian", "sigma": float(net.surrogate_sigma)}
+    if net.neuron == "brf":
+        for key in _NOT_BRF_KEYS:
+            del options[key]
+        options.update({key: getattr(net, key) for key in ("omega_init", "b_offset_init")
+                        if getattr(net, key) is not None})
+        return options
     if net.neuron != "lif":
         options["adaptation_strength"] = net.adaptation_strength
     if net.neuron == "ltc":
@@ -225,6 +232,7 @@ def cell_options(config: TrainConfig, seq_len: Optional[int] = None) -> dict[str
 
 
 _CELL_KEYS = ("norm", "norm_scale", "baseline_threshold", "initial_membrane", "synapse_init", "recurrent")
+_NOT_BRF_KEYS = ("baseline_threshold", "initial_membrane")  # a BRF layer's θ is 1 and it starts at rest
 
 
 def build_model(config: TrainConfig, input_size: int, output_size: int,

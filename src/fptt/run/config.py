@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Optional
 
-from ..spec.rules import TRACE_REQUIREMENTS, check_alpha, check_beta, check_clip, check_trace_settings, check_window
+from ..spec.rules import (
+    TRACE_REQUIREMENTS,
+    check_alpha,
+    check_beta,
+    check_brf_b_offset_init,
+    check_brf_omega_init,
+    check_clip,
+    check_trace_settings,
+    check_window,
+)
 from ..spec.schema import ConfigError, Section, non_negative, positive, setting
 from ..spec.vocabulary import (
     CONV_GATES,
@@ -139,10 +148,11 @@ class NetworkSettings(Section):
                                 choices=READOUT_INPUTS)
     norm: str = setting("none", "normalisation of the input currents", choices=NORMS)
     norm_scale: float = setting(1.0, "γ of the layer norm at init (0.1: currents of about ±0.1)", check=positive)
-    baseline_threshold: float = setting(0.1, "baseline threshold b_0", check=positive)
-    adaptation_strength: float = setting(1.8, "threshold adaptation β (0: none)", check=non_negative)
+    baseline_threshold: float = setting(0.1, "baseline threshold b_0 (not brf: its threshold is 1)", check=positive)
+    adaptation_strength: float = setting(1.8, "threshold adaptation β (0: none; not brf)", check=non_negative)
     fixed_threshold: bool = setting(False, "LTC without the adaptation gate (needs adaptation_strength 0)")
-    initial_membrane: str = setting("random", "membrane at t = 0: random U(0, 1) or zero", choices=INITIAL_STATES)
+    initial_membrane: str = setting("random", "membrane at t = 0: random U(0, 1) or zero (brf always starts at rest)",
+                                    choices=INITIAL_STATES)
     synapse_init: str = setting("xavier", "xavier, or torch_default (one nn.Linear over [x_t, s_{t-1}])",
                                 choices=SYNAPSE_INITS)
     gate_slopes: bool = setting(False, "LTC: learnable slopes of the gate sigmoids")
@@ -157,6 +167,12 @@ class NetworkSettings(Section):
     tau_adaptation_init: Optional[tuple[float, float]] = setting(
         None, "ALIF: adaptation time constants ~ N(MEAN, STD) steps at init (unset: 200 25)", kind="floats",
         check=_mean_std, nargs=2, metavar=("MEAN", "STD"))
+    omega_init: Optional[tuple[float, float]] = setting(
+        None, "BRF: angular frequencies ω ~ U(LO, HI) at init, LO > 0 and HI < 1/dt = 100 (unset: 15 50, the "
+        "paper's S-MNIST range)", kind="floats", check=check_brf_omega_init, nargs=2, metavar=("LO", "HI"))
+    b_offset_init: Optional[tuple[float, float]] = setting(
+        None, "BRF: damping offsets b_off ~ U(LO, HI) at init, 0 <= LO < HI (unset: 0.1 1)", kind="floats",
+        check=check_brf_b_offset_init, nargs=2, metavar=("LO", "HI"))
 
 
 @dataclass(frozen=True)
@@ -301,6 +317,8 @@ FIELD_SECTIONS: dict[str, str] = {name: section.name for section in SECTIONS for
 _TOP = ("task", "preset")
 _LTC_ONLY = ("fixed_threshold", "gate_slopes", "chrono_tau")
 _FIXED_TAU_ONLY = ("tau_membrane_init", "tau_adaptation_init")
+_BRF_ONLY = ("omega_init", "b_offset_init")
+_NOT_BRF = ("baseline_threshold", "adaptation_strength")  # BRF: θ = 1 and q enters with weight 1
 
 
 # ---------------------------------------------------------------------------------- the config
@@ -402,6 +420,16 @@ def _rule_neuron_options(config: TrainConfig) -> None:
         given = [key for key in _FIXED_TAU_ONLY if getattr(net, key) is not None]
         if given:
             raise ConfigError(f"{given[0]} sets the fixed-but-learnable time constants of ALIF/LIF, not of {net.neuron}")
+    if net.neuron != "brf":
+        given = [key for key in _BRF_ONLY if getattr(net, key) is not None]
+        if given:
+            raise ConfigError(f"{given[0]} sets the initial parameters of the BRF neuron, not of {net.neuron}")
+    else:
+        given = [key for key in _NOT_BRF if getattr(net, key) != getattr(NetworkSettings, key)]
+        if given:
+            raise ConfigError(f"{given[0]} is not an option of the BRF neuron: its threshold is θ + q_(t-1) with "
+                              "θ = 1 and its refractory variable q added with weight 1 (THEORY.md §2.8); leave "
+                              f"{given[0]} unset")
 
 
 def _rule_window(config: TrainConfig) -> None:

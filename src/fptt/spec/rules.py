@@ -12,7 +12,8 @@ from typing import Any, Optional
 from .vocabulary import BASELINE_CELLS, METHODS, TRACE_METHODS, TRACE_NEURONS, TRACE_READOUTS
 
 __all__ = ["is_number", "check_alpha", "check_beta", "check_clip", "check_window", "TRACE_REQUIREMENTS",
-           "check_trace_settings", "VALIDATION_FRACTION", "VALIDATION_MAX", "validation_count"]
+           "check_trace_settings", "VALIDATION_FRACTION", "VALIDATION_MAX", "validation_count", "BRF_DT",
+           "BRF_OMEGA_INIT", "BRF_B_OFFSET_INIT", "check_brf_dt", "check_brf_omega_init", "check_brf_b_offset_init"]
 
 
 def is_number(value: Any) -> bool:
@@ -63,6 +64,50 @@ def check_window(k: Any, update_points: Any, seq_len: Optional[int] = None, *, m
         raise ValueError("method online updates at every step (k = 1); use tbptt for longer windows")
 
 
+# the BRF neuron (THEORY.md §2.8): its Euler step δ and the ranges of its initial parameters, those of
+# Higuchi et al. (ICML 2024) for S-MNIST; the cell and the configuration both check them here
+BRF_DT = 0.01
+BRF_OMEGA_INIT = (15.0, 50.0)  # angular frequency ω ~ U(LO, HI)
+BRF_B_OFFSET_INIT = (0.1, 1.0)  # damping offset b_off ~ U(LO, HI)
+
+
+def check_brf_dt(dt: Any, name: str = "dt") -> float:
+    """The BRF neuron's Euler step δ: a finite number > 0."""
+    if not is_number(dt) or not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"{name} (the BRF Euler step δ) must be a positive finite number, got {dt!r}")
+    return float(dt)
+
+
+def _check_range(values: Any, name: str, lowest: str) -> tuple[float, float]:
+    if (not isinstance(values, (tuple, list)) or len(values) != 2 or not all(is_number(v) for v in values)
+            or not all(math.isfinite(v) for v in values)):
+        raise ValueError(f"{name} must be two finite numbers LO HI, got {values!r}")
+    low, high = float(values[0]), float(values[1])
+    if not low < high:
+        raise ValueError(f"{name} must be LO HI with LO < HI (a uniform range), got {low:g} {high:g}")
+    if (lowest == "positive" and not low > 0) or (lowest == "non-negative" and not low >= 0):
+        raise ValueError(f"{name} must be {lowest} (LO {'>' if lowest == 'positive' else '>='} 0), "
+                         f"got {low:g} {high:g}")
+    return low, high
+
+
+def check_brf_omega_init(values: Any, dt: float = BRF_DT, name: str = "omega_init") -> tuple[float, float]:
+    """The BRF angular frequencies' initial range ω ~ U(LO, HI): 0 < LO < HI and δ · HI < 1 (at
+    δω ≥ 1 the divergence boundary p(ω) does not exist: no damping keeps the oscillation bounded)."""
+    low, high = _check_range(values, name, "positive")
+    if not dt * high < 1.0:
+        raise ValueError(f"{name}: the largest initial ω ({high:g}) times the Euler step dt ({dt:g}) must be < 1, "
+                         f"i.e. ω < 1/dt = {1.0 / dt:g}: beyond it the divergence boundary p(ω) does not exist "
+                         "and the oscillation grows without bound")
+    return low, high
+
+
+def check_brf_b_offset_init(values: Any, name: str = "b_offset_init") -> tuple[float, float]:
+    """The BRF damping offsets' initial range b_off ~ U(LO, HI): 0 <= LO < HI (b_off = 0 puts a
+    neuron on its divergence boundary, undamped while it does not spike)."""
+    return _check_range(values, name, "non-negative")
+
+
 # what e-prop and OSTL need of a network (their traces exist for ALIF/LIF layers read out through a
 # fixed or linear readout of the spikes, without a layer norm); the configuration also uses these
 # values in place of task defaults and presets that conflict with them (never in place of the user's)
@@ -75,7 +120,9 @@ def check_trace_settings(method: str, *, model: str, readout: str, readout_from:
     built network (:func:`fptt.training.traces.learner.check_trace_model`)."""
     if model not in TRACE_NEURONS:
         others = ", ".join(m for m in METHODS if m not in TRACE_METHODS)
-        why = "is not a spiking network" if model in BASELINE_CELLS else f"neuron's liquid gates have no {method} derivation"
+        why = ("is not a spiking network" if model in BASELINE_CELLS
+               else f"neuron's liquid gates have no {method} derivation" if model == "ltc"
+               else f"neuron has no {method} eligibility traces in fptt (they are derived for ALIF/LIF)")
         raise ValueError(f"method {method} needs ALIF or LIF layers (--neuron {' or '.join(TRACE_NEURONS)}): the {model} "
                          f"model {why}; a {model} model trains with {others}")
     if readout not in TRACE_READOUTS:

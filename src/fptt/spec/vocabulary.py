@@ -18,7 +18,7 @@ __all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READO
 
 TASKS = ("add", "smnist", "psmnist", "mnist1d", "shd", "dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")
 EVENT_TASKS = ("dvsgesture", "dvscifar10", "nmnist", "saccade-mnist")  # items are binned event frames
-NEURONS = ("ltc", "alif", "lif")
+NEURONS = ("ltc", "alif", "lif", "brf")
 BASELINE_CELLS = ("gru", "lstm")  # non-spiking recurrent baselines (fptt.baselines)
 MODELS = NEURONS + BASELINE_CELLS  # what `fptt train --neuron` takes
 READOUTS = ("liquid", "fixed", "linear")
