@@ -124,7 +124,7 @@ class SpikingLayerTraces:
         alpha = alif_decay(tau_m, dt)
         tau_a = layer.tau_adaptation.detach()
         rho = alif_decay(tau_a, dt)
-        u_prev, b_prev, s_prev = previous
+        u_prev, b_prev, s_prev = previous.membrane, previous.adaptation, previous.spikes
         psi_prev = self.previous_slope
         # per-neuron Jacobian ∂h_t/∂h_{t-1} (intra-neuron paths only)
         db_db = rho - (1.0 - rho) * beta * psi_prev
