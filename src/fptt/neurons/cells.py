@@ -333,15 +333,15 @@ class BRF(SpikingCell):
 
     .. math::
         b_t &= p(\omega) - b_{off} - q_{t-1}, \qquad
-        p(\omega) = ig(-1 + \sqrt{1 - (\delta\omega)^2}ig) / \delta\
+        p(\omega) = \big(-1 + \sqrt{1 - (\delta\omega)^2}\big) / \delta\\
         u_t &= u_{t-1} + \delta (b_t u_{t-1} - \omega v_{t-1} + d_t), \qquad
-        v_t = v_{t-1} + \delta (\omega u_{t-1} + b_t v_{t-1})\
-        z_t &= H(u_t - 	heta - q_{t-1}), \qquad q_t = \gamma q_{t-1} + z_t
+        v_t = v_{t-1} + \delta (\omega u_{t-1} + b_t v_{t-1})\\
+        z_t &= H(u_t - \theta - q_{t-1}), \qquad q_t = \gamma q_{t-1} + z_t
 
     with learnable per-neuron :math:`\omega = |\hat\omega|` (``omega``) and
     :math:`b_{off} = |\hat b|` (``b_offset``), initialised :math:`\hat\omega \sim U` (``omega_init``,
     default 15 50) and :math:`\hat b \sim U` (``b_offset_init``, default 0.1 1), the paper's S-MNIST
-    ranges; :math:`\delta = 0.01`, :math:`	heta = 1` (``baseline_threshold``), :math:`\gamma = 0.9`
+    ranges; :math:`\delta = 0.01`, :math:`\theta = 1` (``baseline_threshold``), :math:`\gamma = 0.9`
     (``refractory_decay``). The refractory variable q (the state's ``adaptation``) is the neuron's
     smooth reset: it raises the threshold and damps the oscillation after a spike; there is no other
     reset, so ``reset`` and ``adaptation_strength`` are not options. The state starts at rest,
