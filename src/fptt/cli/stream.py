@@ -350,8 +350,10 @@ def _plot(result: dict, drift_step: int, path: Path) -> None:
     low, high = min(p["rss_mb"] for p in result["curve"]), max(p["rss_mb"] for p in result["curve"])
     bottom.set_ylim(0, high * 1.3)
     config = result["config"]
-    top.set_title(f"FPTT on an endless MNIST-10k pixel stream ({config['streams']} streams, k={config['k']}); "
-                  f"RSS {low:.0f}-{high:.0f} MB", fontsize=9)
+    kind = "a MNIST pixel stream, state reset at each digit" if config.get("reset_each_digit") else \
+        "an endless MNIST pixel stream"
+    top.set_title(f"FPTT on {kind} ({config['streams']} streams, k={config['k']}); RSS {low:.0f}-{high:.0f} MB",
+                  fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
