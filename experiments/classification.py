@@ -275,6 +275,12 @@ define("b196_ltc_fptt", "smnist196", _BRF3, _BRF)
 define("b196_brf_fptt_norm30", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", *_BRF3], _BRF)
 define("b196_brf_fptt_norm100", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", *_BRF3],
        _BRF)
+# the same grid under BPTT (the method the paper trained BRF with), and the LTC layer under BPTT
+define("b196_ltc_bptt", "smnist196", ["--method", "bptt", *_BRF3], _BRF)
+define("b196_brf_bptt_norm30", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", "--method",
+                                             "bptt", *_BRF3], _BRF)
+define("b196_brf_bptt_norm100", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", "--method",
+                                              "bptt", *_BRF3], _BRF)
 
 
 # ---- e-prop and OSTL at their own regime (issue 31): the ALIF network with the fixed readout they need,
