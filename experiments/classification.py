@@ -263,6 +263,9 @@ define("fs196_ltc_fptt_10ep_lr1e-3", "smnist196full", ["--lr", "1e-3", *_EVERY],
 # the BRF layer (below, brf-smnist196: γ 100 chose on MNIST-10k validation) with the LTC row's recipe
 define("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", *_EVERY],
        _FULL10)
+# and under BPTT, with the γ its own two validation runs chose (30; brf-smnist196)
+define("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", "--method",
+                                               "bptt", *_EVERY], _FULL10)
 
 
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
