@@ -1,0 +1,69 @@
+"""experiments/classification.py: a run cut off by a session's limit resumes instead of starting over."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "classification.py"
+
+
+@pytest.fixture()
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("classification_runner", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "classification_runner", module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RUN_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    return module
+
+
+def _folder(runner: ModuleType, name: str, checkpoint: bool, summary: dict | None) -> Path:
+    folder = runner.run_dir(name)
+    folder.mkdir(parents=True)
+    if checkpoint:
+        (folder / "checkpoint_last.pt").write_bytes(b"")
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_only_a_checkpointed_unfinished_run_is_resumable(runner: ModuleType) -> None:
+    name = "fs196_ltc_fptt_10ep"
+    assert not runner.resumable(name)  # no folder
+    folder = _folder(runner, name, checkpoint=True, summary=None)  # killed before its summary
+    assert runner.resumable(name)
+    (folder / "summary.json").write_text(json.dumps({"interrupted": True}))  # stopped by a signal
+    assert runner.resumable(name)
+    (folder / "summary.json").write_text(json.dumps({"interrupted": False}))  # finished
+    assert not runner.resumable(name)
+    (folder / "checkpoint_last.pt").unlink()
+    (folder / "summary.json").unlink()
+    assert not runner.resumable(name)  # nothing to resume from
+
+
+def test_run_resumes_a_cut_off_run_and_starts_a_fresh_one_over(runner: ModuleType,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    commands: list[list[str]] = []
+
+    def fake_run(args, **_):
+        commands.append(list(args))
+        return subprocess.CompletedProcess(args, 1, "", "stopped")
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    cut_off = _folder(runner, "fs196_ltc_fptt_10ep", checkpoint=True, summary={"interrupted": True})
+    runner.run_one("fs196_ltc_fptt_10ep")
+    assert commands[-1][1:3] == ["train", "--resume"] and commands[-1][3] == str(cut_off)
+    assert (cut_off / "checkpoint_last.pt").exists()  # kept for the resume
+    fresh = _folder(runner, "fs196_gru_bptt_10ep", checkpoint=False, summary=None)
+    (fresh / "stale.txt").write_text("from an older attempt")
+    runner.run_one("fs196_gru_bptt_10ep")
+    assert commands[-1][1] == "train" and "--resume" not in commands[-1] and "--run-dir" in commands[-1]
+    assert not (fresh / "stale.txt").exists()  # a run that cannot resume starts over in a clean folder
