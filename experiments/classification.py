@@ -249,8 +249,8 @@ define("fps196_gru_bptt_1ep", "psmnist196full", ["--model", "gru", "--method", "
 
 
 # ---- The same three rows at ten epochs (issue 31's CPU budget), seed 0, the one-epoch rows' settings and, for
-# every row, the cosine schedule over the ten epochs (the GRU recipe a new user found on MNIST-10k); a checkpoint every 50 batches (an LTC epoch takes 12-20 min on one core), and `run` resumes a run
-# that was cut off.
+# every row, the cosine schedule over the ten epochs (the GRU recipe a new user found on MNIST-10k); a checkpoint
+# every 50 batches (an LTC epoch takes 12-20 min on one core), and `run` resumes a run that was cut off.
 _FULL10 = "full10-smnist196"
 _EVERY = ["--epochs", "10", "--schedule", "cosine", "--checkpoint-every", "50"]
 define("fs196_ltc_fptt_10ep", "smnist196full", _EVERY, _FULL10)
