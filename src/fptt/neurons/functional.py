@@ -307,7 +307,7 @@ def brf_divergence_boundary(omega: Tensor, dt: float = 0.01) -> Tensor:
     with δ = ``dt`` and ω ≥ 0 the angular frequency. The radicand is clamped at the dtype's machine
     epsilon ε so that an ω the optimizer pushed to 1/δ or beyond gives a finite p ≈ −1/δ and a zero
     gradient, not NaN (the square root's derivative is infinite at 0, and 0 · ∞ = NaN); there the
-    boundary no longer exists (|1 + δ(p + iω)| ≈ δω ≥ 1) and the neuron is not stable. The clamp is
+    boundary no longer exists (:math:`|1 + δ(p + iω)| ≈ δω ≥ 1`) and the neuron is not stable. The clamp is
     inactive wherever 1 − (δω)² > ε, i.e. for all but the last sliver of ω below 1/δ (the initial
     ω lie below 1/δ: :func:`fptt.spec.rules.check_brf_omega_init`)."""
     radicand = (1.0 - (dt * omega) ** 2).clamp(min=torch.finfo(omega.dtype).eps)

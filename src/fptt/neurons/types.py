@@ -16,12 +16,12 @@ SpikeFn = Callable[[Tensor], Tensor]
 class NeuronState(NamedTuple):
     """State of a spiking layer (LTC, ALIF, LIF and BRF share it).
 
-    membrane:    u_t, membrane potential (after reset; BRF: the real part of its complex membrane)
-    adaptation:  b_t, threshold adaptation variable (stays at its initial value when β = 0;
-                 BRF: the refractory variable q_t)
-    spikes:      s_t ∈ {0, 1}
-    oscillation: v_t, the imaginary part of the BRF membrane u_t + i v_t; ``None`` for the other
-                 neurons (the state utilities of :mod:`fptt.models.state` skip ``None`` leaves)
+    * membrane: u_t, membrane potential (after reset; BRF: the real part of its complex membrane)
+    * adaptation: b_t, threshold adaptation variable (stays at its initial value when β = 0; BRF:
+      the refractory variable q_t)
+    * spikes: s_t ∈ {0, 1}
+    * oscillation: v_t, the imaginary part of the BRF membrane u_t + i v_t; ``None`` for the other
+      neurons (the state utilities of :mod:`fptt.models.state` skip ``None`` leaves)
 
     Read the fields by name: a BRF state has four, the others three and a ``None``.
     """
@@ -58,7 +58,7 @@ class ALIFParameters(NamedTuple):
 
 class BRFParameters(NamedTuple):
     """Raw per-neuron parameters of the balanced resonate-and-fire neuron, both shape (H,): ω̂ and
-    b̂, of which the step uses the angular frequency ω = |ω̂| and the damping offset b_off = |b̂|."""
+    b̂, of which the step uses the angular frequency ω = ``abs(ω̂)`` and the damping offset b_off = ``abs(b̂)``."""
 
     omega: Tensor
     b_offset: Tensor
