@@ -260,7 +260,7 @@ define("fs196_gru_bptt_10ep", "smnist196full", ["--model", "gru", "--method", "b
 # the LTC row collapsed to chance in its third and fourth epochs (validation 51.1, 43.5, 11.4, 8.9 %): the same
 # row at a third of the lr, the one change tried
 define("fs196_ltc_fptt_10ep_lr1e-3", "smnist196full", ["--lr", "1e-3", *_EVERY], _FULL10)
-# the BRF layer (below, brf-smnist196: γ 100 chose on MNIST-10k validation) with the LTC row's recipe
+# the BRF layer (below, brf-smnist196: γ 100 chosen on MNIST-10k validation) with the LTC row's recipe
 define("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", *_EVERY],
        _FULL10)
 # and under BPTT, with the γ its own two validation runs chose (30; brf-smnist196)
