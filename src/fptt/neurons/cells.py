@@ -387,13 +387,13 @@ class BRF(SpikingCell):
         device: Optional[torch.device | str] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> NeuronState:
-        """At rest: u_0 = v_0 = q_0 = z_0 = 0 (``membrane``, ``oscillation``, ``adaptation``, ``spikes``)."""
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        """At rest: u_0 = v_0 = q_0 = z_0 = 0 (``membrane``, ``oscillation``, ``adaptation``, ``spikes``):
+        :func:`initial_neuron_state` with a zero membrane and q_0 = 0, plus the oscillation."""
         reference = self.input_weight.weight
-        zeros = torch.zeros((batch_size, self.hidden_size), device=reference.device if device is None else device,
-                            dtype=reference.dtype if dtype is None else dtype)
-        return NeuronState(zeros, zeros.clone(), zeros.clone(), zeros.clone())
+        state = initial_neuron_state((batch_size, self.hidden_size), "zero", 0.0,
+                                     reference.device if device is None else device,
+                                     reference.dtype if dtype is None else dtype)
+        return state._replace(oscillation=torch.zeros_like(state.membrane))
 
     def dynamics(self, current: Tensor, state: NeuronState) -> tuple[Tensor, NeuronState]:
         return brf_step(
