@@ -268,6 +268,20 @@ define("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "la
                                                "bptt", *_EVERY], _FULL10)
 
 
+# ---- PS-MNIST-196 (the same permutation of the 196 pixels for every digit) on the standard split at ten epochs:
+# each row with the recipe of its S-MNIST-196 ten-epoch row above (LTC FPTT at lr 1e-3, the setting that did not
+# collapse there; BRF with its γ), seed 0, the test split read once.
+_PFULL10 = "full10-psmnist196"
+define("fps196_gru_bptt_10ep", "psmnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr",
+                                                 "1e-2", *_EVERY], _PFULL10)
+define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
+define("fps196_ltc_bptt_10ep", "psmnist196full", ["--method", "bptt", *_EVERY], _PFULL10)
+define("fps196_brf_fptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100",
+                                                 *_EVERY], _PFULL10)
+define("fps196_brf_bptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30",
+                                                 "--method", "bptt", *_EVERY], _PFULL10)
+
+
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
 # (MNIST-10k), FPTT k = 1, 3 epochs at a constant lr, seed 0, validation only. BRF at the paper's initial
 # ranges is silent here (its Euler step δ = 0.01 scales the input current by 0.01; a first 15-batch probe
