@@ -358,6 +358,29 @@ def test_selection_is_on_validation_and_test_is_read_once_at_the_end(tmp_path):
     assert again["test"] == summary["test"] and len(read_test_reads(tmp_path / "run")) == 1
 
 
+def test_no_read_test_never_loads_the_test_split_and_a_resume_may_read_it_later(tmp_path, monkeypatch):
+    """A tuning run (``read_test=False``) finishes without building or scoring the test split; resuming the
+    finished run with ``read_test=True`` reads it once, and a further resume does not read it again."""
+    from fptt.run import trainer as trainer_module
+    from fptt.run.records import read_test_reads
+
+    built: list[str] = []
+    original_build = trainer_module.build_dataset
+
+    def recording(config, split):
+        built.append(split)
+        return original_build(config, split)
+
+    monkeypatch.setattr(trainer_module, "build_dataset", recording)
+    summary = Trainer(_tiny(eval_every=None, read_test=False), tmp_path / "search", log=None).fit()
+    assert "test" not in built and summary["test"] is None and summary["test_reads"] == 0
+    assert read_test_reads(tmp_path / "search") == [] and summary["best_split"] == "validation"
+    config = _tiny(eval_every=None, read_test=True)
+    later = Trainer(config, tmp_path / "search", resume=True, log=None).fit()
+    assert built.count("test") == 1 and later["test"]["split"] == "test" and later["test_reads"] == 1
+    assert Trainer(config, tmp_path / "search", resume=True, log=None).fit()["test_reads"] == 1
+
+
 def test_an_interrupted_run_reads_no_test_and_no_validation_means_no_per_epoch_evaluation(tmp_path):
     from fptt.run.records import read_test_reads
 

@@ -74,7 +74,8 @@ CONFIG_FILE = CONFIG  # in every run folder: enough to rebuild the model and to 
 
 # what may change when a run is resumed (anything else would break its exact continuation)
 RESUMABLE = frozenset({"threads", "epochs", "max_batches", "max_eval_batches", "eval_batch_size", "device", "plots",
-                       "data_dir", "checkpoint_every", "on_nonfinite", "eval_every", "stop_at", "log", "capture"})
+                       "data_dir", "checkpoint_every", "on_nonfinite", "eval_every", "stop_at", "log", "capture",
+                       "read_test"})
 
 
 # ---------------------------------------------------------------------------------- field checks
@@ -279,6 +280,9 @@ class RunSettings(Section):
                                         kind="int", check=_positive_int, metavar="N")
     stop_at: Optional[float] = setting(None, "stop once the evaluated mse <= VALUE (accuracy >= VALUE)", kind="float",
                                        check=non_negative, metavar="VALUE")
+    read_test: bool = setting(True, "score the final weights on the test split once, after the last epoch "
+                              "(--no-read-test for tuning runs: the test split is never loaded, summary.json "
+                              "records test null and test_reads.json stays absent)")
     measure_memory: bool = setting(False, "record the peak bytes autograd saves per update (SavedTensorMeter)")
     plots: bool = setting(True, "write plots/ at the end of the run")
     log: str = setting("none", "also write the metrics to an experiment tracker: tensorboard writes "

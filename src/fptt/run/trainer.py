@@ -15,8 +15,8 @@ step (or one per batch with ``schedule_unit="batch"``), evaluation with W̄ or W
 split (``validation_samples`` held out of the training data; ``auto`` by default), one JSON line in
 ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the validation score
 improved). After the last epoch the final weights are scored on the test split, once; the read is
-counted in ``test_reads.json`` and the score is in ``summary.json``. Nothing is chosen on the test
-split. With ``checkpoint_every=N``,
+counted in ``test_reads.json`` and the score is in ``summary.json`` (``read_test=False``, for tuning
+runs: no read, ``summary.json`` records ``test: null``). Nothing is chosen on the test split. With ``checkpoint_every=N``,
 ``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
 at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
 state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
@@ -582,7 +582,8 @@ class Trainer:
                 if self._should_stop():  # Ctrl-C during evaluation: the epoch is complete and saved
                     interrupted = epoch + 1 < config.epochs
                     break
-        if not interrupted and self.history and (len(self.history) == config.epochs or self.target_reached):
+        finished = not interrupted and self.history and (len(self.history) == config.epochs or self.target_reached)
+        if finished and config.read_test:
             self.test_result = self._read_test_once()
         summary = self._summary(time.perf_counter() - started, interrupted)
         if self.is_main:
