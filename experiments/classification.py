@@ -300,6 +300,21 @@ define("b196_brf_bptt_norm100", "smnist196", ["--neuron", "brf", "--norm", "laye
                                               "bptt", *_BRF3], _BRF)
 
 
+# ---- The LTC layer under BPTT at its task default sat at chance on S-MNIST-196 (MNIST-10k: 3 epochs, b196_ltc_bptt;
+# the full MNIST: 4 epochs, fs196_ltc_bptt_10ep, stopped). Before a second ten-epoch run, its own small search on
+# MNIST-10k validation (3 epochs at a constant lr, seed 0, the test split never read): the lr, the MNIST-1D BPTT
+# row's choice (lr 1e-2, uniform weighting, membrane readout), and gradient clipping.
+_LTC_BPTT = "ltc-bptt-smnist196"
+_PROBE = ["--method", "bptt", "--epochs", "3", "--schedule", "none", "--no-read-test"]
+define("p196_ltc_bptt_lr1e-3", "smnist196", ["--lr", "1e-3", *_PROBE], _LTC_BPTT)
+define("p196_ltc_bptt_lr1e-3_membrane", "smnist196", ["--lr", "1e-3", "--readout-from", "membrane", *_PROBE],
+       _LTC_BPTT)
+define("p196_ltc_bptt_lr3e-3_membrane", "smnist196", ["--readout-from", "membrane", *_PROBE], _LTC_BPTT)
+define("p196_ltc_bptt_lr1e-2_uniform_membrane", "smnist196", ["--lr", "1e-2", "--weighting", "uniform",
+                                                             "--readout-from", "membrane", *_PROBE], _LTC_BPTT)
+define("p196_ltc_bptt_lr3e-3_clip1", "smnist196", ["--clip", "1", *_PROBE], _LTC_BPTT)
+
+
 # ---- e-prop and OSTL at their own regime (issue 31): the ALIF network with the fixed readout they need,
 # 5 epochs (cosine over 5), seed 0; each method searches the same grid: the membrane time constants
 # (the task's short τ_m ~ N(3, 1), where §9.5 found e-prop failing, or the SRNN's N(20, 5), where it
