@@ -391,7 +391,8 @@ def run_one(name: str) -> str:
 def test_one(name: str) -> str:
     """Score a finished run's last checkpoint (W̄ for FPTT) on the test split, once: the score
     ``fptt train`` read itself after the last epoch (v0.4 on, counted in ``test_reads.json``),
-    else one ``fptt eval --split test`` (runs of earlier versions, which did not read it)."""
+    else one ``fptt eval --split test`` (runs of earlier versions, which did not read it). A v0.4
+    run that did not read test (stopped early, or ``--no-read-test``) is left unread."""
     target = RESULTS / name
     if (target / "test.json").exists():
         return f"{name}: tested before"
@@ -403,6 +404,9 @@ def test_one(name: str) -> str:
                   "test_reads": test["reads"], **{key: test[key] for key in ("loss", "accuracy", "samples")}}
         (target / "test.json").write_text(json.dumps(record, indent=2) + "\n")
         return f"{name}: test {test['accuracy']:.4f} (read by fptt train, read {test['reads']} of the run)"
+    if "test" in summary:  # a v0.4 run that did not read test: stopped early, or a --no-read-test tuning run
+        why = "it was stopped before its last epoch" if summary.get("interrupted") else "a --no-read-test tuning run"
+        return f"{name}: not read ({why}; its test split stays unread)"
     task = RUNS[name][0]
     split = "test" if task == "mnist1d" else "heldout"
     args = [FPTT, "eval", str(run_dir(name)), "--split", split, "--json", "--quiet"]

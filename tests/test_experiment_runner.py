@@ -1,4 +1,5 @@
-"""experiments/classification.py: a run cut off by a session's limit resumes instead of starting over."""
+"""experiments/classification.py: a run cut off by a session's limit resumes instead of starting over, and `test`
+never reads the test split of a run that left it unread."""
 from __future__ import annotations
 
 import importlib.util
@@ -67,3 +68,18 @@ def test_run_resumes_a_cut_off_run_and_starts_a_fresh_one_over(runner: ModuleTyp
     runner.run_one("fs196_gru_bptt_10ep")
     assert commands[-1][1] == "train" and "--resume" not in commands[-1] and "--run-dir" in commands[-1]
     assert not (fresh / "stale.txt").exists()  # a run that cannot resume starts over in a clean folder
+
+
+@pytest.mark.parametrize("summary, why", [({"test": None, "interrupted": True}, "stopped before its last epoch"),
+                                          ({"test": None, "interrupted": False}, "--no-read-test")])
+def test_test_leaves_a_run_that_did_not_read_its_test_split_unread(runner: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                                   summary: dict, why: str) -> None:
+    def no_eval(args, **_):
+        raise AssertionError(f"test read a split: {args}")
+
+    monkeypatch.setattr(runner.subprocess, "run", no_eval)
+    target = runner.RESULTS / "p196_ltc_bptt_lr1e-3"
+    target.mkdir(parents=True)
+    (target / "summary.json").write_text(json.dumps(summary))
+    assert why in runner.test_one("p196_ltc_bptt_lr1e-3")
+    assert not (target / "test.json").exists()
