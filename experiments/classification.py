@@ -266,6 +266,11 @@ define("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "la
 # and under BPTT, with the γ its own two validation runs chose (30; brf-smnist196)
 define("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", "--method",
                                                "bptt", *_EVERY], _FULL10)
+# further seeds of the BRF rows (the rows above are seed 0)
+define_seeds("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100",
+                                                      *_EVERY], _FULL10, seeds=(1, 2))
+define_seeds("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30",
+                                                      "--method", "bptt", *_EVERY], _FULL10, seeds=(1, 2))
 
 
 # ---- PS-MNIST-196 (the same permutation of the 196 pixels for every digit) on the standard split at ten epochs:
