@@ -280,6 +280,7 @@ _PFULL10 = "full10-psmnist196"
 define("fps196_gru_bptt_10ep", "psmnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr",
                                                  "1e-2", *_EVERY], _PFULL10)
 define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
+# (not run: the LTC layer under BPTT found no setting that learns on the full MNIST yet; see ltc-bptt-smnist196)
 define("fps196_ltc_bptt_10ep", "psmnist196full", ["--method", "bptt", *_EVERY], _PFULL10)
 define("fps196_brf_fptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100",
                                                  *_EVERY], _PFULL10)

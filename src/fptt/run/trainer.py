@@ -16,8 +16,8 @@ split (``validation_samples`` held out of the training data; ``auto`` by default
 ``metrics.jsonl``, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when the validation score
 improved). After the last epoch the final weights are scored on the test split, once; the read is
 counted in ``test_reads.json`` and the score is in ``summary.json`` (``read_test=False``, for tuning
-runs: no read, ``summary.json`` records ``test: null``). Nothing is chosen on the test split. With ``checkpoint_every=N``,
-``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
+runs: no read, ``summary.json`` records ``test: null``). Nothing is chosen on the test split. With
+``checkpoint_every=N``, ``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
 at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
 state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
 
