@@ -238,14 +238,14 @@ define_seeds("e1d_ltc_online", "mnist1d", ["--method", "online"], _SEEDS5, seeds
 # per epoch on one core here, so the issue's ten are a GPU's budget). Task defaults, untuned; the GRU
 # with the settings a new user found on MNIST-10k (Adam, lr 1e-2, cosine).
 _FULL = "full-smnist196"
+_GRU_ADAM = ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr", "1e-2"]  # a new user's GRU
+_BRF_NORM = ["--neuron", "brf", "--norm", "layer", "--norm-scale"]  # the BRF layer, its currents normalised to γ
 define("fs196_ltc_fptt_1ep", "smnist196full", ["--epochs", "1"], _FULL)
 define("fs196_ltc_bptt_1ep", "smnist196full", ["--method", "bptt", "--epochs", "1"], _FULL)
-define("fs196_gru_bptt_1ep", "smnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr", "1e-2",
-                                              "--epochs", "1"], _FULL)
+define("fs196_gru_bptt_1ep", "smnist196full", [*_GRU_ADAM, "--epochs", "1"], _FULL)
 define("fps196_ltc_fptt_1ep", "psmnist196full", ["--epochs", "1"], _FULL)
 define("fps196_ltc_bptt_1ep", "psmnist196full", ["--method", "bptt", "--epochs", "1"], _FULL)
-define("fps196_gru_bptt_1ep", "psmnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr",
-                                                "1e-2", "--epochs", "1"], _FULL)
+define("fps196_gru_bptt_1ep", "psmnist196full", [*_GRU_ADAM, "--epochs", "1"], _FULL)
 
 
 # ---- The same three rows at ten epochs (issue 31's CPU budget), seed 0, the one-epoch rows' settings and, for
@@ -255,37 +255,30 @@ _FULL10 = "full10-smnist196"
 _EVERY = ["--epochs", "10", "--schedule", "cosine", "--checkpoint-every", "50"]
 define("fs196_ltc_fptt_10ep", "smnist196full", _EVERY, _FULL10)
 define("fs196_ltc_bptt_10ep", "smnist196full", ["--method", "bptt", *_EVERY], _FULL10)
-define("fs196_gru_bptt_10ep", "smnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr", "1e-2",
-                                               *_EVERY], _FULL10)
+define("fs196_gru_bptt_10ep", "smnist196full", [*_GRU_ADAM, *_EVERY], _FULL10)
 # the LTC row collapsed to chance in its third and fourth epochs (validation 51.1, 43.5, 11.4, 8.9 %): the same
 # row at a third of the lr, the one change tried
 define("fs196_ltc_fptt_10ep_lr1e-3", "smnist196full", ["--lr", "1e-3", *_EVERY], _FULL10)
-# the BRF layer (below, brf-smnist196: γ 100 chosen on MNIST-10k validation) with the LTC row's recipe
-define("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", *_EVERY],
-       _FULL10)
-# and under BPTT, with the γ its own two validation runs chose (30; brf-smnist196)
-define("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", "--method",
-                                               "bptt", *_EVERY], _FULL10)
-# further seeds of the BRF rows (the rows above are seed 0)
-define_seeds("fs196_brf_fptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100",
-                                                      *_EVERY], _FULL10, seeds=(1, 2))
-define_seeds("fs196_brf_bptt_10ep", "smnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30",
-                                                      "--method", "bptt", *_EVERY], _FULL10, seeds=(1, 2))
+# the BRF layer (below, brf-smnist196: γ 100 chosen on MNIST-10k validation) with the LTC row's recipe, and under
+# BPTT with the γ its own two validation runs chose (30; brf-smnist196); seed 0, then further seeds
+_BRF_FPTT10 = [*_BRF_NORM, "100", *_EVERY]
+_BRF_BPTT10 = [*_BRF_NORM, "30", "--method", "bptt", *_EVERY]
+define("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10)
+define("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10)
+define_seeds("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10, seeds=(1, 2))
+define_seeds("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10, seeds=(1, 2))
 
 
 # ---- PS-MNIST-196 (the same permutation of the 196 pixels for every digit) on the standard split at ten epochs:
 # each row with the recipe of its S-MNIST-196 ten-epoch row above (LTC FPTT at lr 1e-3, the setting that did not
 # collapse there; BRF with its γ), seed 0, the test split read once.
 _PFULL10 = "full10-psmnist196"
-define("fps196_gru_bptt_10ep", "psmnist196full", ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr",
-                                                 "1e-2", *_EVERY], _PFULL10)
+define("fps196_gru_bptt_10ep", "psmnist196full", [*_GRU_ADAM, *_EVERY], _PFULL10)
 define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
 # (not run: the LTC layer under BPTT found no setting that learns on the full MNIST yet; see ltc-bptt-smnist196)
 define("fps196_ltc_bptt_10ep", "psmnist196full", ["--method", "bptt", *_EVERY], _PFULL10)
-define("fps196_brf_fptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100",
-                                                 *_EVERY], _PFULL10)
-define("fps196_brf_bptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30",
-                                                 "--method", "bptt", *_EVERY], _PFULL10)
+define("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10)
+define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
 
 
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
@@ -295,15 +288,12 @@ define("fps196_brf_bptt_10ep", "psmnist196full", ["--neuron", "brf", "--norm", "
 _BRF = "brf-smnist196"
 _BRF3 = ["--epochs", "3", "--schedule", "none"]
 define("b196_ltc_fptt", "smnist196", _BRF3, _BRF)
-define("b196_brf_fptt_norm30", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", *_BRF3], _BRF)
-define("b196_brf_fptt_norm100", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", *_BRF3],
-       _BRF)
+define("b196_brf_fptt_norm30", "smnist196", [*_BRF_NORM, "30", *_BRF3], _BRF)
+define("b196_brf_fptt_norm100", "smnist196", [*_BRF_NORM, "100", *_BRF3], _BRF)
 # the same grid under BPTT (the method the paper trained BRF with), and the LTC layer under BPTT
 define("b196_ltc_bptt", "smnist196", ["--method", "bptt", *_BRF3], _BRF)
-define("b196_brf_bptt_norm30", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "30", "--method",
-                                             "bptt", *_BRF3], _BRF)
-define("b196_brf_bptt_norm100", "smnist196", ["--neuron", "brf", "--norm", "layer", "--norm-scale", "100", "--method",
-                                              "bptt", *_BRF3], _BRF)
+define("b196_brf_bptt_norm30", "smnist196", [*_BRF_NORM, "30", "--method", "bptt", *_BRF3], _BRF)
+define("b196_brf_bptt_norm100", "smnist196", [*_BRF_NORM, "100", "--method", "bptt", *_BRF3], _BRF)
 
 
 # ---- The LTC layer under BPTT at its task default sat at chance on S-MNIST-196 (MNIST-10k: 3 epochs, b196_ltc_bptt;

@@ -17,9 +17,10 @@ split (``validation_samples`` held out of the training data; ``auto`` by default
 improved). After the last epoch the final weights are scored on the test split, once; the read is
 counted in ``test_reads.json`` and the score is in ``summary.json`` (``read_test=False``, for tuning
 runs: no read, ``summary.json`` records ``test: null``). Nothing is chosen on the test split. With
-``checkpoint_every=N``, ``checkpoint_last.pt`` is also written after every N training batches, so a killed process loses
-at most N batches. Every file is written atomically, and a checkpoint whose weights or optimizer
-state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the last good one stays.
+``checkpoint_every=N``, ``checkpoint_last.pt`` is also written after every N training batches, so
+a killed process loses at most N batches. Every file is written atomically, and a checkpoint whose
+weights or optimizer state hold NaN/Inf is never written (:class:`PoisonedCheckpointError`): the
+last good one stays.
 
 Distributed (``config.distributed``, or automatically under ``torchrun``): each process trains its
 shard of every epoch (``DistributedSampler``, ``batch_size`` per process) through
