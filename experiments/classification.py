@@ -265,8 +265,8 @@ _BRF_FPTT10 = [*_BRF_NORM, "100", *_EVERY]
 _BRF_BPTT10 = [*_BRF_NORM, "30", "--method", "bptt", *_EVERY]
 define("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10)
 define("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10)
-define_seeds("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10, seeds=(1, 2))
-define_seeds("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10, seeds=(1, 2))
+define_seeds("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10, seeds=(1, 2, 3, 4))
+define_seeds("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10, seeds=(1, 2, 3, 4))
 
 
 # ---- PS-MNIST-196 (the same permutation of the 196 pixels for every digit) on the standard split at ten epochs:
