@@ -504,7 +504,7 @@ def compare(stems: list[str], epochs: Optional[int] = None) -> str:
     family's median clock), the test accuracy (read once per run), and the firing rate."""
     families = {}
     for stem in stems:
-        names = sorted(name for name in RUNS if name == stem or re.fullmatch(re.escape(stem) + r"_s\d+", name))
+        names = _family(stem)
         results = [(name, load(name)) for name in names]
         families[stem] = [(name, result) for name, result in results if result and result["rows"]]
     common = epochs or min((len(r["rows"]) for runs in families.values() for _, r in runs), default=0)
@@ -530,26 +530,37 @@ def compare(stems: list[str], epochs: Optional[int] = None) -> str:
     return "\n".join(lines)
 
 
+def _family(stem: str) -> list[str]:
+    """The runs of family ``stem``: ``stem`` itself (a seed-0 run defined before its other seeds) and
+    every ``<stem>_s<seed>``."""
+    return sorted(name for name in RUNS if name == stem or re.fullmatch(re.escape(stem) + r"_s\d+", name))
+
+
+def _seed_of(name: str) -> int:
+    """The seed run ``name`` trains with: its ``--seed`` flag, else fptt train's default (0)."""
+    flags = RUNS[name][1]
+    return int(flags[flags.index("--seed") + 1]) if "--seed" in flags else 0
+
+
 def _seed_values(stem: str, metric: str) -> dict[int, float]:
-    """seed -> the metric of each finished run ``<stem>_s<seed>``: ``test`` (test.json's accuracy, the
+    """seed -> the metric of each finished run of family ``stem``: ``test`` (test.json's accuracy, the
     split read once) or ``val`` (the last epoch's validation accuracy)."""
     values = {}
-    for name in RUNS:
-        match = re.fullmatch(re.escape(stem) + r"_s(\d+)", name)
-        result = load(name) if match else None
-        if not match or not result or not result["rows"]:
+    for name in _family(stem):
+        result = load(name)
+        if not result or not result["rows"]:
             continue
         if metric == "test":
             if result["test"]:
-                values[int(match[1])] = float(result["test"]["accuracy"])
+                values[_seed_of(name)] = float(result["test"]["accuracy"])
         else:
-            values[int(match[1])] = float(result["rows"][-1]["eval"]["accuracy"])
+            values[_seed_of(name)] = float(result["rows"][-1]["eval"]["accuracy"])
     return values
 
 
 def pairs(stem_a: str, stem_b: str, metric: str = "test") -> str:
-    """The paired t-test of family A against family B over the seeds both have (matched by the
-    ``_s<seed>`` suffix), and the verdict on "A beats B": held (p < 0.05, A ahead), tie (p ≥ 0.05)
+    """The paired t-test of family A against family B over the seeds both have (matched by each run's
+    seed), and the verdict on "A beats B": held (p < 0.05, A ahead), tie (p ≥ 0.05)
     or reversed (p < 0.05, B ahead)."""
     a, b = _seed_values(stem_a, metric), _seed_values(stem_b, metric)
     shared = sorted(set(a) & set(b))

@@ -83,3 +83,20 @@ def test_test_leaves_a_run_that_did_not_read_its_test_split_unread(runner: Modul
     (target / "summary.json").write_text(json.dumps(summary))
     assert why in runner.test_one("p196_ltc_bptt_lr1e-3")
     assert not (target / "test.json").exists()
+
+
+def test_pairs_matches_runs_by_their_seed_including_a_seed_0_run_named_without_suffix(runner: ModuleType) -> None:
+    accuracies = {"fs196_brf_fptt_10ep": 0.88, "fs196_brf_fptt_10ep_s1": 0.83, "fs196_brf_fptt_10ep_s2": 0.86,
+                  "fs196_brf_bptt_10ep": 0.95, "fs196_brf_bptt_10ep_s1": 0.94, "fs196_brf_bptt_10ep_s3": 0.93}
+    for name, accuracy in accuracies.items():
+        folder = runner.RESULTS / name
+        folder.mkdir(parents=True)
+        row = {"epoch": 1, "train": {"seconds": 1.0}, "eval": {"accuracy": accuracy}}
+        (folder / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+        (folder / "test.json").write_text(json.dumps({"accuracy": accuracy}))
+    assert runner._seed_values("fs196_brf_fptt_10ep", "test") == {0: 0.88, 1: 0.83, 2: 0.86}
+    report = runner.pairs("fs196_brf_fptt_10ep", "fs196_brf_bptt_10ep")
+    assert "paired over the seeds both have: [0, 1]" in report
+    assert "seeds in one family only (left out): [2, 3]" in report
+    assert "seed 0: 88.0 % against 95.0 % (difference -7.0 points)" in report
+    assert "t = " in report and "verdict" in report
