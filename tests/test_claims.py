@@ -109,9 +109,15 @@ def _numbers(found: list[Any]) -> list[float]:
 
 
 def _seed(path: Path) -> int:
+    """The seed a record was trained with, to pair on: its run folder's ``config.json`` (``run.seed``),
+    else the ``_s<seed>`` in its path (records without a config beside them)."""
+    config = path.parent / "config.json"
+    if config.exists():
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        return int(settings["run"]["seed"] if "run" in settings else settings["seed"])
     match = re.search(r"_s(\d+)(?:/|$|\.)", str(path.relative_to(ROOT)))
     if not match:
-        raise AssertionError(f"{path}: no _s<seed> in the path to pair on")
+        raise AssertionError(f"{path}: no config.json beside it and no _s<seed> in its path to pair on")
     return int(match[1])
 
 
