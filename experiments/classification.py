@@ -374,7 +374,9 @@ def run_one(name: str) -> str:
     if (target / "metrics.jsonl").exists():
         return f"{name}: done before"
     args = command(name)
+    record = ""
     if resumable(name):  # a long run killed or cut off: continue it from its last checkpoint
+        record = " ".join(["fptt", *args[1:]]) + "\n# the run as defined; it was cut off and resumed with:\n"
         args = [FPTT, "train", "--resume", str(run_dir(name)), *COMMON]
     else:
         shutil.rmtree(run_dir(name), ignore_errors=True)
@@ -382,8 +384,8 @@ def run_one(name: str) -> str:
     started = time.time()
     process = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     target.mkdir(parents=True, exist_ok=True)
-    (target / "command.txt").write_text(" ".join(["fptt", *args[1:]]) + f"\n# git {commit} at the start, exit "
-                                        f"{process.returncode}, {time.time() - started:.0f} s wall\n")
+    (target / "command.txt").write_text(record + " ".join(["fptt", *args[1:]]) + f"\n# git {commit} at the start, "
+                                        f"exit {process.returncode}, {time.time() - started:.0f} s wall\n")
     if process.returncode != 0:
         (target / "error.txt").write_text(process.stdout[-4000:] + process.stderr[-4000:])
         return f"{name}: FAILED ({process.stderr.strip().splitlines()[-1] if process.stderr.strip() else '?'})"

@@ -63,6 +63,9 @@ def test_run_resumes_a_cut_off_run_and_starts_a_fresh_one_over(runner: ModuleTyp
     runner.run_one("fs196_ltc_fptt_10ep")
     assert commands[-1][1:3] == ["train", "--resume"] and commands[-1][3] == str(cut_off)
     assert (cut_off / "checkpoint_last.pt").exists()  # kept for the resume
+    record = (runner.RESULTS / "fs196_ltc_fptt_10ep" / "command.txt").read_text().splitlines()
+    assert record[0] == " ".join(["fptt", *runner.command("fs196_ltc_fptt_10ep")[1:]])  # the run as defined
+    assert record[2] == " ".join(["fptt", *commands[-1][1:]])  # then how it was resumed
     fresh = _folder(runner, "fs196_gru_bptt_10ep", checkpoint=False, summary=None)
     (fresh / "stale.txt").write_text("from an older attempt")
     runner.run_one("fs196_gru_bptt_10ep")
