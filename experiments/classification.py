@@ -321,7 +321,7 @@ define("fs196_ltc_bptt_10ep_tuned", "smnist196full", ["--method", "bptt", "--lr"
 # stopped: the probe's second choice (lr 3e-3, membrane readout; 29.2 % best, 23.4 % after epoch 3)
 define("fs196_ltc_bptt_10ep_lr3e-3_membrane", "smnist196full", ["--method", "bptt", "--readout-from", "membrane",
                                                               *_EVERY], _FULL10)
-# it learned in epoch 1 (49.4 % validation), then fell to 18.6 % in epoch 2 and stayed near 20 % (training loss above
+# it learned in epoch 1 (49.4 % validation), then fell to 18.6 % in epoch 2 and stayed near 20 % (training loss around
 # ln 10) with the task's clip at norm 1: a third of the lr, the change that kept the LTC FPTT row from collapsing
 define("fs196_ltc_bptt_10ep_lr1e-3_membrane", "smnist196full", ["--method", "bptt", "--lr", "1e-3", "--readout-from",
                                                               "membrane", *_EVERY], _FULL10)
