@@ -253,6 +253,8 @@ define("fps196_gru_bptt_1ep", "psmnist196full", [*_GRU_ADAM, "--epochs", "1"], _
 # every 50 batches (an LTC epoch takes 12-20 min on one core), and `run` resumes a run that was cut off.
 _FULL10 = "full10-smnist196"
 _EVERY = ["--epochs", "10", "--schedule", "cosine", "--checkpoint-every", "50"]
+# the LTC layer under BPTT at the full-MNIST setting that learned and stayed stable (ltc-bptt-smnist196, below)
+_LTC_BPTT10 = ["--method", "bptt", "--lr", "1e-3", "--readout-from", "membrane", *_EVERY]
 define("fs196_ltc_fptt_10ep", "smnist196full", _EVERY, _FULL10)
 define("fs196_ltc_bptt_10ep", "smnist196full", ["--method", "bptt", *_EVERY], _FULL10)
 define("fs196_gru_bptt_10ep", "smnist196full", [*_GRU_ADAM, *_EVERY], _FULL10)
@@ -277,8 +279,7 @@ define("fps196_gru_bptt_10ep", "psmnist196full", [*_GRU_ADAM, *_EVERY], _PFULL10
 define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
 # the LTC layer under BPTT with the S-MNIST setting that learned and stayed stable (lr 1e-3, membrane readout: 39.1 %;
 # the default sat at chance there); not run yet
-define("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", ["--method", "bptt", "--lr", "1e-3", "--readout-from",
-                                                               "membrane", *_EVERY], _PFULL10)
+define("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", _LTC_BPTT10, _PFULL10)
 define("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10)
 define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
 
@@ -323,8 +324,7 @@ define("fs196_ltc_bptt_10ep_lr3e-3_membrane", "smnist196full", ["--method", "bpt
                                                               *_EVERY], _FULL10)
 # it learned in epoch 1 (49.4 % validation), then fell to 18.6 % in epoch 2 and stayed near 20 % (training loss around
 # ln 10) with the task's clip at norm 1: a third of the lr, the change that kept the LTC FPTT row from collapsing
-define("fs196_ltc_bptt_10ep_lr1e-3_membrane", "smnist196full", ["--method", "bptt", "--lr", "1e-3", "--readout-from",
-                                                              "membrane", *_EVERY], _FULL10)
+define("fs196_ltc_bptt_10ep_lr1e-3_membrane", "smnist196full", _LTC_BPTT10, _FULL10)
 
 
 # ---- e-prop and OSTL at their own regime (issue 31): the ALIF network with the fixed readout they need,
@@ -371,6 +371,11 @@ def resumable(name: str) -> bool:
     return not summary.exists() or bool(json.loads(summary.read_text()).get("interrupted"))
 
 
+def _shown(args: list[str]) -> str:
+    """A run's command as a user types it (``fptt ...``, not the venv's path to it)."""
+    return " ".join(["fptt", *args[1:]])
+
+
 def run_one(name: str) -> str:
     target = RESULTS / name
     if (target / "metrics.jsonl").exists():
@@ -378,7 +383,7 @@ def run_one(name: str) -> str:
     args = command(name)
     record = ""
     if resumable(name):  # a long run killed or cut off: continue it from its last checkpoint
-        record = " ".join(["fptt", *args[1:]]) + "\n# the run as defined; it was cut off and resumed with:\n"
+        record = _shown(args) + "\n# the run as defined; it was cut off and resumed with:\n"
         args = [FPTT, "train", "--resume", str(run_dir(name)), *COMMON]
     else:
         shutil.rmtree(run_dir(name), ignore_errors=True)
@@ -386,8 +391,8 @@ def run_one(name: str) -> str:
     started = time.time()
     process = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     target.mkdir(parents=True, exist_ok=True)
-    (target / "command.txt").write_text(record + " ".join(["fptt", *args[1:]]) + f"\n# git {commit} at the start, "
-                                        f"exit {process.returncode}, {time.time() - started:.0f} s wall\n")
+    (target / "command.txt").write_text(record + _shown(args) + f"\n# git {commit} at the start, exit "
+                                        f"{process.returncode}, {time.time() - started:.0f} s wall\n")
     if process.returncode != 0:
         (target / "error.txt").write_text(process.stdout[-4000:] + process.stderr[-4000:])
         return f"{name}: FAILED ({process.stderr.strip().splitlines()[-1] if process.stderr.strip() else '?'})"
