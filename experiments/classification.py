@@ -278,10 +278,13 @@ _PFULL10 = "full10-psmnist196"
 define("fps196_gru_bptt_10ep", "psmnist196full", [*_GRU_ADAM, *_EVERY], _PFULL10)
 define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
 # the LTC layer under BPTT with the S-MNIST setting that learned and stayed stable (lr 1e-3, membrane readout: 39.1 %;
-# the default sat at chance there); not run yet
+# the default sat at chance there)
 define("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", _LTC_BPTT10, _PFULL10)
 define("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10)
 define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
+# further seeds of the two BRF rows, so that FPTT against BPTT on PS-MNIST is a paired comparison over seeds
+define_seeds("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10, seeds=(1, 2))
+define_seeds("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10, seeds=(1, 2))
 
 
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
