@@ -69,6 +69,30 @@ def test_train_on_the_adding_task_then_eval_it(tmp_path):
     assert reads["count"] == 2 and [read["by"] for read in reads["reads"]] == ["fptt train", "fptt eval"]
 
 
+def test_a_run_that_evaluates_with_the_moving_average_is_evaluated_and_tested_with_it(tmp_path):
+    run, plain = tmp_path / "ema", tmp_path / "plain"
+    done = fptt("train", *TINY_ADD, "--run-dir", str(run), "--eval-with", "ema", "--ema-decay", "0.5")
+    assert done.returncode == 0, done.stderr
+    rows, summary = _rows(run), json.loads((run / "summary.json").read_text())
+    assert rows[0]["eval_with"] == "ema" and summary["test"]["with"] == "ema"
+    checkpoint = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert checkpoint["model_ema"] is not None
+    assert any(not torch.equal(checkpoint["model_ema"][name], value) for name, value in checkpoint["model"].items())
+
+    by_default = json.loads(fptt("eval", str(run), "--json", "--quiet").stdout)  # what the run evaluated with
+    assert by_default["with"] == "ema" and by_default["mse"] == pytest.approx(rows[0]["eval"]["mse"], rel=1e-5)
+    with_weights = json.loads(fptt("eval", str(run), "--json", "--with", "weights", "--quiet").stdout)
+    assert with_weights["with"] == "weights" and with_weights["mse"] != pytest.approx(by_default["mse"], rel=1e-6)
+    tested = json.loads(fptt("eval", str(run), "--json", "--split", "test", "--quiet").stdout)
+    assert tested["mse"] == pytest.approx(summary["test"]["mse"], rel=1e-5)
+
+    assert fptt("train", *TINY_ADD, "--run-dir", str(plain)).returncode == 0
+    refused = fptt("eval", str(plain), "--with", "ema")
+    assert refused.returncode == 2 and "no moving average" in refused.stderr and "--eval-with ema" in refused.stderr
+    bad = fptt("train", *TINY_ADD, "--run-dir", str(tmp_path / "bad"), "--eval-with", "ema", "--ema-decay", "1")
+    assert bad.returncode == 2 and "ema" in bad.stderr and "(0, 1)" in bad.stderr
+
+
 def test_train_on_mnist10k_tiny(tmp_path):
     run = tmp_path / "mnist"
     done = fptt("train", "--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16",

@@ -32,6 +32,9 @@ def _without_timing(rows):
 def _assert_same_state(first: dict, second: dict) -> None:
     for name, tensor in first["model"].items():
         assert torch.equal(tensor, second["model"][name]), name
+    assert (first.get("model_ema") is None) == (second.get("model_ema") is None)
+    for name, tensor in (first.get("model_ema") or {}).items():
+        assert torch.equal(tensor, second["model_ema"][name]), name
     averages_a = first["optimizer"].get("fptt", {}).get("state", {})
     averages_b = second["optimizer"].get("fptt", {}).get("state", {})
     assert averages_a.keys() == averages_b.keys()
@@ -40,10 +43,12 @@ def _assert_same_state(first: dict, second: dict) -> None:
             assert torch.equal(averages_a[index][key], averages_b[index][key])
 
 
-@pytest.mark.parametrize("method", ["fptt", "bptt"])
-def test_one_epoch_plus_resume_equals_two_epochs(tmp_path, method):
-    straight = Trainer(_tiny(method=method, schedule="step", milestones=[1]), tmp_path / "a", log=None).fit()
-    Trainer(_tiny(method=method, schedule="step", milestones=[1], epochs=1), tmp_path / "b", log=None).fit()
+@pytest.mark.parametrize("method,eval_with", [("fptt", "average"), ("bptt", "average"), ("fptt", "ema"),
+                                              ("bptt", "ema")])
+def test_one_epoch_plus_resume_equals_two_epochs(tmp_path, method, eval_with):
+    common = dict(method=method, schedule="step", milestones=[1], eval_with=eval_with)
+    straight = Trainer(_tiny(**common), tmp_path / "a", log=None).fit()
+    Trainer(_tiny(**common, epochs=1), tmp_path / "b", log=None).fit()
     config = TrainConfig.from_dict({**json.loads((tmp_path / "b" / "config.json").read_text()), "epochs": 2})
     resumed = Trainer(config, tmp_path / "b", resume=True, log=None).fit()
     assert straight["epochs_completed"] == resumed["epochs_completed"] == 2
@@ -54,11 +59,12 @@ def test_one_epoch_plus_resume_equals_two_epochs(tmp_path, method):
     _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))
 
 
-def test_interruption_mid_epoch_resumes_at_the_next_batch(tmp_path):
-    config = _tiny(epochs=1, max_batches=4)
+@pytest.mark.parametrize("eval_with", ["average", "ema"])
+def test_interruption_mid_epoch_resumes_at_the_next_batch(tmp_path, eval_with):
+    config = _tiny(epochs=1, max_batches=4, eval_with=eval_with)
     Trainer(config, tmp_path / "a", log=None).fit()
 
-    interrupted = Trainer(_tiny(epochs=1, max_batches=4), tmp_path / "b", log=None)
+    interrupted = Trainer(_tiny(epochs=1, max_batches=4, eval_with=eval_with), tmp_path / "b", log=None)
     original = interrupted.train_loader
 
     def loader_that_stops_after_two(epoch):
@@ -85,6 +91,29 @@ def test_interruption_mid_epoch_resumes_at_the_next_batch(tmp_path):
     assert resumed["epochs_completed"] == 1 and not resumed["interrupted"]
     _assert_same_state(load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST))
     assert resumed["last"]["resumed_at_batch"] == 2
+
+
+@pytest.mark.parametrize("method", ["fptt", "bptt"])
+def test_the_moving_average_is_updated_once_per_batch_and_is_what_the_run_selects_on(tmp_path, monkeypatch, method):
+    from fptt.optim.weight_average import WeightEMA
+
+    updates = []
+    original = WeightEMA.update
+    monkeypatch.setattr(WeightEMA, "update", lambda self: (updates.append(1), original(self))[1])
+    trainer = Trainer(_tiny(method=method, eval_with="ema", ema_decay=0.5, epochs=2, max_batches=3), tmp_path,
+                      log=None)
+    trainer.fit()
+    assert len(updates) == 2 * 3  # after every batch, the epoch's last one included
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["eval_with"] for row in rows] == ["ema", "ema"]
+    assert rows[-1]["eval"]["mse"] == pytest.approx(trainer.evaluate(with_="ema").mse, rel=1e-6)
+    assert rows[-1]["eval"]["mse"] != pytest.approx(trainer.evaluate(with_="weights").mse, rel=1e-6)
+
+
+def test_evaluating_with_a_moving_average_the_run_does_not_keep_is_refused(tmp_path):
+    trainer = Trainer(_tiny(epochs=1), tmp_path, log=None)
+    with pytest.raises(ValueError, match="--eval-with ema"):
+        trainer.evaluate(with_="ema")
 
 
 def test_checkpoint_is_weights_only_and_holds_fptt_state(tmp_path):

@@ -19,6 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 # public name -> the module that defines it
 _EXPORTS = {
     "FPTT": "optim",
+    "WeightEMA": "optim",
     "train_epoch": "training.engine",
     "evaluate": "training.engine",
     "EpochMetrics": "training.engine",

@@ -24,8 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", choices=EVAL_SPLITS,
                           help="split to evaluate (default: the run's validation split; the test split when it "
                                "holds none). Each read of the test split is counted in the run's test_reads.json")
-    evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH, default="average",
-                          help="FPTT runs: the running average W̄ (default) or the weights W")
+    evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH,
+                          help="the running average W̄ (FPTT runs), the weights W, or the moving average W_ema "
+                               "(runs trained with --eval-with ema); default: what the run evaluated with")
     evaluate.add_argument("--which", choices=CHECKPOINTS, default="last", help="checkpoint of a run folder")
     evaluate.add_argument("--max-batches", type=positive_int, help="at most N batches")
     evaluate.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
@@ -41,7 +42,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from ..run.build import build_dataset, default_eval_split, export_state_dict, is_final_split, load_model
+    from ..run.build import (
+        WEIGHTS_LOADED,
+        build_dataset,
+        default_eval_split,
+        export_state_dict,
+        is_final_split,
+        load_model,
+    )
     from ..run.records import record_test_read
     from ..run.trainer import evaluation_rng
     from ..training.engine import evaluate
@@ -56,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         export_state_dict(model, config, payload, used, Path(args.export))
         if not args.quiet:
-            print(f"exported the {'averaged weights W̄' if used == 'average' else 'weights W'} to {args.export} "
+            print(f"exported the {WEIGHTS_LOADED[used]} to {args.export} "
                   f"(a plain state_dict; config in {args.export}.config.json)", file=sys.stderr)
     if args.data_dir:
         config = config.updated(data_dir=args.data_dir)

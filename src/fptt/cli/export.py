@@ -16,14 +16,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description=(
         "Write the model of a saved run in another format: --format nir, a NIR graph (the Neuromorphic "
         "Intermediate Representation, HDF5; LIF and ALIF networks, see docs/INTEROP.md), or --format "
-        "state_dict (a plain torch state_dict plus FILE.config.json). FPTT runs export the running average W̄ "
-        "unless --with weights."))
+        "state_dict (a plain torch state_dict plus FILE.config.json). A run exports what it evaluated with "
+        "(FPTT: the running average W̄; --eval-with ema: W_ema) unless --with says otherwise."))
     export.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="nir", help="output format (default nir)")
     export.add_argument("--output", "-o", metavar="FILE",
                         help="output file (default RUN_DIR/export/model.nir or model.pt)")
-    export.add_argument("--with", dest="with_", choices=EVAL_WITH, default="average",
-                        help="FPTT runs: the running average W̄ (default) or the weights W")
+    export.add_argument("--with", dest="with_", choices=EVAL_WITH,
+                        help="the running average W̄ (FPTT runs), the weights W, or the moving average W_ema (runs "
+                             "trained with --eval-with ema); default: what the run evaluated with")
     export.add_argument("--which", choices=CHECKPOINTS, default="last", help="checkpoint of a run folder")
     export.add_argument("--discretization", choices=NIR_DISCRETIZATIONS, default="zoh",
                         help="nir: write the time constants for exact integration (zoh, default) or for one "
@@ -33,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..run.build import export_state_dict, load_model
+    from ..run.build import WEIGHTS_LOADED, export_state_dict, load_model
 
     try:
         config, model, payload, used = load_model(args.path, device="cpu", which=args.which, weights=args.with_)
@@ -54,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         export_state_dict(model, config, payload, used, output)
     if not args.quiet:
-        what = "averaged weights W̄" if used == "average" else "weights W"
-        print(f"exported the {what} of {args.path} (epoch {payload['epoch']}) as {args.format} to {output}",
+        print(f"exported the {WEIGHTS_LOADED[used]} of {args.path} (epoch {payload['epoch']}) as {args.format} to {output}",
               file=sys.stderr)
     print(output)
     return 0

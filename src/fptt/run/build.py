@@ -19,15 +19,15 @@ from ..models import ConvSNN, SpikingRNN
 from ..models.baselines import RecurrentBaseline
 from ..optim import FPTT
 from ..spec.rules import check_window, validation_count
-from ..spec.vocabulary import BASELINE_CELLS, EVENT_TASKS
-from .checkpoint import find_checkpoint, load_checkpoint
+from ..spec.vocabulary import BASELINE_CELLS, EVAL_WITH, EVENT_TASKS
+from .checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .files import write_text_atomic
 
 __all__ = ["resolve_device", "default_eval_split", "final_split", "is_final_split", "validation_indices",
            "resolve_validation", "split_validation", "build_dataset", "dataset_shape",
            "check_datasets", "frame_shape", "build_model", "build_optimizer", "build_scheduler", "load_run", "load_model",
-           "export_state_dict"]
+           "export_state_dict", "WEIGHTS_LOADED"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -300,19 +300,29 @@ def load_run(path: str | Path, device: str = "cpu",
     return config, model, optimizer, payload
 
 
-def load_model(path: str | Path, device: str = "cpu", which: str = "last",
-               weights: str = "average") -> tuple[TrainConfig, nn.Module, dict, str]:
-    """The model of a saved run (folder or checkpoint file) with its running average W̄
-    (``weights="average"``, FPTT runs) or its last weights W (``"weights"``), for inference.
+# what ``load_model``'s ``used`` names, for messages
+WEIGHTS_LOADED = {"average": "averaged weights W̄", "weights": "weights W", "ema": "moving average W_ema"}
 
-    Reads the checkpoint's ``model_average`` (a plain state_dict): no optimizer is built. Older
-    checkpoints without it fall back to the optimizer's state. Returns ``(config, model, payload,
-    used)`` with ``used`` the weights actually loaded (``"weights"`` for a run without W̄)."""
-    if weights not in ("average", "weights"):
-        raise ValueError(f"weights must be 'average' or 'weights', got {weights!r}")
+
+def load_model(path: str | Path, device: str = "cpu", which: str = "last",
+               weights: Optional[str] = "average") -> tuple[TrainConfig, nn.Module, dict, str]:
+    """The model of a saved run (folder or checkpoint file) with its running average W̄
+    (``weights="average"``, FPTT runs), its last weights W (``"weights"``) or the moving average
+    W_ema it kept (``"ema"``, runs trained with ``eval_with="ema"``), for inference.
+
+    Reads the checkpoint's ``model_average`` or ``model_ema`` (plain state_dicts): no optimizer is
+    built. Older checkpoints without ``model_average`` fall back to the optimizer's state. Returns
+    ``(config, model, payload, used)`` with ``used`` the weights actually loaded (``"weights"`` for
+    a run without W̄). ``weights=None``: what the run evaluated with (its ``eval_with``)."""
+    if weights is not None and weights not in EVAL_WITH:
+        raise ValueError(f"weights must be one of {', '.join(EVAL_WITH)}, got {weights!r}")
     checkpoint_path = find_checkpoint(path, which)
     payload = load_checkpoint(checkpoint_path, map_location=resolve_device(device))
     config = TrainConfig.from_dict(payload["config"], where=str(checkpoint_path))
+    weights = weights or config.eval_with
+    if weights == "ema" and payload.get("model_ema") is None:
+        raise CheckpointError(f"{checkpoint_path} holds no moving average of the weights: only runs trained with "
+                         "--eval-with ema keep one (evaluate with 'average' or 'weights')")
     if weights == "average" and config.method == "fptt" and payload.get("model_average") is None:
         config, model, optimizer, payload = load_run(path, device=device, which=which)
         assert isinstance(optimizer, FPTT)  # method fptt
@@ -321,6 +331,9 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     shape = payload.get("model_shape") or {}
     model = build_model(config, shape["input_size"], shape["output_size"],
                         input_shape=shape.get("input_shape")).to(resolve_device(device))
+    if weights == "ema":
+        model.load_state_dict(payload["model_ema"])
+        return config, model, payload, "ema"
     average = payload.get("model_average") if weights == "average" else None
     model.load_state_dict(average if average is not None else payload["model"])
     return config, model, payload, "average" if average is not None else "weights"

@@ -41,7 +41,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..optim import FPTT
+from ..optim import FPTT, WeightEMA
 from .files import atomic_write, write_text_atomic
 from .records import BEST, LAST, PREVIOUS
 
@@ -360,14 +360,17 @@ def nonfinite_tensors(value: Any, where: str = "") -> list[str]:
 
 
 def training_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, epoch: int,
-                     batches_done: int, config: dict[str, Any], **progress: Any) -> dict[str, Any]:
+                     batches_done: int, config: dict[str, Any], weight_average: Optional[WeightEMA] = None,
+                     **progress: Any) -> dict[str, Any]:
     """The checkpoint of a training run after ``epoch`` completed epochs (+ ``batches_done`` of
-    the next): weights, W̄ as a plain model ``state_dict`` (FPTT; ``fptt eval`` and exports read
-    it without the optimizer), optimizer, scheduler, RNG states, the config, and the run's
-    ``progress`` entries (history, curve, best score, model shape, ...)."""
+    the next): weights, W̄ (FPTT) and W_ema (``weight_average``) as plain model ``state_dict``s
+    (``fptt eval`` and exports read them without the optimizer), optimizer, scheduler, RNG
+    states, the config, and the run's ``progress`` entries (history, curve, best score, model
+    shape, ...)."""
     return {
         "model": model.state_dict(),
         "model_average": optimizer.averaged_state_dict(model) if isinstance(optimizer, FPTT) else None,
+        "model_ema": weight_average.model_state_dict(model) if weight_average is not None else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -379,11 +382,16 @@ def training_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
 
 
 def restore_training(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any) -> None:
-    """Load what :func:`training_payload` saved into ``model``, ``optimizer`` and ``scheduler``, and
-    restore the RNG states (the caller reads the progress entries)."""
+                     scheduler: Any, weight_average: Optional[WeightEMA] = None) -> None:
+    """Load what :func:`training_payload` saved into ``model``, ``optimizer``, ``scheduler`` and
+    ``weight_average``, and restore the RNG states (the caller reads the progress entries)."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
+    if weight_average is not None:
+        if payload.get("model_ema") is None:
+            raise CheckpointError("this checkpoint holds no moving average of the weights (model_ema), which the "
+                                  "run's config asks for (eval_with ema)")
+        weight_average.load_model_state_dict(payload["model_ema"])
     if scheduler is not None and payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     set_rng_state(payload["rng"])

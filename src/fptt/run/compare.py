@@ -113,9 +113,8 @@ def plot_comparison(records: Sequence[RunRecord], path: str | Path) -> Path:
         curves = {}
         metric = records[0].curve[0].get("metric", "score")
         for label, record in zip(labels, records):
-            use_average = (record.config.get("method") == "fptt"
-                           and record.config.get("eval_with", "average") == "average")
-            key = "average" if use_average else "weights"
+            with_ = record.config.get("eval_with", "average")
+            key = "weights" if with_ == "average" and record.config.get("method") != "fptt" else with_
             curves[label] = [(point["batch"], point[key]) for point in record.curve if point.get(key) is not None]
         figure, (axis,) = plots.new_figure(1, width=7.0, height=4.5)
         plots.plot_curves(axis, curves, title=f"{len(records)} runs", x_label="training batches",

@@ -106,6 +106,11 @@ def _unit_interval(value: float) -> None:
         raise ValueError("must lie in (0, 1]")
 
 
+def _open_unit_interval(value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError("must lie in (0, 1)")
+
+
 def _milestones(values: tuple) -> None:
     if values:
         _positive_ints(values)
@@ -188,7 +193,11 @@ class FPTTSettings(Section):
     reset_lambda_on_average: bool = setting(False, "also zero λ when W ← W̄ is loaded")
     load_average_each_epoch: Optional[bool] = setting(None, "copy W ← W̄ at the end of each epoch (unset: on)",
                                                       kind="bool")
-    eval_with: str = setting("average", "evaluate with the running average W̄ or the weights W", choices=EVAL_WITH)
+    eval_with: str = setting("average", "evaluate (validation, checkpoint_best, the test read) with the running "
+                             "average W̄, the weights W, or ema: an exponential moving average of W over batches "
+                             "(any method; ema_decay)", choices=EVAL_WITH)
+    ema_decay: float = setting(0.9, "eval_with ema: W_ema ← d·W_ema + (1 − d)·W after every training batch, d in "
+                               "(0, 1): a window of about 1/(1 − d) batches", check=_open_unit_interval, metavar="D")
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..memory import peak_rss_mb, per_update
-from ..optim import FPTT
+from ..optim import FPTT, WeightEMA
 from ..spec.rules import CAPTURE_AFTER_STEPS, FUSE_AFTER_STEPS, plans_to_capture, plans_to_fuse
 from ..spec.vocabulary import TRACE_METHODS
 from ..training.captured import WINDOW_METHODS
@@ -283,6 +283,8 @@ class Trainer:
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch)
+        # W_ema, updated after every training batch, when the run evaluates with it
+        self.weight_average = WeightEMA(self.model, config.ema_decay) if config.eval_with == "ema" else None
         if resume:
             self._resume()
 
@@ -350,6 +352,7 @@ class Trainer:
         """The checkpoint payload after ``epoch`` completed epochs (+ ``batches_done`` of the next)."""
         return training_payload(
             self.model, self.optimizer, self.scheduler, epoch=epoch, batches_done=batches_done,
+            weight_average=self.weight_average,
             config=self.config.to_dict(), history=self.history, curve=self.curve, best=self.best,
             model_shape={"input_size": self.input_size, "output_size": self.output_size,
                          "input_shape": None if self.input_shape is None else list(self.input_shape)},
@@ -370,7 +373,7 @@ class Trainer:
                      + (f" ({LAST} will be kept as {LAST}.corrupt)" if self.damaged_last else ""))
         if not is_verified(payload):
             self.log(f"{found.path.name} was written by fptt 0.3 or earlier and carries no checksum: loaded unverified")
-        restore_training(payload, self.model, self.optimizer, self.scheduler)
+        restore_training(payload, self.model, self.optimizer, self.scheduler, self.weight_average)
         self.start_epoch = int(payload["epoch"])
         self.skip_batches = int(payload.get("batches_done", 0))
         self.history = list(payload.get("history", []))
@@ -401,13 +404,19 @@ class Trainer:
         return DataLoader(dataset, batch_size=size, shuffle=False)
 
     def evaluate(self, dataset: Optional[Dataset] = None, with_: Optional[str] = None) -> EpochMetrics:
-        """Evaluate on ``dataset`` (default the run's validation split) with W̄ or W."""
+        """Evaluate on ``dataset`` (default the run's validation split) with W̄, W or W_ema
+        (``with_``: ``average``, ``weights`` or ``ema``; default the run's ``eval_with``)."""
         dataset = dataset if dataset is not None else self.eval_set
         if dataset is None:
             raise ValueError("this run holds no validation split (validation_samples 0): pass the dataset to evaluate")
         with_ = with_ or self.config.eval_with
-        averaged = isinstance(self.optimizer, FPTT) and with_ == "average"
-        context = self.optimizer.averaged() if isinstance(self.optimizer, FPTT) and averaged else nullcontext()
+        context: Any = nullcontext()
+        if with_ == "average" and isinstance(self.optimizer, FPTT):
+            context = self.optimizer.averaged()
+        elif with_ == "ema":
+            if self.weight_average is None:
+                raise ValueError("this run keeps no moving average of its weights (train it with --eval-with ema)")
+            context = self.weight_average.applied()
         with context, evaluation_rng(self.config.seed, self.device):
             return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
                             progress=self.progress, description="eval")
@@ -436,9 +445,12 @@ class Trainer:
         return metrics, batches
 
     def _between_batches(self, epoch: int, done: int) -> None:
-        """After ``done`` batches of ``epoch``: an lr step (``schedule_unit="batch"``), a checkpoint
-        every ``checkpoint_every`` batches, a learning-curve point every ``eval_every``."""
+        """After ``done`` batches of ``epoch``: the W_ema update (``eval_with="ema"``), an lr step
+        (``schedule_unit="batch"``), a checkpoint every ``checkpoint_every`` batches, a
+        learning-curve point every ``eval_every``."""
         config = self.config
+        if self.weight_average is not None:
+            self.weight_average.update()
         if self.scheduler is not None and config.schedule_unit == "batch":
             self.scheduler.step()
         if config.eval_every and done % config.eval_every == 0:
@@ -447,11 +459,12 @@ class Trainer:
             self._save(self.run_dir / LAST, self.state(epoch, done))
 
     def _curve_point(self, epoch: int, done: int) -> None:
-        """Evaluate the current weights W and (FPTT) the running average W̄ on the evaluation split,
-        append the point to ``curve.jsonl`` and check ``stop_at``."""
-        fptt = isinstance(self.optimizer, FPTT)
+        """Evaluate the current weights W, (FPTT) the running average W̄ and (``eval_with="ema"``)
+        W_ema on the evaluation split, append the point to ``curve.jsonl`` and check ``stop_at``."""
         scores: dict[str, Optional[float]] = {"weights": None, "average": None}
-        for with_ in ("weights", "average") if fptt else ("weights",):
+        evaluated = ["weights", *(["average"] if isinstance(self.optimizer, FPTT) else []),
+                     *(["ema"] if self.weight_average is not None else [])]
+        for with_ in evaluated:
             metrics = self.evaluate(with_=with_)
             scores[with_] = metrics.accuracy if metrics.accuracy is not None else metrics.mse
         metric = "accuracy" if metrics.accuracy is not None else "mse"
@@ -461,7 +474,7 @@ class Trainer:
         if self.is_main:
             append_json_line(self.run_dir / CURVE, point)
             self.tracker.curve(point)
-        watched = scores["average"] if fptt and self.config.eval_with == "average" else scores["weights"]
+        watched = scores[self._evaluated_with()]
         target = self.config.stop_at
         if target is not None and watched is not None and (watched >= target if metric == "accuracy" else watched <= target):
             if not self.target_reached:
@@ -548,6 +561,8 @@ class Trainer:
                     interrupted = True
                     break
                 self.skip_batches = 0
+                if self.weight_average is not None and batches.done:
+                    self.weight_average.update()  # for the epoch's last batch (the others updated between batches)
                 if self.scheduler is not None and config.schedule_unit == "batch":
                     self.scheduler.step()  # for the epoch's last batch (the others stepped between batches)
                 if config.eval_every and not self.target_reached:  # the epoch's last point, before any W ← W̄
@@ -594,11 +609,14 @@ class Trainer:
         return summary
 
     def _evaluated_with(self) -> str:
-        """What an evaluation scores: ``average`` (W̄) for FPTT evaluated with it, else ``weights``."""
+        """What an evaluation scores: ``ema`` (W_ema) when the run keeps it, ``average`` (W̄) for FPTT
+        evaluated with it, else ``weights``."""
+        if self.config.eval_with == "ema":
+            return "ema"
         return "average" if isinstance(self.optimizer, FPTT) and self.config.eval_with == "average" else "weights"
 
     def _read_test_once(self) -> dict[str, Any]:
-        """Score the run's final weights (W̄ for FPTT evaluated with it) on the test split, and count
+        """Score the run's final weights (W̄ or W_ema where the run evaluates with them) on the test split, and count
         the read in ``test_reads.json``; a run resumed after it finished reuses its recorded read."""
         done = len(self.history)
         earlier = [read for read in read_test_reads(self.run_dir) if read.get("by") == "fptt train"
