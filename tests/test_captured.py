@@ -234,9 +234,11 @@ def test_fptt_train_resolves_and_records_the_captured_update(tmp_path):
     from tests.test_cli import TINY_ADD, fptt
 
     captured_run, default_run = tmp_path / "captured", tmp_path / "default"
-    result = fptt("train", *TINY_ADD, "--k", "4", "--capture", "--run-dir", str(captured_run), timeout=300)
+    result = fptt("train", *TINY_ADD, "--k", "4", "--capture", "--epochs", "2", "--schedule", "cosine",
+                  "--run-dir", str(captured_run), timeout=300)
     assert result.returncode == 0, result.stderr
     assert "captured update on (set by --capture" in result.stdout + result.stderr
+    assert "lr_scheduler.step()" not in result.stderr  # torch's scheduler is told the captured graph stepped
     assert "captured update is off" not in result.stdout + result.stderr  # it ran captured, no fallback
     assert json.loads((captured_run / "config.json").read_text())["compute"]["capture"] is True
     result = fptt("train", *TINY_ADD, "--run-dir", str(default_run))

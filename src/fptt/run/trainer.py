@@ -283,6 +283,11 @@ class Trainer:
             self.train_model = DistributedModel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer, self.batches_per_epoch)
+        if self.captures and self.scheduler is not None:
+            # the captured graph runs the optimizer's update without calling optimizer.step(), which torch's
+            # schedulers watch for (a misleading "lr_scheduler.step() before optimizer.step()" warning): the
+            # trainer steps the schedule only after updates, so mark the optimizer as stepped
+            self.optimizer._opt_called = True  # type: ignore[attr-defined]
         # W_ema, updated after every training batch, when the run evaluates with it
         self.weight_average = WeightEMA(self.model, config.ema_decay) if config.eval_with == "ema" else None
         if resume:
