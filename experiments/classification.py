@@ -269,6 +269,12 @@ define("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10)
 define("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10)
 define_seeds("fs196_brf_fptt_10ep", "smnist196full", _BRF_FPTT10, _FULL10, seeds=(1, 2, 3, 4))
 define_seeds("fs196_brf_bptt_10ep", "smnist196full", _BRF_BPTT10, _FULL10, seeds=(1, 2, 3, 4))
+# the same FPTT runs evaluated (validation, checkpoint_best, the test read) with a moving average of the weights over
+# batches, at the decay its MNIST-10k validation probe chose (experiments/weight_average.py, RESULTS §10.7); the
+# training itself is the same, so each seed pairs with the row above. BPTT's probe chose its plain weights W.
+_EMA = ["--eval-with", "ema", "--ema-decay", "0.95"]
+define("fs196_brf_fptt_10ep_ema", "smnist196full", [*_BRF_FPTT10, *_EMA], _FULL10)
+define_seeds("fs196_brf_fptt_10ep_ema", "smnist196full", [*_BRF_FPTT10, *_EMA], _FULL10, seeds=(1, 2, 3, 4))
 
 
 # ---- PS-MNIST-196 (the same permutation of the 196 pixels for every digit) on the standard split at ten epochs:

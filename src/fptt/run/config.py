@@ -196,7 +196,7 @@ class FPTTSettings(Section):
     eval_with: str = setting("average", "evaluate (validation, checkpoint_best, the test read) with the running "
                              "average W̄, the weights W, or ema: an exponential moving average of W over batches "
                              "(any method; ema_decay)", choices=EVAL_WITH)
-    ema_decay: float = setting(0.9, "eval_with ema: W_ema ← d·W_ema + (1 − d)·W after every training batch, d in "
+    ema_decay: float = setting(0.95, "eval_with ema: W_ema ← d·W_ema + (1 − d)·W after every training batch, d in "
                                "(0, 1): a window of about 1/(1 − d) batches", check=_open_unit_interval, metavar="D")
 
 
