@@ -103,3 +103,22 @@ def test_pairs_matches_runs_by_their_seed_including_a_seed_0_run_named_without_s
     assert "seeds in one family only (left out): [2, 3]" in report
     assert "seed 0: 88.0 % against 95.0 % (difference -7.0 points)" in report
     assert "t = " in report and "verdict" in report
+
+
+def test_the_weight_average_report_means_the_last_two_epochs_of_each_probe(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    script = SCRIPT.parent / "weight_average.py"
+    spec = importlib.util.spec_from_file_location("weight_average_probe", script)
+    assert spec is not None and spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    monkeypatch.setattr(probe, "RESULTS", tmp_path)
+    emas = {f"ema{d}": 0.5 for d in probe.DECAYS}
+    rows = [{"epoch": 1, "batch": -1, "weights": 0.1, "average": 0.1, **emas},  # left out: not in the last two
+            {"epoch": 2, "batch": 20, "weights": 0.6, "average": 0.7, **emas, "ema0.95": 0.8},
+            {"epoch": 3, "batch": -1, "weights": 0.8, "average": 0.7, **emas, "ema0.95": 0.9}]
+    (tmp_path / "smnist196_brf_fptt.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    table = probe.report().splitlines()
+    assert len(table) == 3  # the header, its rule and the one finished probe
+    assert table[2].startswith("| smnist196_brf_fptt | 2 (epochs 2–3) | 70.0 % | 70.0 % |")
+    assert "| 85.0 % |" in table[2]  # d = 0.95: the mean of 0.8 and 0.9
