@@ -24,6 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "weight_average"
 DECAYS = (0.8, 0.9, 0.95, 0.98)
+def ema_key(decay: float) -> str:
+    """The record's key of W_ema at ``decay``: ``ema95`` for d = 0.95 (no dot: claims.json reads dotted paths)."""
+    return f"ema{round(100 * decay)}"
+
+
 EVERY = 20  # batches between points (MNIST-10k: 56 training batches per epoch at 1,000 held out)
 
 _SMNIST196 = {"task": "smnist", "downsample": 14, "validation_samples": 1000, "epochs": 5, "schedule": "cosine",
@@ -59,7 +64,7 @@ def run_probe(name: str) -> Path:
             row["average"] = trainer.evaluate(with_="average").accuracy
         for decay, average in averages.items():
             trainer.weight_average = average  # the trainer evaluates with_="ema" with this one
-            row[f"ema{decay}"] = trainer.evaluate(with_="ema").accuracy
+            row[ema_key(decay)] = trainer.evaluate(with_="ema").accuracy
         trainer.weight_average = None
         print(json.dumps(row), file=points, flush=True)
         print(name, row, flush=True)
@@ -98,7 +103,7 @@ def report() -> str:
         last = max(row["epoch"] for row in rows)
         late = [row for row in rows if row["epoch"] >= last - 1]
         cells = []
-        for key in ["weights", "average"] + [f"ema{d}" for d in DECAYS]:
+        for key in ["weights", "average"] + [ema_key(d) for d in DECAYS]:
             values = [row[key] for row in late if row.get(key) is not None]
             cells.append(f"{100 * statistics.mean(values):.1f} %" if values else "—")
         lines.append(f"| {name} | {len(late)} (epochs {last - 1}–{last}) | " + " | ".join(cells) + " |")
@@ -119,7 +124,7 @@ def plot() -> Path:
         per_epoch = max(row["batch"] for row in rows) + 1  # the epoch's end (-1) drawn after its last point
         x = [row["epoch"] - 1 + (row["batch"] if row["batch"] >= 0 else per_epoch) / per_epoch for row in rows]
         lines = [("weights", "W", ":"), ("average", "W̄ (FPTT)", "--")] + [
-            (f"ema{d}", f"W_ema, d = {d}", "-") for d in DECAYS]
+            (ema_key(d), f"W_ema, d = {d}", "-") for d in DECAYS]
         for color, (key, label, style) in enumerate(lines):  # the same colour for a line in every panel
             if rows[0].get(key) is not None:
                 axis.plot(x, [100 * row[key] for row in rows], style, marker=".", label=label, color=f"C{color}")

@@ -113,10 +113,10 @@ def test_the_weight_average_report_means_the_last_two_epochs_of_each_probe(tmp_p
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     monkeypatch.setattr(probe, "RESULTS", tmp_path)
-    emas = {f"ema{d}": 0.5 for d in probe.DECAYS}
+    emas = {probe.ema_key(d): 0.5 for d in probe.DECAYS}
     rows = [{"epoch": 1, "batch": -1, "weights": 0.1, "average": 0.1, **emas},  # left out: not in the last two
-            {"epoch": 2, "batch": 20, "weights": 0.6, "average": 0.7, **emas, "ema0.95": 0.8},
-            {"epoch": 3, "batch": -1, "weights": 0.8, "average": 0.7, **emas, "ema0.95": 0.9}]
+            {"epoch": 2, "batch": 20, "weights": 0.6, "average": 0.7, **emas, "ema95": 0.8},
+            {"epoch": 3, "batch": -1, "weights": 0.8, "average": 0.7, **emas, "ema95": 0.9}]
     (tmp_path / "smnist196_brf_fptt.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     table = probe.report().splitlines()
     assert len(table) == 3  # the header, its rule and the one finished probe
