@@ -214,6 +214,18 @@ def test_cli_page_lists_every_command_and_flag_of_help() -> None:
         assert f"#### `fptt bench {benchmark}` options" in page
 
 
+def test_usage_page_lists_every_field_of_every_config_section() -> None:
+    from fptt.run.config import SECTIONS
+
+    page = (DOCS / "USAGE.md").read_text(encoding="utf-8")
+    for section in SECTIONS:
+        row = re.search(rf"^\| `{section.name}` \|(.*)\|$", page, flags=re.M)
+        assert row, f"USAGE.md has no row for the config section {section.name}"
+        listed = set(re.findall(r"`(\w+)`", row[1]))
+        missing = [name for name in section.settings() if name not in listed]
+        assert not missing, f"USAGE.md's {section.name} row lacks {missing}"
+
+
 # --- numbers a page states match their records ------------------------------------------------------
 
 def _record(path: str) -> Any:
