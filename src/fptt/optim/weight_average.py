@@ -7,8 +7,8 @@ After every training batch :meth:`WeightEMA.update` applies, to every parameter,
 with ``d`` the decay: a window of about ``1 / (1 − d)`` batches. FPTT at k = 1 makes one update per
 time step, and its weights at any one moment (W, or FPTT's own running average W̄, which follows W
 within a few updates) swing from batch to batch; evaluated with ``W_ema`` the same run is steadier
-(docs/RESULTS.md §10.7). The average is the method's own business only through the weights it
-reads, so it applies to BPTT and every other method alike.
+(docs/RESULTS.md §10.7). It only reads the weights, so it applies to BPTT and every other method
+alike, and training is the same with or without it.
 
 The update is :func:`torch.optim.swa_utils.get_ema_multi_avg_fn` (one foreach lerp over the
 parameters); this module keeps the averages, swaps them in for evaluation and checkpoints them.

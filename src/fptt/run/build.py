@@ -322,7 +322,7 @@ def load_model(path: str | Path, device: str = "cpu", which: str = "last",
     weights = weights or config.eval_with
     if weights == "ema" and payload.get("model_ema") is None:
         raise CheckpointError(f"{checkpoint_path} holds no moving average of the weights: only runs trained with "
-                         "--eval-with ema keep one (evaluate with 'average' or 'weights')")
+                              "--eval-with ema keep one (evaluate with 'average' or 'weights')")
     if weights == "average" and config.method == "fptt" and payload.get("model_average") is None:
         config, model, optimizer, payload = load_run(path, device=device, which=which)
         assert isinstance(optimizer, FPTT)  # method fptt
