@@ -100,10 +100,13 @@ def test_the_moving_average_is_updated_once_per_batch_and_is_what_the_run_select
     updates = []
     original = WeightEMA.update
     monkeypatch.setattr(WeightEMA, "update", lambda self: (updates.append(1), original(self))[1])
-    trainer = Trainer(_tiny(method=method, eval_with="ema", ema_decay=0.5, epochs=2, max_batches=3), tmp_path,
-                      log=None)
+    trainer = Trainer(_tiny(method=method, eval_with="ema", ema_decay=0.5, epochs=2, max_batches=3, eval_every=2),
+                      tmp_path, log=None)
     trainer.fit()
     assert len(updates) == 2 * 3  # after every batch, the epoch's last one included
+    points = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert points and all(point["ema"] is not None and point["weights"] is not None for point in points)
+    assert all((point["average"] is not None) == (method == "fptt") for point in points)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["eval_with"] for row in rows] == ["ema", "ema"]
     assert rows[-1]["eval"]["mse"] == pytest.approx(trainer.evaluate(with_="ema").mse, rel=1e-6)
