@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,8 +54,9 @@ def run_probe(name: str) -> Path:
     trainer = Trainer(config, run_dir=ROOT.parent / "runs" / "weight_average" / name, log=None)
     averages = {decay: WeightEMA(trainer.model, decay) for decay in DECAYS}
     points = (RESULTS / f"{name}.jsonl").open("w")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"name": name, "flags": PROBES[name], "decays": DECAYS,
-                                                      "every": EVERY, "config": config.to_dict()}, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({
+        "name": name, "flags": PROBES[name], "decays": DECAYS, "every": EVERY,
+        "batches_per_epoch": trainer.batches_per_epoch, "config": config.to_dict()}, indent=1) + "\n")
 
     def score(epoch: int, batch: int) -> None:
         row: dict[str, Any] = {"epoch": epoch + 1, "batch": batch, "weights": trainer.evaluate(with_="weights").accuracy}
@@ -92,7 +92,10 @@ def run_probe(name: str) -> Path:
 
 
 def report() -> str:
-    """Mean validation accuracy over the points of the last two epochs, and at the last epoch's end."""
+    """Mean validation accuracy over the points of the last two epochs (fptt.run.statistics' mean, as
+    docs/claims.json recomputes it)."""
+    from fptt.run.statistics import mean
+
     lines = ["| probe | points | " + " | ".join(["W", "W̄"] + [f"W_ema, d = {d}" for d in DECAYS]) + " |",
              "| --- | --- |" + " --- |" * (2 + len(DECAYS))]
     for name in PROBES:
@@ -104,8 +107,8 @@ def report() -> str:
         late = [row for row in rows if row["epoch"] >= last - 1]
         cells = []
         for key in ["weights", "average"] + [ema_key(d) for d in DECAYS]:
-            values = [row[key] for row in late if row.get(key) is not None]
-            cells.append(f"{100 * statistics.mean(values):.1f} %" if values else "—")
+            values = [100 * row[key] for row in late if row.get(key) is not None]
+            cells.append(f"{mean(values):.1f} %" if values else "—")
         lines.append(f"| {name} | {len(late)} (epochs {last - 1}–{last}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -121,7 +124,7 @@ def plot() -> Path:
     figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
     for axis, name in zip(axes[0], names):
         rows = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines()]
-        per_epoch = max(row["batch"] for row in rows) + 1  # the epoch's end (-1) drawn after its last point
+        per_epoch = json.loads((RESULTS / f"{name}.json").read_text())["batches_per_epoch"]
         x = [row["epoch"] - 1 + (row["batch"] if row["batch"] >= 0 else per_epoch) / per_epoch for row in rows]
         lines = [("weights", "W", ":"), ("average", "W̄ (FPTT)", "--")] + [
             (ema_key(d), f"W_ema, d = {d}", "-") for d in DECAYS]
