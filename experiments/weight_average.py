@@ -38,6 +38,9 @@ PROBES: dict[str, dict[str, Any]] = {
     "smnist196_brf_fptt": {**_SMNIST196, **_BRF, "norm_scale": 100},
     "smnist196_brf_bptt": {**_SMNIST196, **_BRF, "norm_scale": 30, "method": "bptt"},
     "smnist196_ltc_fptt": {**_SMNIST196, "lr": 1e-3},
+    # the BRF FPTT probe at a constant lr (a stream's situation): no schedule takes the lr towards zero, so W
+    # never settles
+    "smnist196_brf_fptt_constant_lr": {**_SMNIST196, **_BRF, "norm_scale": 100, "schedule": "none"},
 }
 
 
