@@ -124,8 +124,12 @@ def plot() -> Path:
     import matplotlib.pyplot as plt
 
     names = [name for name in PROBES if (RESULTS / f"{name}.jsonl").is_file()]
-    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
-    for axis, name in zip(axes[0], names):
+    columns = min(len(names), 2)
+    rows_of_panels = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows_of_panels, columns, figsize=(5.5 * columns, 3.6 * rows_of_panels), squeeze=False)
+    for axis in axes.flat[len(names):]:
+        axis.set_visible(False)
+    for axis, name in zip(axes.flat, names):
         rows = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines()]
         per_epoch = json.loads((RESULTS / f"{name}.json").read_text())["batches_per_epoch"]
         x = [row["epoch"] - 1 + (row["batch"] if row["batch"] >= 0 else per_epoch) / per_epoch for row in rows]
