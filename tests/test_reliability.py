@@ -612,13 +612,13 @@ def test_a_stream_killed_at_random_moments_resumes_to_the_uninterrupted_result(t
 def test_sigterm_stops_a_stream_at_a_window_boundary_with_a_checkpoint_and_resume_finishes_it(tmp_path, monkeypatch):
     """k = 3: SIGTERM at step 100 stops the stream at the next window boundary (step 102) with a
     checkpoint there (no stream.json); the resume ends equal to an uninterrupted stream (its lr
-    schedule, state resets and held-out scores included), and the periodic checkpoints fall on window
-    boundaries (the first at or after each 50 steps)."""
+    schedule, state resets, moving average W_ema and held-out scores included), and the periodic
+    checkpoints fall on window boundaries (the first at or after each 50 steps)."""
     from fptt.cli.stream import resume_stream, run_stream
     from fptt.training.streaming import OnlineLearner
 
     settings = dict(steps=392, streams=2, hidden=8, k=3, checkpoint_every=50, log_every_digits=1, progress=False,
-                    validation_samples=20, eval_every=98, schedule="cosine", reset_each_digit=True)
+                    validation_samples=20, eval_every=98, schedule="cosine", reset_each_digit=True, ema_decay=0.5)
     straight = run_stream(**settings, out=tmp_path / "straight")
     observe, calls = OnlineLearner.observe, [0]
 
@@ -638,7 +638,10 @@ def test_sigterm_stops_a_stream_at_a_window_boundary_with_a_checkpoint_and_resum
     resumed = resume_stream(run, progress=False)
     assert resumed["resumed_at_step"] == 102 and _without_stream_timing(resumed) == _without_stream_timing(straight)
     assert [point["step"] for point in resumed["held_out"]] == [99, 198, 294, 392]  # boundaries at or after 98 n, the end
+    assert all(point["accuracy_ema"] is not None for point in resumed["held_out"])
     _assert_equal_nested(load_checkpoint(tmp_path / "straight" / LAST)["model"], load_checkpoint(run / LAST)["model"])
+    _assert_equal_nested(load_checkpoint(tmp_path / "straight" / LAST)["stream"]["model_ema"],
+                         load_checkpoint(run / LAST)["stream"]["model_ema"])
     assert load_checkpoint(run / LAST)["steps"] == 390  # the last window boundary: steps 390, 391 update nothing
 
 

@@ -155,7 +155,7 @@ def test_the_stream_holds_out_the_validation_digits_of_fptt_train_and_scores_the
     assert stream_digits(config, 0)[2] is None and len(stream_digits(config, 0)[0]) == len(train) + 40
 
     result = run_stream(steps=392, streams=2, hidden=8, log_every_digits=1, progress=False, out=tmp_path,
-                        validation_samples=40, eval_every=196, schedule="cosine", checkpoint_every=392)
+                        validation_samples=40, eval_every=196, schedule="cosine", checkpoint_every=392, ema_decay=0.5)
     assert [point["step"] for point in result["held_out"]] == [196, 392]
     assert [point["digits"] for point in result["held_out"]] == [2, 4]
     assert result["held_out_accuracy"] == result["held_out"][-1]["accuracy"]
@@ -174,6 +174,14 @@ def test_the_stream_holds_out_the_validation_digits_of_fptt_train_and_scores_the
     with optimizer.averaged(), evaluation_rng(0, torch.device("cpu")):
         again = evaluate(model, DataLoader(held_out, batch_size=256))
     assert again.accuracy == result["held_out_accuracy"] and again.loss == pytest.approx(result["held_out"][-1]["loss"])
+    # and W_ema (ema_decay), saved as a plain state_dict: what the stream scored as accuracy_ema
+    model.load_state_dict(saved["stream"]["model_ema"])
+    with evaluation_rng(0, torch.device("cpu")):
+        again = evaluate(model, DataLoader(held_out, batch_size=256))
+    assert again.accuracy == result["held_out_accuracy_ema"] == result["held_out"][-1]["accuracy_ema"]
+    assert any(not torch.equal(saved["stream"]["model_ema"][name], value) for name, value in saved["model"].items())
+    with pytest.raises(ValueError, match=r"ema_decay must lie in \(0, 1\)"):
+        run_stream(steps=196, ema_decay=1.0, progress=False)
 
 
 def test_the_stream_schedule_anneals_the_lr_once_per_update_and_reset_restarts_every_digit(monkeypatch):

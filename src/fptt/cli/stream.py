@@ -13,7 +13,9 @@ the same ``--validation-samples`` (the same fixed draw, :func:`fptt.run.build.va
 and scores the network on them every ``eval_every`` steps and at the end, as ``fptt train`` scores
 its epochs: each digit from a fresh state, FPTT's running average W̄, the prediction at the last
 pixel (:func:`fptt.training.engine.evaluate`). So the stream and epoch training are compared on the
-same held-out digits after the same number of training digits.
+same held-out digits after the same number of training digits. With ``ema_decay`` it also scores a
+moving average of the weights, W_ema ← d·W_ema + (1 − d)·W after every digit round
+(:class:`fptt.WeightEMA`, what ``fptt train --eval-with ema`` keeps per batch).
 
     fptt stream --steps 1000000 --out benchmarks/results/stream   (or python -m fptt.cli.stream ...)
     fptt stream --resume benchmarks/results/stream                 (continue a killed stream)
@@ -52,10 +54,10 @@ DEFAULT_CHECKPOINT_EVERY = 10_000  # stream steps between checkpoints (about 30 
 # the settings of a stream, saved in config.json and in every checkpoint; --resume takes them from there
 _SETTINGS = ("steps", "streams", "hidden", "k", "lr", "alpha", "drift_at", "seed", "log_every_digits", "weighting",
              "preset", "checkpoint_every", "validation_samples", "eval_every", "schedule", "reset_each_digit",
-             "data_dir")
+             "data_dir", "ema_decay")
 # the settings a stream folder of v0.3 (before held-out scoring, schedules and resets) ran with
 _V03_SETTINGS = {"validation_samples": 0, "eval_every": None, "schedule": "none", "reset_each_digit": False,
-                 "data_dir": None}
+                 "data_dir": None, "ema_decay": None}
 STREAM_SCHEDULES = ("none", "step", "cosine")
 
 
@@ -81,6 +83,7 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     schedule: str = "none",
     reset_each_digit: bool = False,
     data_dir: Optional[str] = None,
+    ema_decay: Optional[float] = None,
 ) -> dict:
     """Run the drifting MNIST stream; returns (and writes to ``out``) the curves and figures.
 
@@ -99,10 +102,13 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     end), as ``fptt train --schedule-unit batch`` does over a run. ``reset_each_digit`` restarts the
     network state at every digit boundary, as epoch training does for every sequence.
     ``data_dir``: the standard MNIST IDX files (``--data-dir`` of ``fptt train``) instead of the
-    bundled MNIST-10k."""
+    bundled MNIST-10k. ``ema_decay`` (``d`` in (0, 1)): also keep W_ema ← d·W_ema + (1 − d)·W, updated
+    after every digit round (``streams`` digits), and score the held-out digits with it too
+    (``accuracy_ema`` beside each held-out point's W̄ ``accuracy``)."""
     import torch
 
     from ..memory import rss_mb
+    from ..optim import WeightEMA
     from ..run.build import build_model, build_optimizer, build_scheduler
     from ..run.checkpoint import newest_good_checkpoint, remove_stale_temporaries, save_generation
     from ..run.config import resolve_config
@@ -127,11 +133,13 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         raise ValueError(f"eval_every must be a positive int, got {eval_every!r}")
     if schedule not in STREAM_SCHEDULES:
         raise ValueError(f"schedule must be one of {STREAM_SCHEDULES}, got {schedule!r}")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}")
     settings = {"steps": steps, "streams": streams, "hidden": hidden, "k": k, "lr": lr, "alpha": alpha,
                 "drift_at": drift_at, "seed": seed, "log_every_digits": log_every_digits, "weighting": weighting,
                 "preset": preset, "checkpoint_every": checkpoint_every, "validation_samples": validation_samples,
                 "eval_every": eval_every, "schedule": schedule, "reset_each_digit": reset_each_digit,
-                "data_dir": data_dir}
+                "data_dir": data_dir, "ema_decay": ema_decay}
     found = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +168,12 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
     optimizer = build_optimizer(config, model)
     learner = OnlineLearner(model, optimizer, loss="cross_entropy", k=k, batch_size=streams)
     scheduler = build_scheduler(config, optimizer, batches_per_epoch=-(-steps // k))  # one lr step per update
+    weight_average = WeightEMA(model, ema_decay) if ema_decay is not None else None
     held_out_curve: list[dict[str, Any]] = []
 
     def score_held_out(step: int) -> None:
-        """The held-out digits' accuracy after ``step`` stream steps (W̄, fresh state per digit)."""
+        """The held-out digits' accuracy after ``step`` stream steps (W̄, and W_ema where kept; a fresh
+        state per digit)."""
         from torch.utils.data import DataLoader
 
         from ..run.trainer import evaluation_rng
@@ -172,10 +182,15 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         assert held_out is not None
         with optimizer.averaged(), evaluation_rng(seed, learner.device):  # type: ignore[attr-defined]
             metrics = evaluate(model, DataLoader(held_out, batch_size=256))
-        held_out_curve.append({"step": step, "digits": (step // length) * streams, "accuracy": metrics.accuracy,
-                               "loss": metrics.loss, "firing_rate": metrics.firing_rate})
+        point = {"step": step, "digits": (step // length) * streams, "accuracy": metrics.accuracy,
+                 "loss": metrics.loss, "firing_rate": metrics.firing_rate}
+        if weight_average is not None:
+            with weight_average.applied(), evaluation_rng(seed, learner.device):
+                point["accuracy_ema"] = evaluate(model, DataLoader(held_out, batch_size=256)).accuracy
+        held_out_curve.append(point)
         if bar is not None:
-            bar.write(f"step {step:,}: held-out accuracy {metrics.accuracy:.3f}")
+            bar.write(f"step {step:,}: held-out accuracy {metrics.accuracy:.3f}"
+                      + (f" (W_ema {point['accuracy_ema']:.3f})" if "accuracy_ema" in point else ""))
     order = torch.randint(0, len(pixels), (streams,), generator=generator)
     drift_step = int(drift_at * steps)
     curve: list[dict[str, Any]] = []
@@ -191,6 +206,8 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         held_out_curve = list(position_state.get("held_out", []))
         if scheduler is not None:
             scheduler.load_state_dict(position_state["scheduler"])
+        if weight_average is not None:
+            weight_average.load_model_state_dict(position_state["model_ema"])
     first_step = saved_at = learner.steps
     next_checkpoint = (first_step // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
     started = time.perf_counter()
@@ -203,7 +220,8 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                               "correct": correct, "seen": seen, "digit_count": digit_count,
                               "seconds": seconds_before + time.perf_counter() - started,
                               "held_out": held_out_curve,
-                              "scheduler": scheduler.state_dict() if scheduler is not None else None}}
+                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                              "model_ema": weight_average.model_state_dict(model) if weight_average else None}}
         save_generation(out / LAST, payload)
 
     bar = None
@@ -235,6 +253,8 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                     correct, seen = 0, 0
                     if bar is not None:
                         bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
+            if weight_average is not None and (step + 1) % length == 0:  # a digit round: W_ema ← d W_ema + (1 − d) W
+                weight_average.update()
             if (step + 1) % length == 0 and step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
                 order = torch.randint(0, len(pixels), (streams,), generator=generator)
                 if reset_each_digit:
@@ -267,7 +287,7 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                    "drift_at": drift_at, "seed": seed, "weighting": weighting, "preset": preset,
                    "optimizer": config.optimizer, "clip": config.clip_grad_norm, "norm": config.norm,
                    "checkpoint_every": checkpoint_every, "schedule": schedule, "reset_each_digit": reset_each_digit,
-                   "validation_samples": held_out_count, "eval_every": eval_every,
+                   "validation_samples": held_out_count, "eval_every": eval_every, "ema_decay": ema_decay,
                    "data": f"{'MNIST (IDX files)' if data_dir else 'MNIST-10k'} train split less the "
                            f"{held_out_count} held-out digits, 14x14, pixel by pixel"},
         "steps_done": learner.steps,
@@ -283,6 +303,7 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         "curve": curve,
         "held_out": held_out_curve,
         "held_out_accuracy": held_out_curve[-1]["accuracy"] if held_out_curve else None,
+        "held_out_accuracy_ema": held_out_curve[-1].get("accuracy_ema") if held_out_curve else None,
         "torch": torch.__version__,
         "machine": platform.platform(),
         "threads": torch.get_num_threads(),
@@ -384,6 +405,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: at the end only)")
     parser.add_argument("--schedule", choices=STREAM_SCHEDULES, default="none",
                         help="lr over the stream's updates: none (default), step (×0.1 at 1/2 and 3/4) or cosine (to 0)")
+    parser.add_argument("--ema-decay", type=float, default=None, metavar="D",
+                        help="also score the held-out digits with a moving average of the weights, W_ema ← D·W_ema + "
+                             "(1 − D)·W after every digit round (0 < D < 1; default: W̄ only)")
     parser.add_argument("--reset-each-digit", action="store_true",
                         help="restart the network state at every digit boundary (default: never, an endless stream)")
     parser.add_argument("--data-dir", default=None,
@@ -418,6 +442,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
             progress=not args.quiet, out=args.out, preset=args.preset, checkpoint_every=args.checkpoint_every,
             handle_signals=True, validation_samples=args.validation_samples, eval_every=args.eval_every,
             schedule=args.schedule, reset_each_digit=args.reset_each_digit, data_dir=args.data_dir,
+            ema_decay=args.ema_decay,
         )
         out = args.out
     if result["interrupted"]:
