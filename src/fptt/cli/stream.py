@@ -180,13 +180,14 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
         from ..training.engine import evaluate
 
         assert held_out is not None
+        loader = DataLoader(held_out, batch_size=256)
         with optimizer.averaged(), evaluation_rng(seed, learner.device):  # type: ignore[attr-defined]
-            metrics = evaluate(model, DataLoader(held_out, batch_size=256))
+            metrics = evaluate(model, loader)
         point = {"step": step, "digits": (step // length) * streams, "accuracy": metrics.accuracy,
                  "loss": metrics.loss, "firing_rate": metrics.firing_rate}
         if weight_average is not None:
             with weight_average.applied(), evaluation_rng(seed, learner.device):
-                point["accuracy_ema"] = evaluate(model, DataLoader(held_out, batch_size=256)).accuracy
+                point["accuracy_ema"] = evaluate(model, loader).accuracy
         held_out_curve.append(point)
         if bar is not None:
             bar.write(f"step {step:,}: held-out accuracy {metrics.accuracy:.3f}"
@@ -221,7 +222,7 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                               "seconds": seconds_before + time.perf_counter() - started,
                               "held_out": held_out_curve,
                               "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                              "model_ema": weight_average.model_state_dict(model) if weight_average else None}}
+                              "model_ema": weight_average.model_state_dict(model) if weight_average is not None else None}}
         save_generation(out / LAST, payload)
 
     bar = None

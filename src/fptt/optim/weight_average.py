@@ -38,8 +38,9 @@ class WeightEMA:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the EMA decay must lie in (0, 1), got {decay}")
         self.decay = decay
-        self.names = [name for name, _ in model.named_parameters()]
-        self.params: list[Tensor] = [param for _, param in model.named_parameters()]
+        named = list(model.named_parameters())
+        self.names = [name for name, _ in named]
+        self.params: list[Tensor] = [param for _, param in named]
         with torch.no_grad():
             self.averages = [param.detach().clone() for param in self.params]
         self._lerp = get_ema_multi_avg_fn(decay)
