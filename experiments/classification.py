@@ -204,6 +204,7 @@ define("s784_default_1ep", "smnist784", ["--epochs", "1"], _G)
 # the GRU (BPTT) searches lr × loss weighting. The row's best last-epoch validation accuracy picks
 # its configuration; five seeds of it are then scored on test, once each (group seeds5-mnist1d).
 _TUNE = "tune-mnist1d"
+_BRF_NORM = ["--neuron", "brf", "--norm", "layer", "--norm-scale"]  # the BRF layer, its currents normalised to γ
 TUNING_GRIDS: dict[str, list[tuple[str, list[str]]]] = {
     "t1d_ltc_fptt": [(f"lr{lr}_{weighting}_{source}", ["--lr", lr, "--weighting", weighting, "--readout-from", source])
                      for lr in ("1e-3", "3e-3", "1e-2") for weighting in ("uniform", "linear")
@@ -232,6 +233,18 @@ define_seeds("e1d_gru_bptt", "mnist1d", ["--model", "gru", "--method", "bptt", "
 define_seeds("e1d_ltc_fptt", "mnist1d", [], _SEEDS5, seeds=FIVE)
 define_seeds("e1d_ltc_online", "mnist1d", ["--method", "online"], _SEEDS5, seeds=FIVE)
 
+# ---- MNIST-1D, the BRF layer (issue 31's "Beyond", §10.6 on S-MNIST-196) under FPTT k = 1 and BPTT: the same
+# network, each method with the same budget of 16 validation runs (seed 0, the task's 30 epochs and cosine lr
+# otherwise, the test split never read) over lr × the layer norm's γ × what the readout integrates. The row's best
+# last-epoch validation accuracy picks its configuration (`classification.py select t1d_brf_fptt t1d_brf_bptt`).
+_TUNE_BRF = "tune-brf-mnist1d"
+BRF_GRID = [(f"lr{lr}_norm{gamma}_{source}", [*_BRF_NORM, gamma, "--lr", lr, "--readout-from", source])
+            for lr in ("1e-3", "3e-3", "1e-2", "3e-2") for gamma in ("30", "100") for source in ("spikes", "membrane")]
+BRF_TUNING_ROWS = {"t1d_brf_bptt": ["--method", "bptt"], "t1d_brf_fptt": []}
+for _row, _base in BRF_TUNING_ROWS.items():
+    for _suffix, _flags in BRF_GRID:
+        define(f"{_row}_{_suffix}", "mnist1d", [*_base, *_flags, "--no-read-test"], _TUNE_BRF, _row)
+
 
 # ---- S-MNIST-196 on the standard MNIST split (59,000 training digits, 1,000 held out for validation,
 # the 10,000 test digits read once), at equal epochs: one epoch each (LTC FPTT k = 1 takes about 20 min
@@ -239,7 +252,6 @@ define_seeds("e1d_ltc_online", "mnist1d", ["--method", "online"], _SEEDS5, seeds
 # with the settings a new user found on MNIST-10k (Adam, lr 1e-2, cosine).
 _FULL = "full-smnist196"
 _GRU_ADAM = ["--model", "gru", "--method", "bptt", "--optimizer", "adam", "--lr", "1e-2"]  # a new user's GRU
-_BRF_NORM = ["--neuron", "brf", "--norm", "layer", "--norm-scale"]  # the BRF layer, its currents normalised to γ
 define("fs196_ltc_fptt_1ep", "smnist196full", ["--epochs", "1"], _FULL)
 define("fs196_ltc_bptt_1ep", "smnist196full", ["--method", "bptt", "--epochs", "1"], _FULL)
 define("fs196_gru_bptt_1ep", "smnist196full", [*_GRU_ADAM, "--epochs", "1"], _FULL)
@@ -613,7 +625,7 @@ def select(row: str) -> str:
     validation accuracy, and every run of the row behind the choice (the budget)."""
     names = [name for name, (_, _, groups) in RUNS.items() if row in groups]
     if not names:
-        raise SystemExit(f"no tuning row {row!r}; rows: {', '.join(TUNING_ROWS)}")
+        raise SystemExit(f"no tuning row {row!r}; rows: {', '.join([*TUNING_ROWS, *BRF_TUNING_ROWS])}")
     scored = []
     for name in names:
         result = load(name)
