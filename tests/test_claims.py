@@ -16,7 +16,8 @@ deviation, ``{mean}`` and ``{std}``), ``ci95`` (the Student-t 95 % interval of t
 ``{low}`` and ``{high}``), ``median``, ``min``, ``max``, ``sum``, ``last_mean:N`` (the
 mean of the last N values of each file, then over the files), ``ratio`` and ``difference`` (the
 value over, or minus, the ``against`` group's value) and ``paired_p`` (the two-sided paired t-test p-value against the
-``against`` group, paired by the ``_s<seed>`` in the paths, ``{p}``). A claim with ``parts``
+``against`` group, paired by the ``_s<seed>`` in the paths, ``{p}``, and the mean of the paired
+differences, ``{difference}``, in the claim's scale). A claim with ``parts``
 checks several figures printed as one string (a table row): each part is such a group, named in
 the format.
 """
@@ -122,7 +123,8 @@ def _seed(path: Path) -> int:
 
 
 def _fields(claim: dict[str, Any]) -> dict[str, float]:
-    """The named values of one group of records (``value``; ``mean`` and ``std``; or ``p``)."""
+    """The named values of one group of records (``value``; ``mean`` and ``std``; ``low`` and
+    ``high``; or ``p`` and ``difference``)."""
     scale = float(claim.get("scale", 1.0))
     group = _group(claim)
     values = [v * scale for _, file_values in group for v in file_values]
@@ -154,7 +156,7 @@ def _fields(claim: dict[str, Any]) -> dict[str, float]:
         theirs = {_seed(path): statistics.mean(file_values) for path, file_values in _group(claim["against"])}
         shared = sorted(set(mine) & set(theirs))
         test = statistics.paired_t_test([mine[s] for s in shared], [theirs[s] for s in shared])
-        fields = {"p": test.p_value}
+        fields = {"p": test.p_value, "difference": test.mean_difference * scale}
     else:
         raise AssertionError(f"unknown reduce {reduce!r}")
     return fields
