@@ -311,9 +311,9 @@ define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY
 define("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", _LTC_BPTT10, _PFULL10)
 define("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10)
 define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
-# further seeds of the two BRF rows, so that FPTT against BPTT on PS-MNIST is a paired comparison over seeds
-define_seeds("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10, seeds=(1, 2))
-define_seeds("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10, seeds=(1, 2))
+# further seeds of the two BRF rows, so that FPTT against BPTT on PS-MNIST is a paired comparison over five seeds
+define_seeds("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10, seeds=(1, 2, 3, 4))
+define_seeds("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10, seeds=(1, 2, 3, 4))
 
 
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
