@@ -314,6 +314,8 @@ define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
 # further seeds of the two BRF rows, so that FPTT against BPTT on PS-MNIST is a paired comparison over five seeds
 define_seeds("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10, seeds=(1, 2, 3, 4))
 define_seeds("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10, seeds=(1, 2, 3, 4))
+# the FPTT row's seed 0 evaluated with W_ema (as fs196_brf_fptt_10ep_ema on S-MNIST; the same training)
+define("fps196_brf_fptt_10ep_ema", "psmnist196full", [*_BRF_FPTT10, *_EMA], _PFULL10)
 
 
 # ---- The balanced resonate-and-fire neuron (BRF, issue 31's "Beyond") against the LTC layer on S-MNIST-196
