@@ -266,3 +266,23 @@ def test_every_recorded_v04_run_read_its_test_split_once_or_never() -> None:
         assert read["by"] == "fptt train" and read["epoch"] == epochs, folder.name
         if (folder / "test.json").is_file():
             assert json.loads((folder / "test.json").read_text())["accuracy"] == read["metrics"]["accuracy"]
+
+
+def test_paired_fields_against_a_plain_reference() -> None:
+    """``paired_p`` gives the paired t-test p and the mean paired difference in the claim's scale,
+    the seeds matched by name (here MNIST-1D's BRF rows, RESULTS §10.6)."""
+    folder = "experiments/results/classification"
+    spec = {"files": [f"{folder}/e1d_brf_bptt_s[0-9]/test.json"], "count": 5, "key": "accuracy", "reduce": "paired_p",
+            "scale": 100, "against": {"files": [f"{folder}/e1d_brf_fptt_s[0-9]/test.json"], "count": 5,
+                                      "key": "accuracy", "reduce": "value"}}
+    score = {(method, seed): json.loads((ROOT / folder / f"e1d_brf_{method}_s{seed}" / "test.json").read_text())["accuracy"]
+             for method in ("bptt", "fptt") for seed in range(5)}
+    differences = [score["bptt", seed] - score["fptt", seed] for seed in range(5)]
+    mean = sum(differences) / 5
+    std = (sum((d - mean) ** 2 for d in differences) / 4) ** 0.5
+    fields = _fields(spec)
+    assert fields["difference"] == pytest.approx(100 * mean)
+    t = mean / (std / 5 ** 0.5)
+    assert statistics.paired_t_test([score["bptt", s] for s in range(5)], [score["fptt", s] for s in range(5)]).t \
+        == pytest.approx(t)
+    assert 0 < fields["p"] < 0.05
