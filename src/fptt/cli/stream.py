@@ -241,7 +241,7 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
             x_t = pixels[order, pixel_index].unsqueeze(-1)
             y_t = labels[order]
             output = learner.observe(x_t, y_t, weight=step_weight(position, length, weighting))  # type: ignore[arg-type]  # w_t of the batch engines
-            if position == length - 1:
+            if position == length - 1:  # a digit round ends
                 correct += int((output.argmax(-1) == y_t).sum())
                 seen += streams
                 digit_count += 1
@@ -254,12 +254,12 @@ def run_stream(  # noqa: C901 - the stream loop with its checkpoints and resume 
                     correct, seen = 0, 0
                     if bar is not None:
                         bar.set_postfix(acc=f"{curve[-1]['accuracy']:.3f}", rss=f"{curve[-1]['rss_mb']:.0f}MB")
-            if weight_average is not None and (step + 1) % length == 0:  # a digit round: W_ema ← d W_ema + (1 − d) W
-                weight_average.update()
-            if (step + 1) % length == 0 and step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
-                order = torch.randint(0, len(pixels), (streams,), generator=generator)
-                if reset_each_digit:
-                    learner.reset_streams(torch.ones(streams, dtype=torch.bool))
+                if weight_average is not None:  # W_ema ← d W_ema + (1 − d) W
+                    weight_average.update()
+                if step + 1 < steps:  # the next digits, drawn as the uninterrupted stream does
+                    order = torch.randint(0, len(pixels), (streams,), generator=generator)
+                    if reset_each_digit:
+                        learner.reset_streams(torch.ones(streams, dtype=torch.bool))
             if scheduler is not None and learner.at_window_boundary:
                 scheduler.step()
             last_scored = held_out_curve[-1]["step"] if held_out_curve else 0
