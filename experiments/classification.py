@@ -305,6 +305,8 @@ define_seeds("fs196_brf_fptt_10ep_ema", "smnist196full", [*_BRF_FPTT10, *_EMA], 
 # collapse there; BRF with its γ), seed 0, the test split read once.
 _PFULL10 = "full10-psmnist196"
 define("fps196_gru_bptt_10ep", "psmnist196full", [*_GRU_ADAM, *_EVERY], _PFULL10)
+# further seeds of the GRU row, so that it pairs with the two BRF rows over five seeds
+define_seeds("fps196_gru_bptt_10ep", "psmnist196full", [*_GRU_ADAM, *_EVERY], _PFULL10, seeds=(1, 2, 3, 4))
 define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10)
 # the LTC layer under BPTT with the S-MNIST setting that learned and stayed stable (lr 1e-3, membrane readout: 39.1 %;
 # the default sat at chance there)
