@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -194,12 +195,20 @@ def test_a_nan_gradient_stops_training_naming_the_batch_and_time_steps(k, poison
         train_epoch(model, [_batch(seed=0), _batch(seed=1)], optimizer, k=k)
 
 
-def test_a_nan_gradient_in_the_last_update_is_caught_by_the_parameter_check():
+@pytest.mark.parametrize("clip, parameter, remedy", [
+    (None, r"readout\.weight\.weight", r"lower the learning rate, enable gradient clipping, or train with on_nonfinite='skip'$"),
+    # the clip's NaN total norm spreads the NaN to every gradient, so the first parameter named is another; and a set
+    # clip cannot rescue an overflowed gradient, so the message must not advise clipping again
+    (0.5, r"layers\.0\.\S+", r"lower the learning rate or train with on_nonfinite='skip' \(the gradient is clipped at norm "
+                             r"0\.5 already"),
+])
+def test_a_nan_gradient_in_the_last_update_is_caught_by_the_parameter_check(clip, parameter, remedy):
     model = _model()
     PoisonGradient(model.readout.weight.weight, at=24)  # the very last update: no later loss sees it
-    optimizer = FPTT(torch.optim.SGD(model.parameters(), lr=0.1))
-    with pytest.raises(FloatingPointError, match=r"parameter readout\.weight\.weight became NaN/Inf during batch 1"):
+    optimizer = FPTT(torch.optim.SGD(model.parameters(), lr=0.1), clip_grad_norm=clip)
+    with pytest.raises(FloatingPointError, match=rf"parameter {parameter} became NaN/Inf during batch 1") as caught:
         train_epoch(model, [_batch(seed=0), _batch(seed=1)], optimizer)
+    assert re.search(remedy, str(caught.value)), str(caught.value)
 
 
 def test_skip_leaves_out_the_poisoned_update_and_counts_it():

@@ -282,15 +282,14 @@ def train_epoch(  # noqa: C901 - one loop over the methods; splitting it waits f
             start, stop = _nth_update_window(first, seq_len, method, k, update_points, weighting, loss_steps)
             raise FloatingPointError(
                 f"non-finite loss in batch {batch_index} at update {first + 1} of the batch (time steps "
-                f"{start}..{stop - 1}, method={method}); lower the learning rate, enable gradient clipping, "
-                "check the inputs for extreme values, or train with on_nonfinite='skip'"
+                f"{start}..{stop - 1}, method={method}); check the inputs for extreme values; "
+                f"{window.nonfinite_remedy()}"
             )
         bad_parameter = _first_nonfinite_parameter(model, window.parameters)
         if bad_parameter is not None:
             raise FloatingPointError(
                 f"parameter {bad_parameter} became NaN/Inf during batch {batch_index} (method={method}): a "
-                "non-finite or exploding gradient reached the optimizer; lower the learning rate, enable "
-                "gradient clipping, or train with on_nonfinite='skip'"
+                f"non-finite or exploding gradient reached the optimizer; {window.nonfinite_remedy()}"
             )
         assert output is not None
         added = accumulator.add_batch(output.detach(), y, loss_fn, rate_sum, seq_len, per_step_targets,

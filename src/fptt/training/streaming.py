@@ -157,7 +157,7 @@ class OnlineLearner:
         if self.window.first_nonfinite() is not None:
             raise FloatingPointError(
                 f"non-finite loss in the update of stream time steps {self.steps - self.k}..{self.steps - 1} "
-                "(counted from 0); lower the learning rate, enable gradient clipping, or use on_nonfinite='skip'")
+                f"(counted from 0); {self.window.nonfinite_remedy()}")
         if applied:
             self.history.append(float(self.window.last_loss))  # type: ignore[arg-type]  # set by an applied update
 

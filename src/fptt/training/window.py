@@ -165,6 +165,18 @@ class WindowUpdate:
         self.last_loss = loss.detach()
         return True
 
+    def nonfinite_remedy(self) -> str:
+        """The advice a non-finite error ends with. Gradient clipping is advised only where none is set
+        (here or on the FPTT wrapper): a clip cannot scale a gradient that overflowed, since its norm
+        ‖∇‖ is Inf, its scale c / ‖∇‖ is 0, and 0 · Inf = NaN."""
+        clip = self.clip_grad_norm
+        if clip is None:
+            clip = getattr(self.optimizer, "clip_grad_norm", None)
+        if clip is None:
+            return "lower the learning rate, enable gradient clipping, or train with on_nonfinite='skip'"
+        return (f"lower the learning rate or train with on_nonfinite='skip' (the gradient is clipped at norm {clip:g} "
+                "already, and a clip cannot scale a gradient that overflowed to Inf)")
+
     def finite_flags(self, like: Tensor) -> Optional[tuple[Tensor, Tensor]]:
         """``on_nonfinite="stop"``: the on-device flags ``(all_finite, finite_prefix)`` that an update
         advances (a captured update does it inside its graph; created here on first use); ``"skip"``: None."""
