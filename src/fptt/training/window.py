@@ -167,11 +167,9 @@ class WindowUpdate:
 
     def nonfinite_remedy(self) -> str:
         """The advice a non-finite error ends with. Gradient clipping is advised only where none is set
-        (here or on the FPTT wrapper): a clip cannot scale a gradient that overflowed, since its norm
-        ‖∇‖ is Inf, its scale c / ‖∇‖ is 0, and 0 · Inf = NaN."""
-        clip = self.clip_grad_norm
-        if clip is None:
-            clip = getattr(self.optimizer, "clip_grad_norm", None)
+        (here or, for FPTT, on the wrapper, never both): a clip cannot scale a gradient that overflowed,
+        since its norm ‖∇‖ is Inf, its scale c / ‖∇‖ is 0, and 0 · Inf = NaN."""
+        clip = self.optimizer.clip_grad_norm if isinstance(self.optimizer, FPTT) else self.clip_grad_norm
         if clip is None:
             return "lower the learning rate, enable gradient clipping, or train with on_nonfinite='skip'"
         return (f"lower the learning rate or train with on_nonfinite='skip' (the gradient is clipped at norm {clip:g} "
