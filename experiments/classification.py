@@ -316,6 +316,9 @@ define("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY
 # the LTC layer under BPTT with the S-MNIST setting that learned and stayed stable (lr 1e-3, membrane readout: 39.1 %;
 # the default sat at chance there)
 define("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", _LTC_BPTT10, _PFULL10)
+# further seeds of the two LTC rows (the recipes above, unchanged)
+define_seeds("fps196_ltc_fptt_10ep_lr1e-3", "psmnist196full", ["--lr", "1e-3", *_EVERY], _PFULL10, seeds=(1, 2, 3, 4))
+define_seeds("fps196_ltc_bptt_10ep_lr1e-3_membrane", "psmnist196full", _LTC_BPTT10, _PFULL10, seeds=(1, 2, 3, 4))
 define("fps196_brf_fptt_10ep", "psmnist196full", _BRF_FPTT10, _PFULL10)
 define("fps196_brf_bptt_10ep", "psmnist196full", _BRF_BPTT10, _PFULL10)
 # further seeds of the two BRF rows, so that FPTT against BPTT on PS-MNIST is a paired comparison over five seeds
@@ -366,6 +369,9 @@ define("fs196_ltc_bptt_10ep_lr3e-3_membrane", "smnist196full", ["--method", "bpt
 # it learned in epoch 1 (49.4 % validation), then fell to 18.6 % in epoch 2 and stayed near 20 % (training loss around
 # ln 10) with the task's clip at norm 1: a third of the lr, the change that kept the LTC FPTT row from collapsing
 define("fs196_ltc_bptt_10ep_lr1e-3_membrane", "smnist196full", _LTC_BPTT10, _FULL10)
+# further seeds of the two LTC ten-epoch rows (the recipes above, unchanged), so that each row of the table has five
+define_seeds("fs196_ltc_fptt_10ep_lr1e-3", "smnist196full", ["--lr", "1e-3", *_EVERY], _FULL10, seeds=(1, 2, 3, 4))
+define_seeds("fs196_ltc_bptt_10ep_lr1e-3_membrane", "smnist196full", _LTC_BPTT10, _FULL10, seeds=(1, 2, 3, 4))
 
 
 # ---- e-prop and OSTL at their own regime (issue 31): the ALIF network with the fixed readout they need,
