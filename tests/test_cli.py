@@ -106,6 +106,23 @@ def test_train_on_mnist10k_tiny(tmp_path):
     assert 0.0 <= row["eval"]["accuracy"] <= 1.0
 
 
+def test_a_run_decoded_by_the_mean_is_evaluated_tested_and_recorded_so(tmp_path):
+    run = tmp_path / "mean"
+    done = fptt("train", "--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16",
+                "--max-batches", "2", "--epochs", "1", "--max-eval-batches", "1", "--eval-batch-size", "64",
+                "--decode", "mean", "--run-dir", str(run), "--no-plots", "--quiet")
+    assert done.returncode == 0, done.stderr
+    row, summary = _rows(run)[0], json.loads((run / "summary.json").read_text())
+    reads = json.loads((run / "test_reads.json").read_text())["reads"]
+    assert summary["test"]["decode"] == "mean" and reads[0]["decode"] == "mean"
+    by_default = json.loads(fptt("eval", str(run), "--json", "--quiet", "--max-batches", "1").stdout)
+    assert by_default["decode"] == "mean" and by_default["loss"] == pytest.approx(row["eval"]["loss"], rel=1e-5)
+    last = json.loads(fptt("eval", str(run), "--json", "--quiet", "--max-batches", "1", "--decode", "last").stdout)
+    assert last["decode"] == "last" and last["loss"] != pytest.approx(by_default["loss"], rel=1e-4)
+    refused = fptt("train", *TINY_ADD, "--run-dir", str(tmp_path / "add"), "--decode", "mean")
+    assert refused.returncode == 2 and "regression" in refused.stderr
+
+
 def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path):
     run = tmp_path / "long"
     args = ["train", "--task", "add", "--seq-len", "40", "--train-samples", "4000", "--test-samples", "16",

@@ -107,6 +107,13 @@ def test_a_method_that_conflicts_with_a_users_value_names_the_key():
         resolve_config({}, {"task": "mnist1d", "neuron": "alif", "method": "eprop", "readout_from": "membrane"})
 
 
+def test_decode_mean_is_refused_on_the_regression_task_and_defaults_to_last():
+    assert resolve_config({}, {"task": "mnist1d"}).decode in ("last", "mean")
+    assert TrainConfig.from_dict({"task": "smnist"}).decode == "last"  # an old config.json without the key
+    with pytest.raises(ConfigError, match="regression"):
+        resolve_config({}, {"task": "add", "decode": "mean"})
+
+
 def test_an_old_field_name_still_reads_with_a_deprecation_warning():
     config = resolve_config({}, {"task": "add"})
     with pytest.warns(DeprecationWarning, match="TrainConfig.threshold is now TrainConfig.baseline_threshold"):

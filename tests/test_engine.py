@@ -220,6 +220,66 @@ def test_evaluate_does_not_change_parameters_or_mode():
     assert metrics.samples == 4 and metrics.firing_rate is not None
 
 
+def _plain_step_outputs(model, x):
+    """(T, batch, classes): the model's output at every step, by a plain loop."""
+    state = model.init_state(x.shape[0], dtype=x.dtype)
+    outputs = []
+    for t in range(x.shape[1]):
+        output, state = model.step(x[:, t], state)
+        outputs.append(output)
+    return torch.stack(outputs)
+
+
+def test_decode_mean_scores_the_mean_of_the_steps_class_probabilities():
+    x, y = _classification_batch(batch=6, steps=9)
+    model = _spiking_model().eval()
+    with torch.no_grad():
+        outputs = _plain_step_outputs(model, x)
+    mixture = outputs.softmax(dim=-1).mean(dim=0)  # (1/T) Σ_t softmax(y_t), written plainly
+    last, mean = evaluate(model, [(x, y)]), evaluate(model, [(x, y)], decode="mean")
+    assert last.loss == pytest.approx(float(F.cross_entropy(outputs[-1], y)), rel=1e-9)
+    assert last.accuracy == pytest.approx(float((outputs[-1].argmax(-1) == y).double().mean()))
+    assert mean.loss == pytest.approx(float(F.nll_loss(mixture.log(), y)), rel=1e-9)
+    assert mean.accuracy == pytest.approx(float((mixture.argmax(-1) == y).double().mean()))
+    assert mean.loss != pytest.approx(last.loss)  # the two decodings score different things here
+    assert mean.firing_rate == pytest.approx(last.firing_rate)
+
+
+def test_decode_mean_does_not_underflow_on_confident_steps():
+    class Confident(nn.Module):
+        """Scores of ±200: softmax underflows to 0 for the losing classes in float32."""
+
+        def init_state(self, batch_size, device=None, dtype=None):
+            return torch.zeros(batch_size, dtype=dtype)
+
+        def step(self, x, state):
+            return 200.0 * torch.stack([x[:, 0], -x[:, 0]], dim=-1), state
+
+    x = torch.ones(2, 5, 1)
+    y = torch.tensor([1, 1])  # the class every step is sure against
+    model = Confident()
+    model.register_parameter("unused", nn.Parameter(torch.zeros(1)))
+    metrics = evaluate(model, [(x, y)], decode="mean")
+    assert metrics.loss == pytest.approx(400.0, rel=1e-4) and metrics.accuracy == 0.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"decode": "max"}, "decode must be one of last, mean"),
+    ({"decode": "mean", "per_step_targets": True}, "one label per sequence"),
+])
+def test_bad_decodings_raise_clear_errors(kwargs, message):
+    x, y = _classification_batch()
+    with pytest.raises(ValueError, match=message):
+        evaluate(_spiking_model(), [(x, y)], **kwargs)
+
+
+def test_decode_mean_refuses_a_regression_loader():
+    model = SpikingRNN(2, 8, 1).double()
+    x, y = torch.rand(4, 10, 2, dtype=torch.float64), torch.rand(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="mse task"):
+        evaluate(model, [(x, y)], decode="mean")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [

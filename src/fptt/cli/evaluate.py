@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..spec.vocabulary import CHECKPOINTS, EVAL_SPLITS, EVAL_WITH
+from ..spec.vocabulary import CHECKPOINTS, DECODINGS, EVAL_SPLITS, EVAL_WITH
 from .argtypes import positive_int
 from .common import UsageError, add_common
 
@@ -27,6 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--with", dest="with_", choices=EVAL_WITH,
                           help="the running average W̄ (FPTT runs), the weights W, or the moving average W_ema "
                                "(runs trained with --eval-with ema); default: what the run evaluated with")
+    evaluate.add_argument("--decode", choices=DECODINGS,
+                          help="the class scores of a sequence: the final step's output (last) or the mean over "
+                               "the steps of its class probabilities (mean); default: the run's decode")
     evaluate.add_argument("--which", choices=CHECKPOINTS, default="last", help="checkpoint of a run folder")
     evaluate.add_argument("--max-batches", type=positive_int, help="at most N batches")
     evaluate.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
@@ -73,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
     size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)
     loader = DataLoader(dataset, batch_size=size, shuffle=False)
     device = next(model.parameters()).device
+    decode = args.decode or config.decode
+    if decode == "mean" and config.task == "add":
+        raise UsageError("--decode mean averages class probabilities; the adding task is a regression")
     with evaluation_rng(config.seed, device):
         metrics = evaluate(model, loader, max_batches=args.max_batches,
-                           progress=(not args.quiet) and sys.stderr.isatty())
-    result = {"checkpoint_epoch": payload["epoch"], "split": split, "with": used, **metrics.to_dict()}
+                           progress=(not args.quiet) and sys.stderr.isatty(), decode=decode)
+    result = {"checkpoint_epoch": payload["epoch"], "split": split, "with": used, "decode": decode,
+              **metrics.to_dict()}
     result.pop("extra", None)
     if is_final_split(config, split):
         run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent
@@ -84,14 +91,15 @@ def run(args: argparse.Namespace) -> int:
         scores = {key: result[key] for key in ("loss", "accuracy", "mse", "samples") if key in result}
         result["test_reads"] = record_test_read(run_dir, {
             "by": "fptt eval", "split": split, "checkpoint": checkpoint, "epoch": payload["epoch"], "with": used,
-            "metrics": scores})
+            "decode": decode, "metrics": scores})
         if not args.quiet:
             print(f"note: read {result['test_reads']} of this run's {split} split (counted in {run_dir}/test_reads.json)",
                   file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{config.task} {config.method} (epoch {payload['epoch']}, {result['with']}) on {split}: "
+        decoded = "" if decode == "last" else ", decode mean"
+        print(f"{config.task} {config.method} (epoch {payload['epoch']}, {result['with']}{decoded}) on {split}: "
               f"loss {metrics.loss:.4f}  {metrics.samples} samples  {metrics.seconds:.1f}s")
         # the score alone on the last line, for scripts: `fptt eval RUN | tail -1`
         print(f"accuracy {metrics.accuracy:.6f}" if metrics.accuracy is not None else f"mse {metrics.mse:.6f}")

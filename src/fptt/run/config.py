@@ -38,6 +38,7 @@ from ..spec.schema import ConfigError, Section, non_negative, positive, setting
 from ..spec.vocabulary import (
     CONV_GATES,
     CONV_LAYER_PATTERN,
+    DECODINGS,
     EVAL_WITH,
     FEEDBACKS,
     FIXED_TAU_NEURONS,
@@ -212,6 +213,10 @@ class TrainingSettings(Section):
     update_points: Optional[int] = setting(None, "updates per sequence instead of k (the adding task's K)",
                                            kind="int", check=_positive_int)
     weighting: str = setting("linear", "loss weight w_t over the steps", choices=WEIGHTINGS)
+    decode: str = setting("last", "the class scores of a sequence in every evaluation (validation, checkpoint_best, "
+                          "the test read): the final step's output, or mean: log of the mean over the steps of "
+                          "its class probabilities, (1/T) Σ_t softmax(y_t) (classification; the training "
+                          "accuracy stays the final step's)", choices=DECODINGS)
     loss_steps: str = setting("every", "steps of a window that enter the loss", choices=LOSS_STEPS)
     clip_grad_norm: Optional[float] = setting(None, "gradient-norm clipping (unset: none)", kind="float",
                                               check=check_clip)
@@ -462,8 +467,14 @@ def _rule_trace_method(config: TrainConfig) -> None:
                              feedback=config.training.feedback, distributed=config.compute.distributed)
 
 
+def _rule_decode(config: TrainConfig) -> None:
+    if config.training.decode == "mean" and config.task == "add":
+        raise ConfigError("decode mean averages class probabilities over the steps; the adding task is a regression "
+                          "(its score is the final step's output): leave decode at last")
+
+
 _RULES: tuple[Callable[[TrainConfig], None], ...] = (_rule_conv, _rule_neuron_options, _rule_window,
-                                                     _rule_trace_method)
+                                                     _rule_trace_method, _rule_decode)
 
 
 # ---------------------------------------------------------------------------------- keys and files

@@ -410,7 +410,8 @@ class Trainer:
 
     def evaluate(self, dataset: Optional[Dataset] = None, with_: Optional[str] = None) -> EpochMetrics:
         """Evaluate on ``dataset`` (default the run's validation split) with W̄, W or W_ema
-        (``with_``: ``average``, ``weights`` or ``ema``; default the run's ``eval_with``)."""
+        (``with_``: ``average``, ``weights`` or ``ema``; default the run's ``eval_with``), scored by
+        the run's ``decode``."""
         dataset = dataset if dataset is not None else self.eval_set
         if dataset is None:
             raise ValueError("this run holds no validation split (validation_samples 0): pass the dataset to evaluate")
@@ -424,7 +425,7 @@ class Trainer:
             context = self.weight_average.applied()
         with context, evaluation_rng(self.config.seed, self.device):
             return evaluate(self.model, self.eval_loader(dataset), max_batches=self.config.max_eval_batches,
-                            progress=self.progress, description="eval")
+                            progress=self.progress, description="eval", decode=self.config.decode)
 
     def _train_one_epoch(self, epoch: int) -> tuple[EpochMetrics, EpochBatches]:
         config = self.config
@@ -633,12 +634,13 @@ class Trainer:
             dataset = self.test_set if self.test_set is not None else build_dataset(self.config, split)
             metrics = _metrics_dict(self.evaluate(dataset))
             read = {"by": "fptt train", "split": split, "checkpoint": LAST, "epoch": done,
-                    "with": self._evaluated_with(), "metrics": metrics}
+                    "with": self._evaluated_with(), "decode": self.config.decode, "metrics": metrics}
             read["read"] = record_test_read(self.run_dir, read) if self.is_main else 1
             metric = "accuracy" if metrics.get("accuracy") is not None else "mse"
             self.log(f"{split} {metric} {metrics[metric]:.4f} (the final weights, epoch {done}; read {read['read']} "
                      f"of this run's {split} split, counted in test_reads.json)")
-        return {"split": read["split"], "epoch": done, "with": read["with"], "reads": read["read"], **read["metrics"]}
+        return {"split": read["split"], "epoch": done, "with": read["with"], "decode": read.get("decode", "last"),
+                "reads": read["read"], **read["metrics"]}
 
     def _epoch_line(self, row: dict[str, Any]) -> str:
         train, evaluation = row["train"], row.get("eval")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "EVENT_TASKS", "NEURONS", "BASELINE_CELLS", "MODELS", "READOUTS", "READOUT_INPUTS", "NORMS", "SYNAPSE_INITS",
            "INITIAL_STATES", "RESETS", "METHODS", "TRACE_METHODS", "FIXED_TAU_NEURONS", "TRACE_NEURONS", "TRACE_READOUTS",
-           "FEEDBACKS", "WEIGHTINGS", "LOSSES",
+           "FEEDBACKS", "WEIGHTINGS", "DECODINGS", "LOSSES",
            "LOSS_STEPS", "ON_NONFINITE", "OPTIMIZERS", "SCHEDULES", "SCHEDULE_UNITS", "EVAL_WITH", "EXPORT_FORMATS",
            "NIR_DISCRETIZATIONS", "LOGGERS", "CONV_GATES", "CONV_LAYER_PATTERN", "SPLITS", "EVAL_SPLITS", "CHECKPOINTS",
            "BENCHMARKS",
@@ -36,6 +36,9 @@ TRACE_NEURONS = FIXED_TAU_NEURONS
 TRACE_READOUTS = ("fixed", "linear")
 FEEDBACKS = ("symmetric", "random")  # e-prop's feedback matrix B: W_o, or fixed random
 WEIGHTINGS = ("linear", "uniform", "last")
+# the class scores of a sequence at evaluation (fptt.training.engine.evaluate): the final step's output, or
+# the mean over the steps of its class probabilities
+DECODINGS = ("last", "mean")
 LOSSES = ("auto", "cross_entropy", "mse")
 LOSS_STEPS = ("every", "window_end")
 ON_NONFINITE = ("stop", "skip")

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..models.protocol import check_first_step, check_stateful_model
 from ..optim import FPTT
 from ..spec.rules import check_window
-from ..spec.vocabulary import FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
+from ..spec.vocabulary import DECODINGS, FEEDBACKS, LOSS_STEPS, METHODS, TRACE_METHODS, WEIGHTINGS
 from .batches import LossFn, StepInputs, loader_length, prepared_batches, progress_bar
 from .metrics import Accumulator, EpochMetrics, firing_rate
 from .window import WindowUpdate
@@ -410,11 +410,26 @@ def evaluate(
     max_batches: Optional[int] = None,
     progress: bool = False,
     description: str = "eval",
+    decode: str = "last",
 ) -> EpochMetrics:
-    """Run ``model`` over ``loader`` without gradients; metrics on the final step's output.
+    r"""Run ``model`` over ``loader`` without gradients; loss and accuracy on the decoded scores.
+
+    ``decode="last"``: the scores are the final step's output :math:`y_T`. ``decode="mean"``
+    (classification with one label per sequence): the log of the mean over the steps of the class
+    probabilities,
+
+    .. math:: \hat y = \log \frac{1}{T} \sum_{t=1}^{T} \mathrm{softmax}(y_t),
+
+    so that the loss is the cross-entropy of that mixture and the prediction its argmax: every step
+    votes, as every step is trained to under a uniform loss weighting.
 
     To evaluate with FPTT's running average W̄, wrap the call: ``with optimizer.averaged(): ...``.
     """
+    if decode not in DECODINGS:
+        raise ValueError(f"decode must be one of {', '.join(DECODINGS)}, got {decode!r}")
+    if decode == "mean" and per_step_targets:
+        raise ValueError("decode='mean' scores one label per sequence; with per_step_targets every step has its "
+                         "own target: use decode='last'")
     check_stateful_model(model)
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
@@ -430,11 +445,21 @@ def evaluate(
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
             if inputs.seq_len:
                 check_first_step(model, inputs[0], state)
+            if decode == "mean" and loss_fn.kind != "cross_entropy":
+                raise ValueError(f"decode='mean' averages class probabilities; this loader's targets make a "
+                                 f"{loss_fn.kind} task: use decode='last'")
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
+            log_probability_sum: Optional[Tensor] = None  # log Σ_t softmax(y_t), kept in logs: no underflow
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)
+                if decode == "mean":
+                    log_probabilities = output.log_softmax(dim=-1)
+                    log_probability_sum = (log_probabilities if log_probability_sum is None
+                                           else torch.logaddexp(log_probability_sum, log_probabilities))
                 if rate_sum is not None:
                     rate_sum += firing_rate(model, state)  # type: ignore[arg-type]  # a model with firing_rates
+            if log_probability_sum is not None:
+                output = log_probability_sum - math.log(inputs.seq_len)
             accumulator.add_batch(output, y, loss_fn, rate_sum, inputs.seq_len, per_step_targets)
     finally:
         model.train(was_training)

@@ -17,7 +17,8 @@ __all__ = ["EpochMetrics", "Accumulator", "firing_rate"]
 @dataclass
 class EpochMetrics:
     """What one pass over a loader measured. ``loss`` and ``accuracy``/``mse`` are computed on the
-    final step's output (the prediction a user reads), averaged over sequences."""
+    final step's output (the prediction a user reads), averaged over sequences; an evaluation with
+    ``decode="mean"`` scores the mean of the steps' class probabilities instead."""
 
     loss: float
     accuracy: Optional[float]
