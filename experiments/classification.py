@@ -413,6 +413,10 @@ def run_dir(name: str) -> Path:
 
 def command(name: str) -> list[str]:
     task, flags, _ = RUNS[name]
+    if task == "mnist1d" and "--decode" not in flags:
+        # defined before the MNIST-1D LTC default became --decode mean (RESULTS §10.8): they scored the final
+        # step, and pinning it keeps their commands reproducing their records (a no-op for the other neurons)
+        flags = [*flags, "--decode", "last"]
     return [FPTT, "train", *TASKS[task], *flags, *COMMON, "--run-dir", str(run_dir(name))]
 
 
@@ -653,7 +657,7 @@ def pairs(stem_a: str, stem_b: str, metric: str = "test") -> str:
     test = statistics.paired_t_test(first, second)
     lines.append(f"  mean difference {test.mean_difference * 100:+.2f} points (sample std of the differences "
                  f"{test.std_difference * 100:.2f}), t = {test.t:.3f} with {test.n - 1} degrees of freedom, "
-                 f"two-sided p = {test.p_value:.4f}")
+                 f"two-sided p = {test.p_value:.4f}" + (f" ({test.p_value:.1e})" if test.p_value < 1e-4 else ""))
     lines.append(f"  verdict on \"{stem_a} beats {stem_b}\" (paired t-test, p < 0.05): "
                  f"{statistics.verdict(first, second)}")
     return "\n".join(lines)

@@ -107,11 +107,17 @@ def test_a_method_that_conflicts_with_a_users_value_names_the_key():
         resolve_config({}, {"task": "mnist1d", "neuron": "alif", "method": "eprop", "readout_from": "membrane"})
 
 
-def test_decode_mean_is_refused_on_the_regression_task_and_defaults_to_last():
-    assert resolve_config({}, {"task": "mnist1d"}).decode in ("last", "mean")
+def test_decode_defaults_and_refusals():
     assert TrainConfig.from_dict({"task": "smnist"}).decode == "last"  # an old config.json without the key
     with pytest.raises(ConfigError, match="regression"):
         resolve_config({}, {"task": "add", "decode": "mean"})
+    # MNIST-1D's LTC default is decode mean; a user's weighting last (only the final step trained) replaces it,
+    # and asking for both is refused
+    assert resolve_config({}, {"task": "mnist1d"}).decode == "mean"
+    assert resolve_config({}, {"task": "mnist1d", "model": "gru"}).decode == "last"
+    assert resolve_config({}, {"task": "mnist1d", "weighting": "last"}).decode == "last"
+    with pytest.raises(ConfigError, match="weighting last trains only the final step"):
+        resolve_config({}, {"task": "mnist1d", "weighting": "last", "decode": "mean"})
 
 
 def test_an_old_field_name_still_reads_with_a_deprecation_warning():

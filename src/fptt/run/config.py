@@ -468,9 +468,14 @@ def _rule_trace_method(config: TrainConfig) -> None:
 
 
 def _rule_decode(config: TrainConfig) -> None:
-    if config.training.decode == "mean" and config.task == "add":
+    if config.training.decode != "mean":
+        return
+    if config.task == "add":
         raise ConfigError("decode mean averages class probabilities over the steps; the adding task is a regression "
                           "(its score is the final step's output): leave decode at last")
+    if config.training.weighting == "last":
+        raise ConfigError("decode mean averages the predictions of every step, but weighting last trains only the "
+                          "final step's: use decode last, or a weighting that trains every step (uniform, linear)")
 
 
 _RULES: tuple[Callable[[TrainConfig], None], ...] = (_rule_conv, _rule_neuron_options, _rule_window,
@@ -608,8 +613,9 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
     (``k`` / ``update_points``) given by the file or the flags replaces the task's or the preset's
     window, as does ``method="online"`` (which updates at every step); and for e-prop/OSTL the
     method's requirements (:data:`fptt.spec.rules.TRACE_REQUIREMENTS`) replace task and preset
-    values that conflict with them. A user's value that conflicts with the method is a
-    :class:`ConfigError` naming the key."""
+    values that conflict with them; ``weighting="last"`` (only the final step is trained) replaces a
+    task's or preset's ``decode="mean"`` with ``"last"``. A user's value that conflicts with the method
+    (or ``decode="mean"`` with ``weighting="last"``) is a :class:`ConfigError` naming the key."""
     user = {**flatten(file_values or {}, "config file"), **flatten(flag_values or {}, "command line")}
     task = user.get("task", TrainConfig.task)
     if task not in TASKS:
@@ -630,6 +636,8 @@ def resolve_config(file_values: Optional[Mapping[str, Any]] = None,
             allowed = TRACE_READOUTS if key == "readout" else (required,)
             if lower.get(key, getattr(NetworkSettings, key)) not in allowed:
                 lower[key] = required
+    if user.get("weighting") == "last" and "decode" not in user:
+        lower.pop("decode", None)
     return TrainConfig.from_dict({**lower, **user, "task": task})
 
 
