@@ -121,6 +121,9 @@ def test_a_run_decoded_by_the_mean_is_evaluated_tested_and_recorded_so(tmp_path)
     assert last["decode"] == "last" and last["loss"] != pytest.approx(by_default["loss"], rel=1e-4)
     refused = fptt("train", *TINY_ADD, "--run-dir", str(tmp_path / "add"), "--decode", "mean")
     assert refused.returncode == 2 and "regression" in refused.stderr
+    assert fptt("train", *TINY_ADD, "--run-dir", str(tmp_path / "add"), "--quiet").returncode == 0
+    refused = fptt("eval", str(tmp_path / "add"), "--decode", "mean")
+    assert refused.returncode == 2 and "regression" in refused.stderr
 
 
 def test_sigint_saves_a_checkpoint_and_resume_finishes(tmp_path):

@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     size = args.batch_size or config.eval_batch_size or max(config.batch_size, 256)
     loader = DataLoader(dataset, batch_size=size, shuffle=False)
     device = next(model.parameters()).device
-    decode = args.decode or config.decode
-    if decode == "mean" and config.task == "add":
-        raise UsageError("--decode mean averages class probabilities; the adding task is a regression")
+    if args.decode:
+        config = config.updated(decode=args.decode)  # refused (a ConfigError) where the run cannot be decoded so
+    decode = config.decode
     with evaluation_rng(config.seed, device):
         metrics = evaluate(model, loader, max_batches=args.max_batches,
                            progress=(not args.quiet) and sys.stderr.isatty(), decode=decode)
