@@ -17,6 +17,9 @@ import torch
 
 TINY_ADD = ["--task", "add", "--seq-len", "12", "--train-samples", "64", "--test-samples", "32",
             "--batch-size", "16", "--hidden", "16", "--max-batches", "2", "--epochs", "1", "--no-plots"]
+# S-MNIST-196 on the bundled MNIST-10k: 2 training batches of 16, one evaluation batch
+TINY_SMNIST = ["--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16", "--max-batches", "2",
+               "--epochs", "1", "--max-eval-batches", "1", "--no-plots", "--quiet"]
 
 
 def _env() -> dict:
@@ -95,9 +98,7 @@ def test_a_run_that_evaluates_with_the_moving_average_is_evaluated_and_tested_wi
 
 def test_train_on_mnist10k_tiny(tmp_path):
     run = tmp_path / "mnist"
-    done = fptt("train", "--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16",
-                "--max-batches", "2", "--epochs", "1", "--max-eval-batches", "1", "--eval-batch-size", "32",
-                "--method", "bptt", "--run-dir", str(run), "--no-plots", "--quiet")
+    done = fptt("train", *TINY_SMNIST, "--eval-batch-size", "32", "--method", "bptt", "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # --quiet
     row = _rows(run)[0]
@@ -108,9 +109,7 @@ def test_train_on_mnist10k_tiny(tmp_path):
 
 def test_a_run_decoded_by_the_mean_is_evaluated_tested_and_recorded_so(tmp_path):
     run = tmp_path / "mean"
-    done = fptt("train", "--task", "smnist", "--downsample", "14", "--hidden", "16", "--batch-size", "16",
-                "--max-batches", "2", "--epochs", "1", "--max-eval-batches", "1", "--eval-batch-size", "64",
-                "--decode", "mean", "--run-dir", str(run), "--no-plots", "--quiet")
+    done = fptt("train", *TINY_SMNIST, "--eval-batch-size", "64", "--decode", "mean", "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
     row, summary = _rows(run)[0], json.loads((run / "summary.json").read_text())
     reads = json.loads((run / "test_reads.json").read_text())["reads"]
