@@ -111,10 +111,12 @@ def test_decode_defaults_and_refusals():
     assert TrainConfig.from_dict({"task": "smnist"}).decode == "last"  # an old config.json without the key
     with pytest.raises(ConfigError, match="regression"):
         resolve_config({}, {"task": "add", "decode": "mean"})
-    # MNIST-1D's LTC default is decode mean; a user's weighting last (only the final step trained) replaces it,
+    # MNIST-1D's LTC (BRF, ALIF) default is decode mean; a user's weighting last (only the final step trained) replaces it,
     # and asking for both is refused
     assert resolve_config({}, {"task": "mnist1d"}).decode == "mean"
     assert resolve_config({}, {"task": "mnist1d", "model": "gru"}).decode == "last"
+    assert [resolve_config({}, {"task": "mnist1d", "neuron": neuron}).decode
+            for neuron in ("alif", "brf", "lif")] == ["mean", "mean", "last"]
     assert resolve_config({}, {"task": "mnist1d", "weighting": "last"}).decode == "last"
     with pytest.raises(ConfigError, match="weighting last trains only the final step"):
         resolve_config({}, {"task": "mnist1d", "weighting": "last", "decode": "mean"})

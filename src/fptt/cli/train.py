@@ -53,7 +53,7 @@ def _where_tasks_change(name: str, default: Any) -> str:
     """``; add, dvsgesture: 0.5; alif/lif on mnist1d: 0.01``: the tasks whose values replace the
     declared default (for their own network), then the neurons whose regime changes the task's."""
     from ..run.presets import task_neuron, task_values
-    from ..spec.vocabulary import FIXED_TAU_NEURONS, TASKS
+    from ..spec.vocabulary import MODELS, TASKS
 
     plain = _shown(default)
     by_task: dict[str, list[str]] = {}
@@ -62,7 +62,7 @@ def _where_tasks_change(name: str, default: Any) -> str:
         own = _shown(task_values(task).get(name, default))
         if own != plain:
             by_task.setdefault(own, []).append(task)
-        for neuron in FIXED_TAU_NEURONS if name != "neuron" else ():
+        for neuron in MODELS if name != "neuron" else ():
             value = _shown(task_values(task, neuron).get(name, default))
             if neuron != task_neuron(task) and value != own:
                 by_neuron.setdefault((value, neuron), []).append(task)
