@@ -430,6 +430,7 @@ def evaluate(
     if decode == "mean" and per_step_targets:
         raise ValueError("decode='mean' scores one label per sequence; with per_step_targets every step has its "
                          "own target: use decode='last'")
+    averaged = decode == "mean"
     check_stateful_model(model)
     device = _model_device(model)
     dtype = next(model.parameters()).dtype
@@ -445,14 +446,14 @@ def evaluate(
             state = model.init_state(inputs.batch_size, device=device, dtype=dtype)
             if inputs.seq_len:
                 check_first_step(model, inputs[0], state)
-            if decode == "mean" and loss_fn.kind != "cross_entropy":
+            if averaged and loss_fn.kind != "cross_entropy":
                 raise ValueError(f"decode='mean' averages class probabilities; this loader's targets make a "
                                  f"{loss_fn.kind} task: use decode='last'")
             rate_sum = torch.zeros((), device=device) if hasattr(model, "firing_rates") else None
             log_probability_sum: Optional[Tensor] = None  # log Σ_t softmax(y_t), kept in logs: no underflow
             for t in range(inputs.seq_len):
                 output, state = model.step(inputs[t], state)
-                if decode == "mean":
+                if averaged:
                     log_probabilities = output.log_softmax(dim=-1)
                     log_probability_sum = (log_probabilities if log_probability_sum is None
                                            else torch.logaddexp(log_probability_sum, log_probabilities))
